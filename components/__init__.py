@@ -1,0 +1,1 @@
+"""Reusable Pulumi components that put a Prefect worker on ECS Fargate."""

@@ -1,0 +1,132 @@
+"""AgentRoles: the worker task's two IAM roles, each scoped to this stack's resources.
+
+- execution role (used by ECS to start the task): pull from this one ECR repository, write to this
+  one log group, read this one secret;
+- task role (used by the worker and its flow runs): list and read the flow bucket.
+Both are trusted by `ecs-tasks.amazonaws.com` from this account only. No managed policies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+ECS_TASKS = "ecs-tasks.amazonaws.com"
+Statement = dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentRolesArgs:
+    """ARNs of the resources the roles may touch."""
+
+    repository_arn: pulumi.Input[str]
+    log_group_name: str  # created by AgentService; named up front so neither waits for the other
+    secret_arn: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+
+
+def ecs_tasks_trust(
+    account_id: pulumi.Input[str], partition: pulumi.Input[str], region: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """Trust ECS tasks of this account only (the confused-deputy guard AWS recommends)."""
+    return pulumi.Output.json_dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": ECS_TASKS},
+                    "Action": "sts:AssumeRole",
+                    "Condition": {
+                        "StringEquals": {"aws:SourceAccount": account_id},
+                        "ArnLike": {
+                            "aws:SourceArn": pulumi.Output.format(
+                                "arn:{0}:ecs:{1}:{2}:*", partition, region, account_id
+                            )
+                        },
+                    },
+                }
+            ],
+        }
+    )
+
+
+def policy_document(*statements: Statement) -> pulumi.Output[str]:
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def execution_statements(args: AgentRolesArgs, log_group_arn: pulumi.Input[str]) -> list[Statement]:
+    return [
+        # GetAuthorizationToken is account-wide: AWS does not accept a resource for it.
+        {"Sid": "EcrToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+        {
+            "Sid": "EcrPull",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+            "Resource": args.repository_arn,
+        },
+        {
+            "Sid": "Logs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": pulumi.Output.concat(log_group_arn, ":log-stream:*"),
+        },
+        {"Sid": "ApiKey", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": args.secret_arn},
+    ]
+
+
+def bucket_read_statements(bucket_arn: pulumi.Input[str]) -> list[Statement]:
+    return [
+        {"Sid": "ListFlowBucket", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn},
+        {
+            "Sid": "ReadFlowCode",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": pulumi.Output.concat(bucket_arn, "/*"),
+        },
+    ]
+
+
+class AgentRoles(pulumi.ComponentResource):
+    """Execution role and task role for the worker's ECS task."""
+
+    execution_role: aws.iam.Role
+    """Role ECS uses to pull the image, write logs and read the API key."""
+    task_role: aws.iam.Role
+    """Role the worker process runs as."""
+
+    def __init__(self, name: str, args: AgentRolesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("prefect-fargate:iam:AgentRoles", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        partition = aws.get_partition_output(opts=invoke).partition
+        region = aws.get_region_output(opts=invoke).region
+        trust = ecs_tasks_trust(account, partition, region)
+        log_group_arn = pulumi.Output.format(
+            "arn:{0}:logs:{1}:{2}:log-group:{3}", partition, region, account, args.log_group_name
+        )
+
+        self.execution_role = aws.iam.Role(f"{name}-execution", assume_role_policy=trust, opts=child)
+        aws.iam.RolePolicy(
+            f"{name}-execution-policy",
+            role=self.execution_role.id,
+            policy=policy_document(*execution_statements(args, log_group_arn)),
+            opts=child,
+        )
+        self.task_role = aws.iam.Role(f"{name}-task", assume_role_policy=trust, opts=child)
+        aws.iam.RolePolicy(
+            f"{name}-task-policy",
+            role=self.task_role.id,
+            policy=policy_document(*bucket_read_statements(args.bucket_arn)),
+            opts=child,
+        )
+        self.register_outputs(
+            {
+                "execution_role_arn": self.execution_role.arn,
+                "task_role_arn": self.task_role.arn,
+            }
+        )

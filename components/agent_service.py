@@ -1,0 +1,186 @@
+"""AgentService: the ECS cluster, log group, task definition and service that run the worker.
+
+Needs the digest-pinned image, the two roles, the version-pinned API key reference and the
+network. The container runs `prefect worker start` directly (no shell), so SIGTERM from ECS
+reaches the worker through the image's tini entrypoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.config import TaskSize
+
+CONTAINER_NAME = "prefect-worker"
+HEALTH_PORT = 8080  # the worker's /health, bound to loopback: only the container's own probe reads it
+STOP_TIMEOUT_SECONDS = 30
+# The prefecthq/prefect image has no curl or wget: probe the worker's /health with python.
+HEALTH_PROBE = (
+    "import sys, urllib.request; "
+    f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{HEALTH_PORT}/health', timeout=5).status == 200 else 1)"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentServiceArgs:
+    """What the ECS service needs from the other components."""
+
+    image: pulumi.Input[str]  # digest-pinned image reference
+    execution_role_arn: pulumi.Input[str]
+    task_role_arn: pulumi.Input[str]
+    api_key_value_from: pulumi.Input[str]  # a Secrets Manager `valueFrom`, never the key
+    prefect_api_url: str
+    work_pool: str
+    log_level: str
+    log_group_name: str
+    log_retention_days: int
+    size: TaskSize
+    cpu_architecture: str
+    desired_count: int
+    subnet_ids: pulumi.Input[list[str]]
+    security_group_ids: pulumi.Input[list[str]]
+    assign_public_ip: bool
+
+
+def worker_command(work_pool: str) -> list[str]:
+    """The worker's command line, run without a shell."""
+    return [
+        "prefect",
+        "worker",
+        "start",
+        "--pool",
+        work_pool,
+        "--type",
+        "process",
+        "--with-healthcheck",
+        "--install-policy",
+        "never",
+    ]
+
+
+def worker_container(
+    *,
+    image: str,
+    api_key_value_from: str,
+    prefect_api_url: str,
+    work_pool: str,
+    log_level: str,
+    log_group_name: str,
+    region: str,
+) -> dict[str, Any]:
+    """The worker's container definition, as ECS's RegisterTaskDefinition takes it."""
+    return {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "essential": True,
+        "command": worker_command(work_pool),
+        "environment": [
+            {"name": "PREFECT_API_URL", "value": prefect_api_url},
+            {"name": "PREFECT_LOGGING_LEVEL", "value": log_level},
+            {"name": "PREFECT_WORKER_WEBSERVER_HOST", "value": "127.0.0.1"},
+            {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": str(HEALTH_PORT)},
+        ],
+        "secrets": [{"name": "PREFECT_API_KEY", "valueFrom": api_key_value_from}],
+        "healthCheck": {
+            "command": ["CMD", "python", "-c", HEALTH_PROBE],
+            "interval": 30,
+            "timeout": 10,
+            "retries": 3,
+            "startPeriod": 60,
+        },
+        "stopTimeout": STOP_TIMEOUT_SECONDS,
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": log_group_name,
+                "awslogs-region": region,
+                "awslogs-stream-prefix": "worker",
+            },
+        },
+    }
+
+
+class AgentService(pulumi.ComponentResource):
+    """ECS cluster, log group, task definition and service for one Prefect worker."""
+
+    cluster: aws.ecs.Cluster
+    """The ECS cluster."""
+    log_group: aws.cloudwatch.LogGroup
+    """The worker's CloudWatch log group."""
+    task_definition: aws.ecs.TaskDefinition
+    """The worker's task definition; a new revision per image, key or setting change."""
+    service: aws.ecs.Service
+    """The ECS service keeping `desired_count` workers running."""
+
+    def __init__(self, name: str, args: AgentServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("prefect-fargate:ecs:AgentService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+
+        self.cluster = aws.ecs.Cluster(f"{name}-cluster", opts=child)
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs", name=args.log_group_name, retention_in_days=args.log_retention_days, opts=child
+        )
+        container_definitions = pulumi.Output.all(
+            image=args.image, value_from=args.api_key_value_from, log_group=self.log_group.name, region=region
+        ).apply(
+            lambda v: json.dumps(
+                [
+                    worker_container(
+                        image=v["image"],
+                        api_key_value_from=v["value_from"],
+                        prefect_api_url=args.prefect_api_url,
+                        work_pool=args.work_pool,
+                        log_level=args.log_level,
+                        log_group_name=v["log_group"],
+                        region=v["region"],
+                    )
+                ]
+            )
+        )
+        self.task_definition = aws.ecs.TaskDefinition(
+            f"{name}-task",
+            family=name,
+            cpu=str(args.size.cpu),
+            memory=str(args.size.memory),
+            network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"],
+            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+                operating_system_family="LINUX", cpu_architecture=args.cpu_architecture
+            ),
+            execution_role_arn=args.execution_role_arn,
+            task_role_arn=args.task_role_arn,
+            container_definitions=container_definitions,
+            opts=child,
+        )
+        self.service = aws.ecs.Service(
+            f"{name}-svc",
+            cluster=self.cluster.arn,
+            task_definition=self.task_definition.arn,
+            desired_count=args.desired_count,
+            launch_type="FARGATE",
+            platform_version="LATEST",
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=args.subnet_ids,
+                security_groups=args.security_group_ids,
+                assign_public_ip=args.assign_public_ip,
+            ),
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
+            propagate_tags="SERVICE",
+            enable_ecs_managed_tags=True,
+            wait_for_steady_state=True,
+            opts=child,
+        )
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster.name,
+                "service_name": self.service.name,
+                "task_definition_arn": self.task_definition.arn,
+                "log_group_name": self.log_group.name,
+            }
+        )

@@ -1,0 +1,328 @@
+"""The stack's configuration, read once and validated in one place.
+
+Every problem is collected and reported together, before any resource is registered, with the key,
+the bad value, what is allowed and the `pulumi config set` command that fixes it. The API key's
+value never appears in a message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import pulumi
+
+NAMESPACE = "prefect-fargate"
+PREFECT_CLOUD_API = "https://api.prefect.cloud/api"
+
+# Fargate's accepted cpu -> memory (MiB) pairs (Linux, platform 1.4.0):
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
+FARGATE_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
+}
+
+# Values CloudWatch Logs accepts for a retention policy, "never expire" left out on purpose:
+# https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html
+LOG_RETENTION_DAYS: tuple[int, ...] = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+CPU_ARCHITECTURES = {"X86_64": "linux/amd64", "ARM64": "linux/arm64"}
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_PREFECT_VERSION = re.compile(r"^3\.\d+\.\d+$")
+_WORK_POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_AWS_ID = {prefix: re.compile(rf"^{prefix}-[0-9a-f]{{8}}([0-9a-f]{{9}})?$") for prefix in ("vpc", "subnet", "sg")}
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack configuration; RunError makes Pulumi print the message without a traceback."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSize:
+    """A Fargate cpu/memory pair that Fargate accepts."""
+
+    cpu: int = 512
+    memory: int = 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig:
+    """Where the worker runs; empty fields mean the account's default VPC and a new egress-only group."""
+
+    vpc_id: str | None = None
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    assign_public_ip: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    """Everything the program needs from `pulumi config`, typed and validated."""
+
+    prefect_api_key: pulumi.Output[str]
+    prefect_api_url: str
+    work_pool: str = "fargate-pool"
+    prefect_version: str = "3.9.1"
+    size: TaskSize = field(default_factory=TaskSize)
+    cpu_architecture: str = "X86_64"
+    desired_count: int = 1
+    log_retention_days: int = 30
+    log_level: str = "INFO"
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+
+    @property
+    def docker_platform(self) -> str:
+        return CPU_ARCHITECTURES[self.cpu_architecture]
+
+
+def set_command(key: str, example: str, *, secret: bool = False) -> str:
+    """The exact command that sets `key`; lists use --path so the value keeps its array type."""
+    flag = "--secret " if secret else ""
+    return f"pulumi config set {flag}{NAMESPACE}:{key} {example}"
+
+
+class _Reader:
+    """Reads raw config strings and collects one message per bad key."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    @staticmethod
+    def raw(key: str) -> str | None:
+        value = pulumi.runtime.get_config(f"{NAMESPACE}:{key}")
+        return None if value in (None, "") else str(value)
+
+    def fail(self, key: str, problem: str, allowed: str, fix: str) -> None:
+        self.errors.append(f"{NAMESPACE}:{key}: {problem}. Allowed: {allowed}. Fix: {fix}")
+
+    def string(self, key: str, default: str, check: Callable[[str], bool], allowed: str, example: str) -> str:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if not check(value):
+            self.fail(key, f"{value!r} is not valid", allowed, set_command(key, example))
+            return default
+        return value
+
+    def integer(self, key: str, default: int, allowed: str, example: str) -> int:
+        value = self.raw(key)
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(key, f"{value!r} is not a whole number", allowed, set_command(key, example))
+            return default
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        self.fail(key, f"{value!r} is not a boolean", "true or false", set_command(key, str(default).lower()))
+        return default
+
+    def id_list(self, key: str, prefix: str) -> tuple[str, ...]:
+        """A list of AWS ids, set with `--path 'key[0]'` (a JSON array) or as a comma-separated string."""
+        value = self.raw(key)
+        if value is None:
+            return ()
+        example = f"{prefix}-0123456789abcdef0"
+        fix = f"pulumi config set --path '{NAMESPACE}:{key}[0]' {example}"
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = [part.strip() for part in value.split(",") if part.strip()]
+        items = parsed if isinstance(parsed, list) else [parsed]
+        bad = [item for item in items if not (isinstance(item, str) and _AWS_ID[prefix].match(item))]
+        if bad:
+            self.fail(key, f"{bad!r} are not {prefix} ids", f"a list of {prefix}-... ids", fix)
+            return ()
+        return tuple(items)
+
+
+def load_config() -> StackConfig:
+    """Read and validate the stack's config; raise ConfigError naming every bad key."""
+    r = _Reader()
+
+    api_key_name = f"{NAMESPACE}:prefectApiKey"
+    key_fix = set_command("prefectApiKey", "<your-prefect-api-key>", secret=True)
+    api_key = r.raw("prefectApiKey")
+    if api_key is None:
+        r.fail("prefectApiKey", "is not set", "a Prefect API key stored as a Pulumi secret", key_fix)
+    elif not pulumi.runtime.is_config_secret(api_key_name):
+        r.fail(
+            "prefectApiKey",
+            "is stored in plaintext in the stack file",
+            "a Pulumi secret only",
+            f"{key_fix}  (this re-stores it encrypted)",
+        )
+    elif api_key != api_key.strip() or any(ch.isspace() for ch in api_key):
+        r.fail("prefectApiKey", "contains whitespace (value not shown)", "the key exactly as Prefect shows it", key_fix)
+
+    api_url = _prefect_api_url(r)
+
+    work_pool = r.string(
+        "workPool",
+        "fargate-pool",
+        lambda v: bool(_WORK_POOL.match(v)),
+        "letters, digits, '-', '_', '.', up to 128 characters",
+        "fargate-pool",
+    )
+    prefect_version = r.string(
+        "prefectVersion",
+        "3.9.1",
+        lambda v: bool(_PREFECT_VERSION.match(v)),
+        "a Prefect 3 release such as 3.9.1 (Prefect 2 agents are not supported)",
+        "3.9.1",
+    )
+
+    cpu = r.integer("cpu", 512, "256, 512, 1024, 2048, 4096, 8192 or 16384", "512")
+    memory = r.integer("memory", 1024, "a memory size in MiB that Fargate pairs with cpu", "1024")
+    if cpu not in FARGATE_SIZES:
+        r.fail("cpu", f"{cpu} is not a Fargate cpu size", ", ".join(map(str, FARGATE_SIZES)), set_command("cpu", "512"))
+    elif memory not in FARGATE_SIZES[cpu]:
+        sizes = FARGATE_SIZES[cpu]
+        r.fail(
+            "memory",
+            f"{memory} MiB does not go with cpu {cpu}",
+            f"for cpu {cpu}: {sizes[0]} to {sizes[-1]} MiB in the steps Fargate allows ({', '.join(map(str, sizes))})",
+            set_command("memory", str(sizes[0])),
+        )
+
+    architecture = r.string(
+        "cpuArchitecture", "X86_64", lambda v: v in CPU_ARCHITECTURES, " or ".join(CPU_ARCHITECTURES), "ARM64"
+    )
+
+    desired_count = r.integer("desiredCount", 1, "0 to 100 worker tasks", "1")
+    if not 0 <= desired_count <= 100:
+        r.fail(
+            "desiredCount",
+            f"{desired_count} is out of range",
+            "0 to 100 worker tasks",
+            set_command("desiredCount", "1"),
+        )
+
+    retention = r.integer("logRetentionDays", 30, "a CloudWatch retention period", "30")
+    if retention not in LOG_RETENTION_DAYS:
+        r.fail(
+            "logRetentionDays",
+            f"{retention} is not a period CloudWatch accepts (logs must expire)",
+            ", ".join(map(str, LOG_RETENTION_DAYS)),
+            set_command("logRetentionDays", "30"),
+        )
+
+    log_level = r.string("logLevel", "INFO", lambda v: v in LOG_LEVELS, ", ".join(LOG_LEVELS), "INFO")
+
+    network = _network(r)
+
+    if r.errors:
+        raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
+    return StackConfig(
+        prefect_api_key=pulumi.Output.secret(api_key or ""),
+        prefect_api_url=api_url,
+        work_pool=work_pool,
+        prefect_version=prefect_version,
+        size=TaskSize(cpu=cpu, memory=memory),
+        cpu_architecture=architecture,
+        desired_count=desired_count,
+        log_retention_days=retention,
+        log_level=log_level,
+        network=network,
+    )
+
+
+def _prefect_api_url(r: _Reader) -> str:
+    """Exactly one of: prefectAccountId + prefectWorkspaceId (Prefect Cloud), or prefectApiUrl."""
+    account, workspace, url = r.raw("prefectAccountId"), r.raw("prefectWorkspaceId"), r.raw("prefectApiUrl")
+    uuid_fix = "a UUID from your Prefect Cloud URL (app.prefect.cloud/account/<account>/workspace/<workspace>)"
+    if url is not None and (account or workspace):
+        r.fail(
+            "prefectApiUrl",
+            "is set together with prefectAccountId/prefectWorkspaceId",
+            "either prefectApiUrl or the two Prefect Cloud ids, not both",
+            f"pulumi config rm {NAMESPACE}:prefectApiUrl  (or remove the ids)",
+        )
+        return ""
+    if url is not None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or "/api" not in parsed.path:
+            r.fail(
+                "prefectApiUrl",
+                f"{url!r} is not a Prefect API URL",
+                "the http(s) URL of a Prefect API, with its /api path",
+                set_command("prefectApiUrl", "https://prefect.example.com/api"),
+            )
+        return url.rstrip("/")
+    for key, value in (("prefectAccountId", account), ("prefectWorkspaceId", workspace)):
+        if value is None:
+            r.fail(
+                key,
+                "is not set (and prefectApiUrl is not set either)",
+                f"{uuid_fix}; or set prefectApiUrl instead",
+                set_command(key, "<uuid>"),
+            )
+        elif not _UUID.match(value.lower()):
+            r.fail(key, f"{value!r} is not a UUID", uuid_fix, set_command(key, "<uuid>"))
+    if account and workspace:
+        return f"{PREFECT_CLOUD_API}/accounts/{account.lower()}/workspaces/{workspace.lower()}"
+    return ""
+
+
+def _network(r: _Reader) -> NetworkConfig:
+    vpc_id = r.string("vpcId", "", lambda v: bool(_AWS_ID["vpc"].match(v)), "a vpc-... id", "vpc-0123456789abcdef0")
+    subnet_ids = r.id_list("subnetIds", "subnet")
+    security_group_ids = r.id_list("securityGroupIds", "sg")
+    assign_public_ip = r.boolean("assignPublicIp", True)
+    vpc_fix = set_command("vpcId", "vpc-0123456789abcdef0")
+    for key, given in (("subnetIds", subnet_ids), ("securityGroupIds", security_group_ids)):
+        if given and not vpc_id:
+            r.fail(key, "is set but vpcId is not", f"{key} together with the vpcId they belong to", vpc_fix)
+    if not vpc_id and not assign_public_ip:
+        r.fail(
+            "assignPublicIp",
+            "is false in the default VPC, whose subnets have no NAT: the worker could not reach ECR or the Prefect API",
+            "true in the default VPC; false only with vpcId and private subnetIds that route through a NAT",
+            set_command("assignPublicIp", "true"),
+        )
+    return NetworkConfig(
+        vpc_id=vpc_id or None,
+        subnet_ids=subnet_ids,
+        security_group_ids=security_group_ids,
+        assign_public_ip=assign_public_ip,
+    )
