@@ -58,6 +58,7 @@ def _digest(*parts: Any) -> str:
 class Resource:
     typ: str
     name: str
+    id: str
     inputs: dict[str, Any]  # as registered, secrets still wrapped
     outputs: dict[str, Any]
 
@@ -135,7 +136,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if not args.custom:  # components: nothing to answer
             return None, {}
         rid, outputs = _computed(args.typ, args.name, args.inputs)
-        self.resources.append(Resource(args.typ, args.name, args.inputs, outputs))
+        self.resources.append(Resource(args.typ, args.name, rid, args.inputs, outputs))
         return rid, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
@@ -171,14 +172,17 @@ class Run:
         return container
 
 
-def _configure(config: dict[str, str], secret_keys: list[str]) -> RecordingMocks:
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    pulumi.runtime.reset_options(project=PROJECT, stack=STACK)
+def set_stack_config(config: dict[str, str], secret_keys: list[str]) -> None:
+    """Stack config as the CLI hands it to the program: `project:key` names, secrets marked."""
     full = {f"{PROJECT}:{k}": v for k, v in config.items()}
     pulumi.runtime.set_all_config(full, [f"{PROJECT}:{k}" for k in secret_keys])
-    mocks = RecordingMocks()
+
+
+def _configure(config: dict[str, str], secret_keys: list[str], mocks: RecordingMocks) -> None:
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    pulumi.runtime.reset_options(project=PROJECT, stack=STACK)
+    set_stack_config(config, secret_keys)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False)
-    return mocks
 
 
 async def _resolve(outputs: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
@@ -193,20 +197,29 @@ async def _resolve(outputs: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
 
 
 def run_pulumi(
-    fn: Callable[[], Any], config: dict[str, str] | None = None, secret_keys: list[str] | None = None
+    fn: Callable[[], Any],
+    config: dict[str, str] | None = None,
+    secret_keys: list[str] | None = None,
+    mocks: RecordingMocks | None = None,
 ) -> Run:
-    """Run `fn` (which registers resources) under fresh mocks and wait for every resource."""
+    """Run `fn` (which registers resources) under fresh mocks and wait for every resource.
+
+    Pass your own `mocks` to inspect what was registered when `fn` raises.
+    """
     config = BASE_CONFIG if config is None else config
-    mocks = _configure(config, ["prefectApiKey"] if secret_keys is None else secret_keys)
+    mocks = RecordingMocks() if mocks is None else mocks
+    _configure(config, ["prefectApiKey"] if secret_keys is None else secret_keys, mocks)
     _sync_await(run_pulumi_func(fn))
     root = pulumi.runtime.get_root_resource()
     outputs, secret = _sync_await(_resolve(getattr(root, "outputs", None) or {}))
     return Run(mocks=mocks, outputs=outputs, secret_outputs=secret)
 
 
-def run_program(config: dict[str, str] | None = None, secret_keys: list[str] | None = None) -> Run:
+def run_program(
+    config: dict[str, str] | None = None, secret_keys: list[str] | None = None, mocks: RecordingMocks | None = None
+) -> Run:
     """Run the whole `__main__.py` with this stack config."""
-    return run_pulumi(lambda: runpy.run_path(str(ROOT / "__main__.py")), config, secret_keys)
+    return run_pulumi(lambda: runpy.run_path(str(ROOT / "__main__.py")), config, secret_keys, mocks)
 
 
 @pytest.fixture(scope="session")
@@ -215,19 +228,14 @@ def default_run() -> Run:
     return run_program()
 
 
-@pytest.fixture
-def walk_json() -> Callable[[Any], Iterator[str]]:
-    return _strings
-
-
-def _strings(value: Any) -> Iterator[str]:
+def strings_in(value: Any) -> Iterator[str]:
     """Every string inside a nested structure, for leak checks."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from _strings(k)
-            yield from _strings(v)
+            yield from strings_in(k)
+            yield from strings_in(v)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            yield from _strings(v)
+            yield from strings_in(v)

@@ -1,0 +1,72 @@
+"""AgentRoles: least privilege, read from the parsed policy documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import ACCOUNT, Run, run_pulumi
+
+from components.agent_roles import AgentRoles, AgentRolesArgs
+
+REPO_ARN = f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/agent"
+SECRET_ARN = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:key-AbC123"
+BUCKET_ARN = "arn:aws:s3:::flows-bucket"
+LOG_GROUP = "/prefect-fargate/test/prefect"
+
+
+@pytest.fixture(scope="module")
+def roles_run() -> Run:
+    args = AgentRolesArgs(
+        repository_arn=REPO_ARN, log_group_name=LOG_GROUP, secret_arn=SECRET_ARN, bucket_arn=BUCKET_ARN
+    )
+    return run_pulumi(lambda: AgentRoles("roles", args))
+
+
+def grants(run: Run, policy_name: str) -> dict[str, set[str]]:
+    """action -> resources it is allowed on, from one inline policy."""
+    document = run.one("aws:iam/rolePolicy:RolePolicy", policy_name).json_input("policy")
+    allowed: dict[str, set[str]] = {}
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement and "NotResource" not in statement
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for action in actions:
+            allowed.setdefault(action, set()).update(resources)
+    return allowed
+
+
+def test_execution_role_reaches_only_this_repo_log_group_and_secret(roles_run: Run) -> None:
+    assert grants(roles_run, "execution-policy") == {
+        "ecr:GetAuthorizationToken": {"*"},  # AWS accepts no resource for it
+        "ecr:BatchCheckLayerAvailability": {REPO_ARN},
+        "ecr:GetDownloadUrlForLayer": {REPO_ARN},
+        "ecr:BatchGetImage": {REPO_ARN},
+        "logs:CreateLogStream": {f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{LOG_GROUP}:log-stream:*"},
+        "logs:PutLogEvents": {f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{LOG_GROUP}:log-stream:*"},
+        "secretsmanager:GetSecretValue": {SECRET_ARN},
+    }
+
+
+def test_task_role_lists_and_reads_the_flow_bucket_only(roles_run: Run) -> None:
+    assert grants(roles_run, "task-policy") == {
+        "s3:ListBucket": {BUCKET_ARN},
+        "s3:GetObject": {f"{BUCKET_ARN}/*"},
+    }
+
+
+@pytest.mark.parametrize("role", ["execution", "task"])
+def test_roles_trust_ecs_tasks_of_this_account_only(roles_run: Run, role: str) -> None:
+    (statement,) = roles_run.one("aws:iam/role:Role", f"roles-{role}").json_input("assumeRolePolicy")["Statement"]
+    assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert statement["Action"] == "sts:AssumeRole"
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    assert statement["Condition"]["ArnLike"] == {"aws:SourceArn": f"arn:aws:ecs:us-east-1:{ACCOUNT}:*"}
+
+
+def test_no_managed_policies(roles_run: Run) -> None:
+    assert roles_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") == []
+    for role in roles_run.of_type("aws:iam/role:Role"):
+        inputs: dict[str, Any] = role.plain_inputs
+        assert not inputs.get("managedPolicyArns") and not inputs.get("inlinePolicies")
