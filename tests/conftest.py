@@ -215,6 +215,11 @@ def run_pulumi(
     return Run(mocks=mocks, outputs=outputs, secret_outputs=secret)
 
 
+def resolve(value: pulumi.Input[Any]) -> Any:
+    """The value of an Output from a finished run."""
+    return _sync_await(pulumi.Output.from_input(value).future())
+
+
 def run_program(
     config: dict[str, str] | None = None, secret_keys: list[str] | None = None, mocks: RecordingMocks | None = None
 ) -> Run:

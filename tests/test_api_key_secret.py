@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import API_KEY, run_pulumi
+from conftest import API_KEY, resolve, run_pulumi
 
 from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
 
@@ -13,9 +13,7 @@ def value_from_for(key: str) -> str:
     secret = run.one("aws:secretsmanager/secret:Secret")
     version = run.one("aws:secretsmanager/secretVersion:SecretVersion")
     assert version.plain_inputs == {"secretId": secret.id, "secretString": key}
-    from conftest import _sync_await
-
-    value_from = _sync_await(holder[0].value_from.future())
+    value_from = resolve(holder[0].value_from)
     assert value_from == f"{secret.outputs['arn']}:::{version.outputs['versionId']}"
     assert key not in value_from
     return value_from
