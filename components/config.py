@@ -60,6 +60,8 @@ LOG_RETENTION_DAYS: tuple[int, ...] = (
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CPU_ARCHITECTURES = {"X86_64": "linux/amd64", "ARM64": "linux/arm64"}
+# `process`: the worker runs every flow run in its own container; `ecs`: each flow run is a Fargate task.
+WORK_POOL_TYPES = ("process", "ecs")
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _PREFECT_VERSION = re.compile(r"^3\.\d+\.\d+$")
@@ -103,6 +105,9 @@ class StackConfig:
     log_retention_days: int = 30
     log_level: str = "INFO"
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    work_pool_type: str = "process"
+    work_pool_concurrency: int | None = None  # None: no limit
+    flow_run_size: TaskSize = field(default_factory=lambda: TaskSize(cpu=1024, memory=2048))  # `ecs` only
 
     @property
     def docker_platform(self) -> str:
@@ -212,18 +217,7 @@ def load_config() -> StackConfig:
         "3.9.1",
     )
 
-    cpu = r.integer("cpu", 512, "256, 512, 1024, 2048, 4096, 8192 or 16384", "512")
-    memory = r.integer("memory", 1024, "a memory size in MiB that Fargate pairs with cpu", "1024")
-    if cpu not in FARGATE_SIZES:
-        r.fail("cpu", f"{cpu} is not a Fargate cpu size", ", ".join(map(str, FARGATE_SIZES)), set_command("cpu", "512"))
-    elif memory not in FARGATE_SIZES[cpu]:
-        sizes = FARGATE_SIZES[cpu]
-        r.fail(
-            "memory",
-            f"{memory} MiB does not go with cpu {cpu}",
-            f"for cpu {cpu}: {sizes[0]} to {sizes[-1]} MiB in the steps Fargate allows ({', '.join(map(str, sizes))})",
-            set_command("memory", str(sizes[0])),
-        )
+    size = _fargate_size(r, "cpu", "memory", TaskSize())
 
     architecture = r.string(
         "cpuArchitecture", "X86_64", lambda v: v in CPU_ARCHITECTURES, " or ".join(CPU_ARCHITECTURES), "ARM64"
@@ -250,6 +244,7 @@ def load_config() -> StackConfig:
     log_level = r.string("logLevel", "INFO", lambda v: v in LOG_LEVELS, ", ".join(LOG_LEVELS), "INFO")
 
     network = _network(r)
+    work_pool_type, concurrency, flow_run_size = _work_pool(r)
 
     if r.errors:
         raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
@@ -258,13 +253,79 @@ def load_config() -> StackConfig:
         prefect_api_url=api_url,
         work_pool=work_pool,
         prefect_version=prefect_version,
-        size=TaskSize(cpu=cpu, memory=memory),
+        size=size,
         cpu_architecture=architecture,
         desired_count=desired_count,
         log_retention_days=retention,
         log_level=log_level,
         network=network,
+        work_pool_type=work_pool_type,
+        work_pool_concurrency=concurrency,
+        flow_run_size=flow_run_size,
     )
+
+
+def _fargate_size(r: _Reader, cpu_key: str, memory_key: str, default: TaskSize) -> TaskSize:
+    """A cpu/memory pair that Fargate accepts, or an error naming the key to change."""
+    cpu = r.integer(cpu_key, default.cpu, "256, 512, 1024, 2048, 4096, 8192 or 16384", str(default.cpu))
+    memory = r.integer(
+        memory_key, default.memory, f"a memory size in MiB that Fargate pairs with {cpu_key}", str(default.memory)
+    )
+    if cpu not in FARGATE_SIZES:
+        r.fail(
+            cpu_key,
+            f"{cpu} is not a Fargate cpu size",
+            ", ".join(map(str, FARGATE_SIZES)),
+            set_command(cpu_key, str(default.cpu)),
+        )
+    elif memory not in FARGATE_SIZES[cpu]:
+        sizes = FARGATE_SIZES[cpu]
+        r.fail(
+            memory_key,
+            f"{memory} MiB does not go with {cpu_key} {cpu}",
+            f"for {cpu_key} {cpu}: {sizes[0]} to {sizes[-1]} MiB in the steps Fargate allows "
+            f"({', '.join(map(str, sizes))})",
+            set_command(memory_key, str(sizes[0])),
+        )
+    return TaskSize(cpu=cpu, memory=memory)
+
+
+def _work_pool(r: _Reader) -> tuple[str, int | None, TaskSize]:
+    """workPoolType, workPoolConcurrency, and the flow-run task size of an `ecs` pool."""
+    pool_type = r.string(
+        "workPoolType",
+        "process",
+        lambda v: v in WORK_POOL_TYPES,
+        "process (flow runs inside the worker's task) or ecs (one Fargate task per flow run)",
+        "ecs",
+    )
+    concurrency: int | None = None
+    if r.raw("workPoolConcurrency") is not None:
+        concurrency = r.integer("workPoolConcurrency", 0, "a whole number of flow runs, 1 or more", "10")
+        if concurrency < 1:
+            r.fail(
+                "workPoolConcurrency",
+                f"{concurrency} would let no flow run start",
+                "a whole number of flow runs, 1 or more; unset for no limit",
+                f"{set_command('workPoolConcurrency', '10')}  (or: pulumi config rm {NAMESPACE}:workPoolConcurrency)",
+            )
+    default_size = TaskSize(cpu=1024, memory=2048)
+    flow_run_size = _fargate_size(r, "flowRunCpu", "flowRunMemory", default_size)
+    if pool_type != "ecs":
+        # The CLI sends Pulumi.yaml's defaults as if set: only a changed size is a mistake.
+        changed = {
+            "flowRunCpu": flow_run_size.cpu != default_size.cpu,
+            "flowRunMemory": flow_run_size.memory != default_size.memory,
+        }
+        for key, is_changed in changed.items():
+            if is_changed:
+                r.fail(
+                    key,
+                    f"is set but workPoolType is {pool_type!r}: process flow runs share the worker's cpu/memory",
+                    "flowRunCpu/flowRunMemory only with workPoolType ecs",
+                    f"{set_command('workPoolType', 'ecs')}  (or: pulumi config rm {NAMESPACE}:{key})",
+                )
+    return pool_type, concurrency, flow_run_size
 
 
 def _prefect_api_url(r: _Reader) -> str:
