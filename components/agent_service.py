@@ -19,6 +19,11 @@ from components.config import TaskSize
 CONTAINER_NAME = "prefect-worker"
 HEALTH_PORT = 8080  # the worker's /health, bound to loopback: only the container's own probe reads it
 STOP_TIMEOUT_SECONDS = 30
+# Flow runs inherit the worker's environment. A SIGTERM stops the worker at once and the task's end
+# kills its flow runs, which then stay RUNNING unless their missing heartbeats are noticed: beat
+# every 30 s (Prefect's minimum; its default is 180) so the zombie automation in flows/ marks them
+# CRASHED after 90 s.
+FLOW_HEARTBEAT_SECONDS = 30
 # The prefecthq/prefect image has no curl or wget: probe the worker's /health with python.
 HEALTH_PROBE = (
     "import sys, urllib.request; "
@@ -84,6 +89,7 @@ def worker_container(
             {"name": "PREFECT_LOGGING_LEVEL", "value": log_level},
             {"name": "PREFECT_WORKER_WEBSERVER_HOST", "value": "127.0.0.1"},
             {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": str(HEALTH_PORT)},
+            {"name": "PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "value": str(FLOW_HEARTBEAT_SECONDS)},
         ],
         "secrets": [{"name": "PREFECT_API_KEY", "valueFrom": api_key_value_from}],
         "healthCheck": {
