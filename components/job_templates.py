@@ -1,0 +1,83 @@
+"""Base job templates of the work pool, as pure functions of plain values (no Pulumi in here).
+
+- `process`: Prefect's own default template of the process worker, unchanged.
+- `ecs`: prefect-aws's own default ECS template, its variables' defaults filled from the stack:
+  cluster, network, roles, the digest-pinned agent image, CloudWatch logs, the flow-run size, and
+  the API key as a Secrets Manager reference (so RunTask never carries it in plaintext).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+FLOW_RUN_LOG_PREFIX = "flow-run"
+
+
+def process_base_job_template() -> dict[str, Any]:
+    """The process worker's default template (flow runs are subprocesses of the worker)."""
+    from prefect.workers.process import ProcessWorker
+
+    return copy.deepcopy(ProcessWorker.get_default_base_job_template())
+
+
+def ecs_base_job_template(
+    *,
+    cluster_arn: str,
+    vpc_id: str,
+    subnet_ids: list[str],
+    security_group_ids: list[str],
+    assign_public_ip: bool,
+    execution_role_arn: str,
+    task_role_arn: str,
+    image: str,
+    log_group_name: str,
+    region: str,
+    api_key_value_from: str,
+    cpu: int,
+    memory: int,
+    cpu_architecture: str,
+) -> dict[str, Any]:
+    """prefect-aws's default ECS template with this stack's resources as the variables' defaults.
+
+    Deployments may still override any variable (`job_variables`); the defaults are what a flow
+    run gets when they do not.
+    """
+    from prefect_aws.workers.ecs_worker import ECSWorker
+
+    template = copy.deepcopy(ECSWorker.get_default_base_job_template())
+    defaults = {
+        "cluster": cluster_arn,
+        "vpc_id": vpc_id,
+        "network_configuration": {
+            "subnets": list(subnet_ids),
+            "securityGroups": list(security_group_ids),
+            "assignPublicIp": "ENABLED" if assign_public_ip else "DISABLED",
+        },
+        "execution_role_arn": execution_role_arn,
+        "task_role_arn": task_role_arn,
+        "image": image,
+        "cpu": cpu,
+        "memory": memory,
+        "configure_cloudwatch_logs": True,
+        "cloudwatch_logs_options": {
+            "awslogs-group": log_group_name,
+            "awslogs-region": region,
+            "awslogs-stream-prefix": FLOW_RUN_LOG_PREFIX,
+            # The group exists (Pulumi made it, with a retention): the execution role may not create groups.
+            "awslogs-create-group": "false",
+        },
+        "prefect_api_key_secret_arn": api_key_value_from,
+    }
+    properties = template["variables"]["properties"]
+    unknown = set(defaults) - set(properties)
+    if unknown:  # a prefect-aws release renamed a variable: fail here, not on the first flow run
+        raise ValueError(f"prefect-aws's ECS template has no variables {sorted(unknown)}")
+    for variable, value in defaults.items():
+        properties[variable]["default"] = value
+    # Flow runs must run on the architecture the image was built for (no variable for it upstream).
+    template["job_configuration"]["task_definition"]["runtimePlatform"] = {
+        "cpuArchitecture": cpu_architecture,
+        "operatingSystemFamily": "LINUX",
+    }
+    return template
