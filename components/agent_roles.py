@@ -2,7 +2,8 @@
 
 - execution role (used by ECS to start the task): pull from this one ECR repository, write to this
   one log group, read this one secret;
-- task role (used by the worker and its flow runs): list and read the flow bucket.
+- task role (used by the worker and its flow runs): list and read the flow bucket (`process` pool;
+  for an `ecs` pool EcsPoolRoles gives it the ECS worker's policy instead).
 Both are trusted by `ecs-tasks.amazonaws.com` from this account only. No managed policies.
 """
 
@@ -26,6 +27,9 @@ class AgentRolesArgs:
     log_group_name: str  # created by AgentService; named up front so neither waits for the other
     secret_arn: pulumi.Input[str]
     bucket_arn: pulumi.Input[str]
+    # False for an `ecs` pool: flow runs are their own tasks, and the worker only submits them
+    # (EcsPoolRoles gives its task role the ECS worker's policy instead of the bucket).
+    worker_runs_flows: bool = True
 
 
 def ecs_tasks_trust(
@@ -118,12 +122,13 @@ class AgentRoles(pulumi.ComponentResource):
             opts=child,
         )
         self.task_role = aws.iam.Role(f"{name}-task", assume_role_policy=trust, opts=child)
-        aws.iam.RolePolicy(
-            f"{name}-task-policy",
-            role=self.task_role.id,
-            policy=policy_document(*bucket_read_statements(args.bucket_arn)),
-            opts=child,
-        )
+        if args.worker_runs_flows:
+            aws.iam.RolePolicy(
+                f"{name}-task-policy",
+                role=self.task_role.id,
+                policy=policy_document(*bucket_read_statements(args.bucket_arn)),
+                opts=child,
+            )
         self.register_outputs(
             {
                 "execution_role_arn": self.execution_role.arn,

@@ -50,10 +50,16 @@ class AgentServiceArgs:
     subnet_ids: pulumi.Input[list[str]]
     security_group_ids: pulumi.Input[list[str]]
     assign_public_ip: bool
+    worker_type: str = "process"  # the work pool's type: "process" or "ecs"
 
 
-def worker_command(work_pool: str) -> list[str]:
-    """The worker's command line, run without a shell."""
+# prefect-aws's ECS observer follows tasks through an SQS queue fed by EventBridge, which this stack
+# does not create (and the worker's role may not read): without this it retries and logs errors.
+ECS_WORKER_ENVIRONMENT = [{"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_ENABLED", "value": "false"}]
+
+
+def worker_command(work_pool: str, worker_type: str = "process") -> list[str]:
+    """The worker's command line, run without a shell; `worker_type` is the pool's type."""
     return [
         "prefect",
         "worker",
@@ -61,7 +67,7 @@ def worker_command(work_pool: str) -> list[str]:
         "--pool",
         work_pool,
         "--type",
-        "process",
+        worker_type,
         "--with-healthcheck",
         "--install-policy",
         "never",
@@ -77,19 +83,21 @@ def worker_container(
     log_level: str,
     log_group_name: str,
     region: str,
+    worker_type: str = "process",
 ) -> dict[str, Any]:
     """The worker's container definition, as ECS's RegisterTaskDefinition takes it."""
     return {
         "name": CONTAINER_NAME,
         "image": image,
         "essential": True,
-        "command": worker_command(work_pool),
+        "command": worker_command(work_pool, worker_type),
         "environment": [
             {"name": "PREFECT_API_URL", "value": prefect_api_url},
             {"name": "PREFECT_LOGGING_LEVEL", "value": log_level},
             {"name": "PREFECT_WORKER_WEBSERVER_HOST", "value": "127.0.0.1"},
             {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": str(HEALTH_PORT)},
             {"name": "PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "value": str(FLOW_HEARTBEAT_SECONDS)},
+            *(ECS_WORKER_ENVIRONMENT if worker_type == "ecs" else []),
         ],
         "secrets": [{"name": "PREFECT_API_KEY", "valueFrom": api_key_value_from}],
         "healthCheck": {
@@ -145,6 +153,7 @@ class AgentService(pulumi.ComponentResource):
                         log_level=args.log_level,
                         log_group_name=v["log_group"],
                         region=v["region"],
+                        worker_type=args.worker_type,
                     )
                 ]
             )

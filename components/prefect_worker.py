@@ -1,20 +1,27 @@
 """PrefectWorker: the whole stack, composed from one component per AWS concern.
 
-AgentImage, FlowStorage, ApiKeySecret, AgentNetwork, AgentRoles and AgentService, wired together
-from the validated StackConfig.
+AgentImage, FlowStorage, ApiKeySecret, AgentNetwork, AgentRoles, AgentService and the Prefect
+WorkPool, wired together from the validated StackConfig; for an `ecs` pool also EcsPoolRoles (the
+flow-run task role and the worker's ECS permissions).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
+import pulumi_aws as aws
 
 from components.agent_image import AgentImage, AgentImageArgs
 from components.agent_roles import AgentRoles, AgentRolesArgs
 from components.agent_service import AgentService, AgentServiceArgs
 from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
 from components.config import StackConfig
+from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
 from components.flow_storage import FlowStorage
+from components.job_templates import ecs_base_job_template, process_base_job_template
 from components.network import AgentNetwork
+from components.work_pool import WorkPool, WorkPoolArgs
 
 
 class PrefectWorker(pulumi.ComponentResource):
@@ -26,6 +33,8 @@ class PrefectWorker(pulumi.ComponentResource):
     network: AgentNetwork
     roles: AgentRoles
     service: AgentService
+    ecs_roles: EcsPoolRoles | None
+    work_pool: WorkPool
 
     def __init__(self, name: str, args: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:index:PrefectWorker", name, None, opts)
@@ -47,6 +56,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 log_group_name=log_group_name,
                 secret_arn=self.api_key.secret_arn,
                 bucket_arn=self.storage.bucket_arn,
+                worker_runs_flows=args.work_pool_type == "process",
             ),
             opts=child,
         )
@@ -68,10 +78,63 @@ class PrefectWorker(pulumi.ComponentResource):
                 subnet_ids=self.network.subnet_ids,
                 security_group_ids=self.network.security_group_ids,
                 assign_public_ip=self.network.assign_public_ip,
+                worker_type=args.work_pool_type,
+            ),
+            opts=child,
+        )
+        self.ecs_roles = None
+        if args.work_pool_type == "ecs":
+            self.ecs_roles = EcsPoolRoles(
+                f"{name}-ecs-pool",
+                EcsPoolRolesArgs(
+                    bucket_arn=self.storage.bucket_arn,
+                    worker_task_role_name=self.roles.task_role.name,
+                    execution_role_arn=self.roles.execution_role.arn,
+                    cluster_arn=self.service.cluster.arn,
+                    cluster_name=self.service.cluster.name,
+                    log_group_name=log_group_name,
+                ),
+                opts=child,
+            )
+        self.work_pool = WorkPool(
+            f"{name}-work-pool",
+            WorkPoolArgs(
+                name=args.work_pool,
+                type=args.work_pool_type,
+                base_job_template=self._base_job_template(args),
+                concurrency_limit=args.work_pool_concurrency,
+                prefect_api_url=args.prefect_api_url,
+                prefect_api_key=args.prefect_api_key,
             ),
             opts=child,
         )
         self.register_outputs(self.stack_outputs(args))
+
+    def _base_job_template(self, args: StackConfig) -> pulumi.Input[dict[str, Any]]:
+        """The pool's template: Prefect's own for `process`; for `ecs`, prefect-aws's filled from the stack."""
+        if self.ecs_roles is None:
+            return process_base_job_template()
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+        return pulumi.Output.all(
+            cluster_arn=self.service.cluster.arn,
+            vpc_id=self.network.vpc_id,
+            subnet_ids=self.network.subnet_ids,
+            security_group_ids=self.network.security_group_ids,
+            execution_role_arn=self.roles.execution_role.arn,
+            task_role_arn=self.ecs_roles.flow_run_role.arn,
+            image=self.image.image_uri,
+            log_group_name=self.service.log_group.name,
+            region=region,
+            api_key_value_from=self.api_key.value_from,
+        ).apply(
+            lambda v: ecs_base_job_template(
+                **v,
+                assign_public_ip=self.network.assign_public_ip,
+                cpu=args.flow_run_size.cpu,
+                memory=args.flow_run_size.memory,
+                cpu_architecture=args.cpu_architecture,
+            )
+        )
 
     def stack_outputs(self, args: StackConfig) -> dict[str, pulumi.Input[str]]:
         """The stack's exports; none of them carries the API key."""
@@ -85,5 +148,7 @@ class PrefectWorker(pulumi.ComponentResource):
             "flowBucketName": self.storage.bucket_name,
             "apiKeySecretArn": self.api_key.secret_arn,
             "workPool": args.work_pool,
+            "workPoolType": args.work_pool_type,
             "prefectApiUrl": args.prefect_api_url,
+            **({"flowRunRoleArn": self.ecs_roles.flow_run_role.arn} if self.ecs_roles else {}),
         }

@@ -1,0 +1,140 @@
+"""EcsPoolRoles: IAM for an `ecs` work pool, where every flow run is its own Fargate task.
+
+- flow-run task role (what flow code runs as): list and read the flow bucket, nothing else;
+- a policy on the worker's task role with exactly what prefect-aws's ECS worker calls: register and
+  describe task definitions, run tasks on this cluster only, stop/describe/tag this cluster's tasks,
+  describe subnets and VPCs (to check the network configuration), read this stack's logs, and pass
+  only the flow-run task role and the execution role, only to ECS tasks.
+Needs the worker's roles (AgentRoles), the cluster and log group (AgentService), the flow bucket.
+Flow-run tasks reuse the worker's execution role: it already pulls this image, writes this log group
+and reads this secret, which is all a flow-run task needs to start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.agent_roles import ECS_TASKS, Statement, bucket_read_statements, ecs_tasks_trust, policy_document
+
+
+@dataclass(frozen=True, kw_only=True)
+class EcsPoolRolesArgs:
+    """What the roles may touch."""
+
+    bucket_arn: pulumi.Input[str]
+    worker_task_role_name: pulumi.Input[str]  # the worker's task role (AgentRoles), which gets the ECS policy
+    execution_role_arn: pulumi.Input[str]
+    cluster_arn: pulumi.Input[str]
+    cluster_name: pulumi.Input[str]
+    log_group_name: str
+
+
+def ecs_worker_statements(
+    *,
+    partition: pulumi.Input[str],
+    region: pulumi.Input[str],
+    account: pulumi.Input[str],
+    cluster_arn: pulumi.Input[str],
+    cluster_name: pulumi.Input[str],
+    log_group_name: str,
+    passed_role_arns: list[pulumi.Input[str]],
+) -> list[Statement]:
+    """What prefect-aws's ECS worker calls, each on the narrowest resource AWS accepts."""
+    ecs = pulumi.Output.format("arn:{0}:ecs:{1}:{2}", partition, region, account)
+    this_cluster = {"ArnEquals": {"ecs:cluster": cluster_arn}}
+    cluster_tasks = pulumi.Output.format("{0}:task/{1}/*", ecs, cluster_name)
+    return [
+        # RegisterTaskDefinition and DescribeTaskDefinition accept no resource or cluster condition.
+        {
+            "Sid": "TaskDefinitions",
+            "Effect": "Allow",
+            "Action": ["ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "RunOnThisCluster",
+            "Effect": "Allow",
+            "Action": "ecs:RunTask",
+            "Resource": pulumi.Output.format("{0}:task-definition/*", ecs),
+            "Condition": this_cluster,
+        },
+        {
+            "Sid": "ThisClustersTasks",
+            "Effect": "Allow",
+            "Action": ["ecs:StopTask", "ecs:DescribeTasks"],
+            "Resource": cluster_tasks,
+            "Condition": this_cluster,
+        },
+        # RunTask with tags (flow run id, deployment, ...) needs TagResource on the new task.
+        {
+            "Sid": "TagOnRunTask",
+            "Effect": "Allow",
+            "Action": "ecs:TagResource",
+            "Resource": cluster_tasks,
+            "Condition": {"StringEquals": {"ecs:CreateAction": "RunTask"}},
+        },
+        # The worker checks the subnets belong to the VPC; EC2 Describe* accept no resource.
+        {"Sid": "Network", "Effect": "Allow", "Action": ["ec2:DescribeSubnets", "ec2:DescribeVpcs"], "Resource": "*"},
+        {
+            "Sid": "FlowRunLogs",
+            "Effect": "Allow",
+            "Action": "logs:GetLogEvents",
+            "Resource": pulumi.Output.format(
+                "arn:{0}:logs:{1}:{2}:log-group:{3}:log-stream:*", partition, region, account, log_group_name
+            ),
+        },
+        {
+            "Sid": "PassFlowRunRoles",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": passed_role_arns,
+            "Condition": {"StringEquals": {"iam:PassedToService": ECS_TASKS}},
+        },
+    ]
+
+
+class EcsPoolRoles(pulumi.ComponentResource):
+    """The flow-run task role, and the ECS worker's policy on the worker's task role."""
+
+    flow_run_role: aws.iam.Role
+    """Role flow-run tasks run as: reads the flow bucket only."""
+    worker_policy: aws.iam.RolePolicy
+    """The ECS worker's permissions, on the worker's task role."""
+
+    def __init__(self, name: str, args: EcsPoolRolesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("prefect-fargate:iam:EcsPoolRoles", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        partition = aws.get_partition_output(opts=invoke).partition
+        region = aws.get_region_output(opts=invoke).region
+
+        self.flow_run_role = aws.iam.Role(
+            f"{name}-flow-run", assume_role_policy=ecs_tasks_trust(account, partition, region), opts=child
+        )
+        aws.iam.RolePolicy(
+            f"{name}-flow-run-policy",
+            role=self.flow_run_role.id,
+            policy=policy_document(*bucket_read_statements(args.bucket_arn)),
+            opts=child,
+        )
+        self.worker_policy = aws.iam.RolePolicy(
+            f"{name}-worker-policy",
+            role=args.worker_task_role_name,
+            policy=policy_document(
+                *ecs_worker_statements(
+                    partition=partition,
+                    region=region,
+                    account=account,
+                    cluster_arn=args.cluster_arn,
+                    cluster_name=args.cluster_name,
+                    log_group_name=args.log_group_name,
+                    passed_role_arns=[args.execution_role_arn, self.flow_run_role.arn],
+                )
+            ),
+            opts=child,
+        )
+        self.register_outputs({"flow_run_role_arn": self.flow_run_role.arn})
