@@ -5,6 +5,9 @@ reads, updates and deletes the pool on the stack's Prefect API. Needs the API UR
 Pulumi secret: kept encrypted in state, never in a message), the pool's type, base job template and
 concurrency limit.
 
+The template travels as a JSON string: Pulumi drops `None` values inside objects, and Prefect's
+templates are full of `"default": null`.
+
 `diff` compares the wanted pool with the pool as it is on the server, not only with the last
 state, so a pool changed by hand in the UI is put back by the next `pulumi up`, and a pool deleted
 by hand is created again. Name, type or API URL changes replace the pool.
@@ -12,6 +15,7 @@ by hand is created again. Name, type or API URL changes replace the pool.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +48,10 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.CheckResult:
         failures = []
-        template = news.get("base_job_template")
+        try:
+            template = self._template(news)
+        except (TypeError, ValueError):
+            template = None
         if not isinstance(template, dict) or not {"job_configuration", "variables"} <= set(template):
             failures.append(
                 pulumi.dynamic.CheckFailure(
@@ -115,7 +122,7 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
                     name=props["name"],
                     type=props["type"],
                     description=props.get("description"),
-                    base_job_template=props["base_job_template"],
+                    base_job_template=self._template(props),
                     concurrency_limit=self._limit(props),
                 )
             )
@@ -139,7 +146,7 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
                 props["name"],
                 WorkPoolUpdate(
                     description=props.get("description"),
-                    base_job_template=props["base_job_template"],
+                    base_job_template=self._template(props),
                     concurrency_limit=self._limit(props),
                 ),
             )
@@ -162,10 +169,19 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
         limit = props.get("concurrency_limit")
         return None if limit is None else int(limit)
 
+    @staticmethod
+    def _template(props: dict[str, Any]) -> Any:
+        import json
+
+        template = props.get("base_job_template")
+        return json.loads(template) if isinstance(template, str) else template
+
     def _live(self, pool: Any) -> dict[str, Any]:
+        import json
+
         return {
             "type": pool.type,
-            "base_job_template": pool.base_job_template,
+            "base_job_template": json.dumps(pool.base_job_template, sort_keys=True),
             "concurrency_limit": pool.concurrency_limit,
             "description": pool.description,
         }
@@ -174,6 +190,8 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
         live = self._live(pool)
         wanted = {key: props.get(key) for key in live}
         wanted["concurrency_limit"] = self._limit(props)
+        live["base_job_template"] = self._template(live)
+        wanted["base_job_template"] = self._template(props)
         return live != wanted
 
     def _outs(self, props: dict[str, Any], pool: Any) -> dict[str, Any]:
@@ -259,7 +277,7 @@ class WorkPoolArgs:
 
     name: str
     type: str  # the worker type: "process" or "ecs"
-    base_job_template: pulumi.Input[dict[str, Any]]
+    base_job_template: pulumi.Input[dict[str, Any]]  # plain JSON values
     concurrency_limit: int | None
     prefect_api_url: str
     prefect_api_key: pulumi.Input[str]  # a Pulumi secret
@@ -282,7 +300,9 @@ class WorkPool(pulumi.ComponentResource):
                 "api_key": pulumi.Output.secret(args.prefect_api_key),
                 "name": args.name,
                 "type": args.type,
-                "base_job_template": args.base_job_template,
+                "base_job_template": pulumi.Output.from_input(args.base_job_template).apply(
+                    lambda template: json.dumps(template, sort_keys=True)
+                ),
                 "concurrency_limit": args.concurrency_limit,
                 "description": DESCRIPTION,
             },

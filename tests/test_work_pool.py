@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -132,7 +133,7 @@ def _props(server: Server, name: str, **overrides: Any) -> dict[str, Any]:
         "api_key": KEY,
         "name": name,
         "type": "process",
-        "base_job_template": process_base_job_template(),
+        "base_job_template": json.dumps(process_base_job_template(), sort_keys=True),
         "concurrency_limit": 5,
         "description": DESCRIPTION,
         "pool_id": None,
@@ -208,7 +209,7 @@ def test_config_change_updates_in_place_and_type_change_replaces(server: Server,
     provider.update(created.id, created.outs, unlimited)
     assert _live(server, "changing")["concurrency_limit"] is None
 
-    ecs = {**props, "type": "ecs", "base_job_template": ecs_base_job_template(**ECS_VALUES)}
+    ecs = {**props, "type": "ecs", "base_job_template": json.dumps(ecs_base_job_template(**ECS_VALUES))}
     diff = provider.diff(created.id, created.outs, ecs)
     assert diff.replaces == ["type"] and diff.delete_before_replace is True
 
@@ -239,7 +240,7 @@ def test_delete_removes_the_pool_and_tolerates_it_gone(server: Server, provider:
 
 def test_ecs_template_is_accepted_by_the_server(server: Server, provider: WorkPoolProvider) -> None:
     template = ecs_base_job_template(**ECS_VALUES)
-    props = _props(server, "ecs-pool", type="ecs", base_job_template=template)
+    props = _props(server, "ecs-pool", type="ecs", base_job_template=json.dumps(template))
     created = provider.create(props)
     assert _live(server, "ecs-pool")["base_job_template"] == template
     assert provider.diff(created.id, created.outs, props).changes is False
@@ -249,7 +250,7 @@ def test_bad_template_is_rejected_with_a_clear_error(server: Server, provider: W
     template = process_base_job_template()
     template["job_configuration"]["command"] = "{{ no_such_variable }}"
     with pool_error() as raised:
-        provider.create(_props(server, "bad-template", base_job_template=template))
+        provider.create(_props(server, "bad-template", base_job_template=json.dumps(template)))
     message = str(raised.value)
     assert message.startswith("Prefect work pool 'bad-template': creating it at http://127.0.0.1:")
     assert "HTTP 422" in message and "no_such_variable" in message
