@@ -47,19 +47,24 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
     # -- Pulumi operations ------------------------------------------------------------------------
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.CheckResult:
+        from pulumi.runtime import rpc
+
         failures = []
         try:
             template = self._template(news)
         except (TypeError, ValueError):
             template = None
-        if not isinstance(template, dict) or not {"job_configuration", "variables"} <= set(template):
+        known = news.get("base_job_template") != rpc.UNKNOWN  # unknown until upstream resources exist (preview)
+        if known and not (isinstance(template, dict) and {"job_configuration", "variables"} <= set(template)):
             failures.append(
                 pulumi.dynamic.CheckFailure(
                     "base_job_template", "must be an object with `job_configuration` and `variables`"
                 )
             )
         limit = news.get("concurrency_limit")
-        if limit is not None and (not isinstance(limit, (int, float)) or limit < 0 or int(limit) != limit):
+        if limit not in (None, rpc.UNKNOWN) and (
+            not isinstance(limit, (int, float)) or limit < 0 or int(limit) != limit
+        ):
             failures.append(pulumi.dynamic.CheckFailure("concurrency_limit", "must be a whole number >= 0, or null"))
         return pulumi.dynamic.CheckResult(news, failures)
 
