@@ -302,3 +302,91 @@ ECS_VALUES: dict[str, Any] = {
     "memory": 2048,
     "cpu_architecture": "X86_64",
 }
+
+
+# -- through Pulumi's own dynamic provider host, as `pulumi up` drives it ---------------------------
+
+
+@pytest.fixture
+def provider_host(tmp_path: Path) -> Iterator[Any]:
+    """`python -m pulumi.dynamic` (what the engine starts), in a directory without this project."""
+    import grpc
+    from pulumi.runtime import proto
+    from pulumi.runtime.proto import provider_pb2_grpc
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    host = subprocess.Popen(
+        [sys.executable, "-m", "pulumi.dynamic"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        port = int(host.stdout.readline())  # type: ignore[union-attr]
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = provider_pb2_grpc.ResourceProviderStub(channel)
+        stub.Configure(proto.ConfigureRequest())
+        yield stub
+        channel.close()
+    finally:
+        host.send_signal(signal.SIGTERM)
+        host.wait(timeout=10)
+
+
+def test_engine_protocol_create_diff_update_delete(server: Server, provider_host: Any) -> None:
+    """Create, a no-op diff, drift found and put back, and delete, over the engine's gRPC calls."""
+    from pulumi.runtime import proto, rpc
+    from pulumi.runtime.sync_await import _sync_await
+
+    def struct(values: dict[str, Any]) -> Any:
+        return _sync_await(rpc.serialize_properties(values, {}))
+
+    urn = "urn:pulumi:test::prefect-fargate::pulumi-python:dynamic/prefect:WorkPool::engine"
+    news = {**_props(server, "engine"), "__provider": serialize_provider(WorkPoolProvider())}
+    del news["pool_id"]
+    timings = {}
+
+    started = time.monotonic()
+    created = provider_host.Create(proto.CreateRequest(urn=urn, properties=struct(news)))
+    timings["create"] = time.monotonic() - started
+    state = rpc.deserialize_properties(created.properties)
+    assert created.id == _live(server, "engine")["id"] == state["pool_id"]
+
+    started = time.monotonic()
+    diff = provider_host.Diff(proto.DiffRequest(id=created.id, urn=urn, olds=struct(state), news=struct(news)))
+    timings["diff"] = time.monotonic() - started
+    assert diff.changes == proto.DiffResponse.DIFF_NONE
+
+    _api(server, "PATCH", "/work_pools/engine", {"concurrency_limit": 1})
+    diff = provider_host.Diff(proto.DiffRequest(id=created.id, urn=urn, olds=struct(state), news=struct(news)))
+    assert diff.changes == proto.DiffResponse.DIFF_SOME and not diff.replaces
+    started = time.monotonic()
+    provider_host.Update(proto.UpdateRequest(id=created.id, urn=urn, olds=struct(state), news=struct(news)))
+    timings["update"] = time.monotonic() - started
+    assert _live(server, "engine")["concurrency_limit"] == 5
+
+    started = time.monotonic()
+    provider_host.Delete(proto.DeleteRequest(id=created.id, urn=urn, properties=struct(state)))
+    timings["delete"] = time.monotonic() - started
+    assert "engine" not in [pool["name"] for pool in _api(server, "POST", "/work_pools/filter", {})]
+    print("engine calls (s):", {k: round(v, 3) for k, v in timings.items()})
+
+
+def test_engine_protocol_error_is_one_message_without_the_key(
+    servers: tuple[Server, Server], provider_host: Any
+) -> None:
+    import grpc
+    from pulumi.runtime import proto, rpc
+    from pulumi.runtime.sync_await import _sync_await
+
+    news = {**_props(servers[1], "refused"), "__provider": serialize_provider(WorkPoolProvider())}
+    del news["pool_id"]
+    with pytest.raises(grpc.RpcError) as raised:
+        provider_host.Create(
+            proto.CreateRequest(
+                urn="urn:pulumi:t::p::x::refused", properties=_sync_await(rpc.serialize_properties(news, {}))
+            )
+        )
+    details = raised.value.details()  # what `pulumi up` prints
+    assert KEY not in details
+    last_line = details.strip().splitlines()[-1]
+    assert last_line.startswith("WorkPoolError: Prefect work pool 'refused': creating it at http://127.0.0.1:")
+    assert "refused the API key (HTTP 401)" in last_line
+    assert "During handling" not in details  # no chained httpx traceback
