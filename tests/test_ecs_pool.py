@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from unittest.mock import AsyncMock
 
 import boto3
 import botocore.client
@@ -251,7 +252,7 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
 ) -> None:
     from prefect.client.schemas.objects import FlowRun
     from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
-    from prefect_aws.workers.ecs_worker import ECSJobConfiguration, ECSWorker
+    from prefect_aws.workers.ecs_worker import ECSWorker
 
     ec2, ecs = boto3.client("ec2"), boto3.client("ecs")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -290,8 +291,8 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
 
     flow_run = FlowRun(flow_id=uuid.uuid4(), deployment_id=uuid.uuid4(), name="sample-run")
-    with temporary_settings({PREFECT_API_URL: "https://api.example.test/api", PREFECT_API_KEY: API_KEY}):
-        configuration = asyncio.run(ECSJobConfiguration.from_template_and_values(template, {}))
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_API_KEY: API_KEY}):
+        configuration = _job_configuration(template)
         configuration.prepare_for_flow_run(flow_run)
         task_arn, cluster_arn = ECSWorker(work_pool_name="fargate-pool")._prepare_and_create_task(
             logging.getLogger("test"), configuration.aws_credentials.get_client("ecs"), configuration, flow_run
@@ -333,6 +334,20 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
     assert task_arn.startswith(f"{ECS_ARN}:task/")
 
 
+def _job_configuration(template: dict[str, Any]) -> Any:
+    """What the worker makes of the pool's template before a flow run's own variables.
+
+    Given a stand-in client: the template has no block or variable references, so Prefect is never
+    asked (with none, Prefect would start a whole ephemeral API to resolve nothing).
+    """
+    from prefect_aws.workers.ecs_worker import ECSJobConfiguration
+
+    client = AsyncMock()
+    configuration = asyncio.run(ECSJobConfiguration.from_template_and_values(template, {}, client=client))
+    assert client.mock_calls == []
+    return configuration
+
+
 def _answer_run_task(params: dict[str, Any], model: Any, **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
     """Called after botocore validated the request against RunTask's shape."""
     cluster = json.loads(params["body"])["cluster"]
@@ -355,3 +370,34 @@ def test_template_keeps_its_nulls(ecs_run: Run) -> None:
     """Sent as JSON text, the template reaches Prefect whole: Pulumi would drop `"default": null`."""
     properties = pool_inputs(ecs_run)["base_job_template"]["variables"]["properties"]
     assert properties["family"]["default"] is None
+
+
+def test_the_programs_template_makes_a_valid_job_configuration(ecs_run: Run) -> None:
+    """The very template the program registers, read by prefect-aws as the worker reads the pool."""
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+    from prefect_aws.workers.ecs_worker import ECSWorker
+
+    template = pool_inputs(ecs_run)["base_job_template"]
+    configuration = _job_configuration(template)
+    flow_run = FlowRun(flow_id=uuid.uuid4(), deployment_id=uuid.uuid4(), name="sample-run")
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_API_KEY: API_KEY}):
+        configuration.prepare_for_flow_run(flow_run)  # the worker's own key is set, as in its container
+    values = defaults(ecs_run)
+    assert configuration.cluster == values["cluster"]
+    assert configuration.vpc_id == values["vpc_id"]
+    assert configuration.network_configuration == values["network_configuration"]
+    assert configuration.task_run_request["overrides"]["taskRoleArn"] == values["task_role_arn"]
+    assert configuration.prefect_api_key_secret_arn == values["prefect_api_key_secret_arn"]
+    assert "PREFECT_API_KEY" not in configuration.env
+
+    task_definition = ECSWorker(work_pool_name="fargate-pool")._prepare_task_definition(
+        configuration, region=REGION, flow_run=flow_run
+    )
+    (container,) = task_definition["containerDefinitions"]
+    assert container["image"] == ecs_run.outputs["imageUri"]
+    assert container["secrets"] == [{"name": "PREFECT_API_KEY", "valueFrom": values["prefect_api_key_secret_arn"]}]
+    assert container["logConfiguration"]["options"]["awslogs-group"] == ecs_run.outputs["logGroupName"]
+    assert task_definition["executionRoleArn"] == values["execution_role_arn"]
+    assert (task_definition["cpu"], task_definition["memory"]) == ("2048", "4096")
+    assert task_definition["requiresCompatibilities"] == ["FARGATE"]
