@@ -8,6 +8,7 @@ reaches the worker through the image's tini entrypoint.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,10 @@ class AgentServiceArgs:
     security_group_ids: pulumi.Input[list[str]]
     assign_public_ip: bool
     worker_type: str = "process"  # the work pool's type: "process" or "ecs"
+    # What the workers need before they start, made once the cluster and log group exist (the work
+    # pool and its IAM). The service depends on them, so `pulumi destroy` stops the workers first: a
+    # running worker would otherwise create its pool again right after the pool is deleted.
+    before_service: Callable[[aws.ecs.Cluster, aws.cloudwatch.LogGroup], Sequence[pulumi.Resource]] | None = None
 
 
 # prefect-aws's ECS observer follows tasks through an SQS queue fed by EventBridge, which this stack
@@ -173,6 +178,7 @@ class AgentService(pulumi.ComponentResource):
             container_definitions=container_definitions,
             opts=child,
         )
+        needed = args.before_service(self.cluster, self.log_group) if args.before_service else []
         self.service = aws.ecs.Service(
             f"{name}-svc",
             cluster=self.cluster.arn,
@@ -189,7 +195,7 @@ class AgentService(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
             wait_for_steady_state=True,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(needed)),
         )
         self.register_outputs(
             {

@@ -29,7 +29,7 @@ class EcsPoolRolesArgs:
     execution_role_arn: pulumi.Input[str]
     cluster_arn: pulumi.Input[str]
     cluster_name: pulumi.Input[str]
-    log_group_name: str
+    log_group_name: pulumi.Input[str]
 
 
 def ecs_worker_statements(
@@ -39,7 +39,7 @@ def ecs_worker_statements(
     account: pulumi.Input[str],
     cluster_arn: pulumi.Input[str],
     cluster_name: pulumi.Input[str],
-    log_group_name: str,
+    log_group_name: pulumi.Input[str],
     passed_role_arns: list[pulumi.Input[str]],
 ) -> list[Statement]:
     """What prefect-aws's ECS worker calls, each on the narrowest resource AWS accepts."""

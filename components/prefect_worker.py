@@ -60,6 +60,7 @@ class PrefectWorker(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.ecs_roles = None
         self.service = AgentService(
             f"{name}-worker",
             AgentServiceArgs(
@@ -79,10 +80,17 @@ class PrefectWorker(pulumi.ComponentResource):
                 security_group_ids=self.network.security_group_ids,
                 assign_public_ip=self.network.assign_public_ip,
                 worker_type=args.work_pool_type,
+                before_service=lambda cluster, log_group: self._work_pool(name, args, cluster, log_group),
             ),
             opts=child,
         )
-        self.ecs_roles = None
+        self.register_outputs(self.stack_outputs(args))
+
+    def _work_pool(
+        self, name: str, args: StackConfig, cluster: aws.ecs.Cluster, log_group: aws.cloudwatch.LogGroup
+    ) -> list[pulumi.Resource]:
+        """The work pool, and for `ecs` its IAM: made before the workers start (see AgentServiceArgs)."""
+        child = pulumi.ResourceOptions(parent=self)
         if args.work_pool_type == "ecs":
             self.ecs_roles = EcsPoolRoles(
                 f"{name}-ecs-pool",
@@ -90,9 +98,9 @@ class PrefectWorker(pulumi.ComponentResource):
                     bucket_arn=self.storage.bucket_arn,
                     worker_task_role_name=self.roles.task_role.name,
                     execution_role_arn=self.roles.execution_role.arn,
-                    cluster_arn=self.service.cluster.arn,
-                    cluster_name=self.service.cluster.name,
-                    log_group_name=log_group_name,
+                    cluster_arn=cluster.arn,
+                    cluster_name=cluster.name,
+                    log_group_name=log_group.name,
                 ),
                 opts=child,
             )
@@ -101,29 +109,31 @@ class PrefectWorker(pulumi.ComponentResource):
             WorkPoolArgs(
                 name=args.work_pool,
                 type=args.work_pool_type,
-                base_job_template=self._base_job_template(args),
+                base_job_template=self._base_job_template(args, cluster, log_group),
                 concurrency_limit=args.work_pool_concurrency,
                 prefect_api_url=args.prefect_api_url,
                 prefect_api_key=args.prefect_api_key,
             ),
             opts=child,
         )
-        self.register_outputs(self.stack_outputs(args))
+        return [self.work_pool, *([self.ecs_roles] if self.ecs_roles else [])]
 
-    def _base_job_template(self, args: StackConfig) -> pulumi.Input[dict[str, Any]]:
+    def _base_job_template(
+        self, args: StackConfig, cluster: aws.ecs.Cluster, log_group: aws.cloudwatch.LogGroup
+    ) -> pulumi.Input[dict[str, Any]]:
         """The pool's template: Prefect's own for `process`; for `ecs`, prefect-aws's filled from the stack."""
         if self.ecs_roles is None:
             return process_base_job_template()
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
         return pulumi.Output.all(
-            cluster_arn=self.service.cluster.arn,
+            cluster_arn=cluster.arn,
             vpc_id=self.network.vpc_id,
             subnet_ids=self.network.subnet_ids,
             security_group_ids=self.network.security_group_ids,
             execution_role_arn=self.roles.execution_role.arn,
             task_role_arn=self.ecs_roles.flow_run_role.arn,
             image=self.image.image_uri,
-            log_group_name=self.service.log_group.name,
+            log_group_name=log_group.name,
             region=region,
             api_key_value_from=self.api_key.value_from,
         ).apply(

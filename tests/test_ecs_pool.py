@@ -401,3 +401,28 @@ def test_the_programs_template_makes_a_valid_job_configuration(ecs_run: Run) -> 
     assert task_definition["executionRoleArn"] == values["execution_role_arn"]
     assert (task_definition["cpu"], task_definition["memory"]) == ("2048", "4096")
     assert task_definition["requiresCompatibilities"] == ["FARGATE"]
+
+
+@pytest.mark.parametrize("config", [BASE_CONFIG, ECS_CONFIG], ids=["process", "ecs"])
+def test_workers_start_after_their_pool_and_stop_before_it_goes(
+    config: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service depends on the pool (and the ECS IAM): created after it, destroyed before it, so
+    a running worker cannot create the pool again once `pulumi destroy` has deleted it."""
+    import pulumi_aws as aws
+
+    from components.ecs_pool_roles import EcsPoolRoles
+    from components.work_pool import WorkPool
+
+    depends_on: list[Any] = []
+    service_init = aws.ecs.Service.__init__
+
+    def recording(self: Any, resource_name: str, *args: Any, opts: Any = None, **kwargs: Any) -> None:
+        depends_on.extend(opts.depends_on or [])
+        service_init(self, resource_name, *args, opts=opts, **kwargs)
+
+    monkeypatch.setattr(aws.ecs.Service, "__init__", recording)
+    run_program(config)
+    kinds = sorted(type(resource).__name__ for resource in depends_on)
+    expected = [EcsPoolRoles.__name__, WorkPool.__name__] if config is ECS_CONFIG else [WorkPool.__name__]
+    assert kinds == expected
