@@ -245,6 +245,14 @@ def load_config() -> StackConfig:
 
     network = _network(r)
     work_pool_type, concurrency, flow_run_size = _work_pool(r)
+    if work_pool_type == "ecs" and "." in work_pool:
+        # prefect-aws names task definition families prefect_<pool>_<deployment>; ECS refuses '.' there.
+        r.fail(
+            "workPool",
+            f"{work_pool!r} has a '.', which ECS refuses in the task definition family the worker derives from it",
+            "letters, digits, '-' and '_' with workPoolType ecs",
+            set_command("workPool", work_pool.replace(".", "-")),
+        )
 
     if r.errors:
         raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))

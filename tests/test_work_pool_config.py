@@ -53,6 +53,7 @@ INVALID = [
     ("flow-cpu", {"workPoolType": "ecs", "flowRunCpu": "1000"}, "flowRunCpu", "not a Fargate cpu size"),
     ("flow-memory", {"workPoolType": "ecs", "flowRunCpu": "256", "flowRunMemory": "4096"}, "flowRunMemory",
      "does not go with flowRunCpu 256"),
+    ("dot-in-ecs-pool", {"workPoolType": "ecs", "workPool": "team.pool"}, "workPool", "ECS refuses"),
     ("size-for-process", {"flowRunCpu": "2048", "flowRunMemory": "4096"}, "flowRunCpu", "workPoolType is 'process'"),
 ]  # fmt: skip
 
