@@ -95,3 +95,24 @@ def test_provider_runs_where_this_project_cannot_be_imported(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("WorkPoolError Prefect work pool 'pool': deleting it at http://127.0.0.1:9/api")
     assert KEY not in result.stdout
+
+
+def test_key_is_a_secret_input_and_a_secret_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mocks cannot apply `additional_secret_outputs` (the engine does): check the option is asked for."""
+    from conftest import run_program
+
+    from components.work_pool import WorkPoolResource
+
+    seen: list[Any] = []
+    resource_init = WorkPoolResource.__init__
+
+    def recording(self: Any, name: str, props: dict[str, Any], opts: Any = None) -> None:
+        seen.append(opts)
+        resource_init(self, name, props, opts)
+
+    monkeypatch.setattr(WorkPoolResource, "__init__", recording)
+    run = run_program()
+    (opts,) = seen
+    assert opts.additional_secret_outputs == ["api_key"]
+    pool = run.one("pulumi-python:dynamic/prefect:WorkPool")
+    assert pool.inputs["api_key"][rpc._special_sig_key] == rpc._special_secret_sig
