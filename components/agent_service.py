@@ -58,9 +58,13 @@ class AgentServiceArgs:
     before_service: Callable[[aws.ecs.Cluster, aws.cloudwatch.LogGroup], Sequence[pulumi.Resource]] | None = None
 
 
-# prefect-aws's ECS observer follows tasks through an SQS queue fed by EventBridge, which this stack
-# does not create (and the worker's role may not read): without this it retries and logs errors.
-ECS_WORKER_ENVIRONMENT = [{"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_ENABLED", "value": "false"}]
+# prefect-aws's ECS worker always starts its observer, which follows tasks through an SQS queue fed
+# by EventBridge (its `..._OBSERVER_ENABLED` setting is read nowhere in prefect-aws 0.7.12). This
+# stack creates no queue: the worker may look the queue up by this name (EcsPoolRoles), so the
+# observer logs once that it does not exist and stops, instead of crashing on AccessDenied and
+# restarting five times.
+ECS_OBSERVER_QUEUE = "prefect-ecs-tasks-events"
+ECS_WORKER_ENVIRONMENT = [{"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME", "value": ECS_OBSERVER_QUEUE}]
 
 
 def worker_command(work_pool: str, worker_type: str = "process") -> list[str]:

@@ -3,7 +3,8 @@
 - flow-run task role (what flow code runs as): list and read the flow bucket, nothing else;
 - a policy on the worker's task role with exactly what prefect-aws's ECS worker calls: register and
   describe task definitions, run tasks on this cluster only, stop/describe/tag this cluster's tasks,
-  describe subnets and VPCs (to check the network configuration), read this stack's logs, and pass
+  describe subnets and VPCs (to check the network configuration), read this stack's logs, look up
+  the (absent) observer queue by name, and pass
   only the flow-run task role and the execution role, only to ECS tasks.
 Needs the worker's roles (AgentRoles), the cluster and log group (AgentService), the flow bucket.
 Flow-run tasks reuse the worker's execution role: it already pulls this image, writes this log group
@@ -18,6 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.agent_roles import ECS_TASKS, Statement, bucket_read_statements, ecs_tasks_trust, policy_document
+from components.agent_service import ECS_OBSERVER_QUEUE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +87,14 @@ def ecs_worker_statements(
             "Resource": pulumi.Output.format(
                 "arn:{0}:logs:{1}:{2}:log-group:{3}:log-stream:*", partition, region, account, log_group_name
             ),
+        },
+        # The observer's queue lookup: the queue does not exist, and "does not exist" (rather than
+        # AccessDenied) makes the observer log it once and stop.
+        {
+            "Sid": "ObserverQueueLookup",
+            "Effect": "Allow",
+            "Action": "sqs:GetQueueUrl",
+            "Resource": pulumi.Output.format("arn:{0}:sqs:{1}:{2}:{3}", partition, region, account, ECS_OBSERVER_QUEUE),
         },
         {
             "Sid": "PassFlowRunRoles",

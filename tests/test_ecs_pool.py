@@ -100,7 +100,7 @@ def test_ecs_worker_only_submits(ecs_run: Run) -> None:
     container = ecs_run.container()
     assert container["command"][5:7] == ["--type", "ecs"]
     env = {item["name"]: item["value"] for item in container["environment"]}
-    assert env["PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_ENABLED"] == "false"
+    assert env["PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME"] == "prefect-ecs-tasks-events"
 
 
 def test_template_defaults_are_the_stacks_resources(ecs_run: Run) -> None:
@@ -185,6 +185,9 @@ def test_flow_run_role_reads_the_flow_bucket_and_nothing_else(ecs_run: Run) -> N
     assert trust["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
 
 
+QUEUE = "prefect-ecs-tasks-events"  # prefect-aws's default observer queue name, looked up only
+
+
 def test_ecs_worker_gets_exactly_what_it_calls(ecs_run: Run) -> None:
     cluster = ecs_run.one("aws:ecs/cluster:Cluster").outputs
     tasks = f"{ECS_ARN}:task/{cluster['name']}/*"
@@ -197,6 +200,7 @@ def test_ecs_worker_gets_exactly_what_it_calls(ecs_run: Run) -> None:
         "TagOnRunTask": (["ecs:TagResource"], [tasks], {"StringEquals": {"ecs:CreateAction": "RunTask"}}),
         "Network": (["ec2:DescribeSubnets", "ec2:DescribeVpcs"], ["*"], None),
         "FlowRunLogs": (["logs:GetLogEvents"], [log_streams], None),
+        "ObserverQueueLookup": (["sqs:GetQueueUrl"], [f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE}"], None),
         "PassFlowRunRoles": (
             ["iam:PassRole"],
             sorted([role_arn(ecs_run, "roles-execution"), role_arn(ecs_run, "ecs-pool-flow-run")]),
