@@ -1,0 +1,533 @@
+"""A local Prefect hybrid model on 127.0.0.1, for the runtime tests and `benchmarks/`.
+
+It starts real processes (a Prefect API server on SQLite, a moto S3 server holding the flow bucket,
+and workers), plus a Slack webhook stand-in thread. Each process gets a free port and a temporary
+directory, and is ended by its PID. A worker is started with the command, environment and secrets
+of the container definition that the Pulumi program renders under mocks, so what runs here is what
+the task definition declares, on the Python environment that holds `agent_image/requirements.txt`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS_DIR = ROOT / "flows"
+TEST_FLOWS = Path(__file__).resolve().parent / "runtime_flows.py"
+BIN = Path(sys.executable).parent
+FLOW_BUCKET = "prefect-flows-test"
+AWS_REGION = "us-east-1"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A port nothing listens on right now, on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
+    """Poll `check` until it returns something truthy; a generous timeout only keeps a broken run from hanging."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # the thing polled is not up yet
+            last_error = exc
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not reached within {timeout:.0f} s (last error: {last_error!r})")
+
+
+def _session_members(sid: int) -> list[int]:
+    """PIDs in session `sid` (what a container's PID namespace would hold for that process tree)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _descendants(pid: int) -> list[int]:
+    """All live descendants of `pid`, from /proc (children first found, then theirs)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of one process (VmRSS), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class Process:
+    """A process we started, in its own session, with its output in a log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    _descendants_seen: set[int] = field(default_factory=set)
+
+    @classmethod
+    def start(cls, name: str, argv: list[str], env: dict[str, str], log_dir: Path, cwd: Path | None = None) -> Process:
+        log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        with log_path.open("wb") as log:
+            popen = subprocess.Popen(  # new session: like a container's PID 1, and signals reach only this tree
+                argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return cls(name=name, popen=popen, log_path=log_path)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tree(self) -> list[int]:
+        """This process's descendants now, remembered so that orphans can still be ended later."""
+        found = _descendants(self.pid)
+        self._descendants_seen.update(found)
+        return found
+
+    def signal_group(self, sig: int) -> None:
+        """Send `sig` to the process group, as tini -g (the image's PID 1) forwards ECS's stop signal."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def kill_leftovers(self) -> None:
+        """SIGKILL whatever this process started that still runs: what a container's end does to it."""
+        leftovers = set(_session_members(self.pid)) | {p for p in self._descendants_seen if Path(f"/proc/{p}").exists()}
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def stop(self, timeout: float = 20) -> int | None:
+        """SIGTERM by PID, SIGKILL after `timeout`; then end anything it left behind."""
+        self.tree()
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.kill_leftovers()
+        return self.popen.returncode
+
+
+class WebhookRecorder:
+    """A stand-in for a Slack incoming webhook: records each JSON body posted and answers `ok` like Slack."""
+
+    def __init__(self) -> None:
+        self.received: list[Any] = []
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/services/T000/B000/XXXX"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def rendered_worker_container() -> dict[str, Any]:
+    """The worker's container definition exactly as the Pulumi program registers it (default config)."""
+    for path in (str(ROOT), str(ROOT / "tests")):  # the program's `components`, and conftest's mocks
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    from conftest import run_program
+
+    return run_program().container()
+
+
+def container_secret_values() -> dict[str, str]:
+    """What Secrets Manager hands the container for each declared secret: the stack's configured key."""
+    from conftest import API_KEY
+
+    return {"PREFECT_API_KEY": API_KEY}
+
+
+@dataclass
+class Cluster:
+    """Everything a worker needs around it, on loopback: Prefect API, S3 emulator, webhook, temp dirs."""
+
+    workdir: Path
+    server_port: int = field(default_factory=free_port)
+    s3_port: int = field(default_factory=free_port)
+    auth_string: str | None = None
+    container: dict[str, Any] = field(default_factory=rendered_worker_container)
+    server: Process | None = None
+    s3: Process | None = None
+    webhook: WebhookRecorder | None = None
+    workers: list[Process] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/api"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def work_pool(self) -> str:
+        command = self.container["command"]
+        return command[command.index("--pool") + 1]
+
+    @property
+    def logs(self) -> Path:
+        path = self.workdir / "logs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def base_env(self) -> dict[str, str]:
+        """This machine's environment without any PREFECT_/AWS_ settings, plus loopback endpoints and dummy AWS keys."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AWS_"))}
+        env.update(
+            PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            PREFECT_HOME=str(self.workdir / "client-home"),
+            PREFECT_API_URL=self.api_url,
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            AWS_ENDPOINT_URL=self.s3_url,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION=AWS_REGION,
+        )
+        return env
+
+    # --- processes -------------------------------------------------------------------------------
+
+    def start_server(self, timeout: float = 120) -> Process:
+        """`prefect server start` on SQLite in this cluster's PREFECT_HOME; returns once /api/health answers."""
+        env = self.base_env()
+        env.update(PREFECT_HOME=str(self.workdir / "server-home"), PREFECT_UI_ENABLED="false")
+        env.pop("PREFECT_API_URL")
+        if self.auth_string:
+            env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
+        argv = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.server_port)]
+        self.server = Process.start("server", argv, env, self.logs)
+        wait_for(self.server_healthy, timeout, "Prefect server healthy")
+        return self.server
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def server_healthy(self) -> bool:
+        if self.server is not None and not self.server.alive():
+            raise RuntimeError(f"Prefect server exited:\n{self.server.log()[-3000:]}")
+        with self.client() as client:
+            return client.api_healthcheck() is None
+
+    def start_s3(self) -> None:
+        """A moto S3 server with the flow bucket, which boto3 and s3fs reach through AWS_ENDPOINT_URL."""
+        import boto3
+
+        argv = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)]
+        self.s3 = Process.start("moto", argv, self.base_env(), self.logs)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.s3_url,
+            region_name=AWS_REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        wait_for(lambda: s3.list_buckets() is not None, 60, "moto S3 server up")
+        s3.create_bucket(Bucket=FLOW_BUCKET)
+
+    def worker_env(self, **overrides: str) -> dict[str, str]:
+        """The container's environment and secrets, with only the API URL pointed at the local server."""
+        env = self.base_env()
+        env.update({item["name"]: item["value"] for item in self.container["environment"]})
+        values = container_secret_values()
+        for secret in self.container.get("secrets", []):
+            env[secret["name"]] = values[secret["name"]]  # KeyError: a secret the harness cannot supply
+        env["PREFECT_API_URL"] = self.api_url
+        if self.auth_string:
+            env["PREFECT_API_AUTH_STRING"] = self.auth_string
+        env.update(overrides)
+        return env
+
+    def start_worker(
+        self, *extra_args: str, pool: str | None = None, health_port: int | None = None, **env: str
+    ) -> Process:
+        """A worker run with the task definition's command; `pool` swaps the pool's name (so one test's runs go to
+        one worker), `health_port` moves /health off the declared port (so workers can run side by side)."""
+        overrides = dict(env)
+        if health_port is not None:
+            overrides["PREFECT_WORKER_WEBSERVER_PORT"] = str(health_port)
+        argv = list(self.container["command"])
+        if pool is not None:
+            argv[argv.index("--pool") + 1] = pool
+        argv += extra_args
+        worker = Process.start("worker", argv, self.worker_env(**overrides), self.logs)
+        self.workers.append(worker)
+        return worker
+
+    def health_probe_argv(self) -> list[str]:
+        """The container health check command, as ECS runs it (`CMD` form: exec the rest as is)."""
+        command = self.container["healthCheck"]["command"]
+        assert command[0] == "CMD", command
+        return list(command[1:])
+
+    def probe_health(self, port: int | None = None) -> int:
+        """Run the task definition's health check; returns its exit code (0 = healthy)."""
+        argv = self.health_probe_argv()
+        if port is not None:
+            declared = self.container_env()["PREFECT_WORKER_WEBSERVER_PORT"]
+            argv = [part.replace(f":{declared}/", f":{port}/") for part in argv]
+        env = self.base_env()
+        return subprocess.run(argv, env=env, capture_output=True, timeout=30).returncode
+
+    def health_status(self, port: int | None = None) -> int:
+        """HTTP status of a worker's /health (what the container probe reads); 0 when nothing answers."""
+        port = port or int(self.container_env()["PREFECT_WORKER_WEBSERVER_PORT"])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            return 0
+
+    def wait_healthy(self, worker: Process, port: int | None = None, timeout: float = 120) -> float:
+        """Wait until the worker's /health answers 200; returns seconds waited. Fails at once if the worker exits."""
+        started = time.monotonic()
+
+        def healthy() -> bool:
+            if not worker.alive():
+                raise RuntimeError(f"worker exited ({worker.popen.returncode}):\n{worker.log()[-3000:]}")
+            return self.health_status(port) == 200
+
+        wait_for(healthy, timeout, "worker /health answers 200", interval=0.1)
+        return time.monotonic() - started
+
+    def container_env(self) -> dict[str, str]:
+        return {item["name"]: item["value"] for item in self.container["environment"]}
+
+    # --- Prefect client --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Any]:
+        """Prefect's own sync client, pointed at this cluster's server."""
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+        settings: dict[Any, Any] = {PREFECT_API_URL: self.api_url}
+        if self.auth_string:
+            settings[PREFECT_API_AUTH_STRING] = self.auth_string
+        with temporary_settings(updates=settings), get_client(sync_client=True) as client:
+            yield client
+
+    def ensure_work_pool(self, name: str | None = None) -> None:
+        """Create a process pool (the worker's by default) if it does not exist yet, so deployments can target it."""
+        from prefect.client.schemas.actions import WorkPoolCreate
+        from prefect.exceptions import ObjectAlreadyExists
+
+        with self.client() as client, contextlib.suppress(ObjectAlreadyExists):
+            client.create_work_pool(WorkPoolCreate(name=name or self.work_pool, type="process"))
+
+    def deploy_flows(self) -> str:
+        """Deploy flows/ the way the README tells users (`prefect --no-prompt deploy --all` with FLOW_BUCKET and
+        WORK_POOL), from a copy that also holds the test flows, so those reach the bucket by the same push."""
+        project = self.workdir / "project"
+        shutil.rmtree(project, ignore_errors=True)
+        shutil.copytree(FLOWS_DIR, project, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(TEST_FLOWS, project / TEST_FLOWS.name)
+        env = self.base_env()
+        env.update(FLOW_BUCKET=FLOW_BUCKET, WORK_POOL=self.work_pool)
+        result = subprocess.run(
+            [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        output = result.stdout + result.stderr
+        if result.returncode != 0:
+            raise RuntimeError(f"prefect deploy failed ({result.returncode}):\n{output[-4000:]}")
+        return output
+
+    def create_automations(self) -> str:
+        """Create the automations of flows/automations/ with the CLI command the README gives."""
+        outputs = []
+        for path in sorted((FLOWS_DIR / "automations").glob("*.yaml")):
+            result = subprocess.run(
+                [str(BIN / "prefect"), "automation", "create", "--from-file", str(path)],
+                env=self.base_env(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            output = result.stdout + result.stderr
+            if result.returncode != 0 or "Failed" in output:
+                raise RuntimeError(f"prefect automation create {path.name} failed:\n{output[-4000:]}")
+            outputs.append(output)
+        return "\n".join(outputs)
+
+    def save_secret(self, name: str, value: str) -> None:
+        """A Prefect Secret block, as a user stores the webhook URL."""
+        from prefect.blocks.system import Secret
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+            Secret(value=value).save(name, overwrite=True)
+
+    def deployment(self, name: str) -> Any:
+        with self.client() as client:
+            return client.read_deployment_by_name(name)
+
+    def add_deployment(
+        self, entrypoint: str, name: str, pool: str | None = None, like: str = "post-slack/post-slack"
+    ) -> uuid.UUID:
+        """A deployment of another flow in the pushed code, with the S3 pull steps Prefect stored for `like`."""
+        template = self.deployment(like)
+        if pool is not None:
+            self.ensure_work_pool(pool)
+        with self.client() as client:
+            flow_id = client.create_flow_from_name(entrypoint.rsplit(":", 1)[1].replace("_", "-"))
+            return client.create_deployment(
+                flow_id=flow_id,
+                name=name,
+                entrypoint=entrypoint,
+                pull_steps=template.pull_steps,
+                work_pool_name=pool or self.work_pool,
+                enforce_parameter_schema=False,
+            )
+
+    def trigger(self, deployment_id: uuid.UUID, parameters: dict[str, Any] | None = None, **kwargs: Any) -> uuid.UUID:
+        with self.client() as client:
+            return client.create_flow_run_from_deployment(deployment_id, parameters=parameters or {}, **kwargs).id
+
+    def flow_runs(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        with self.client() as client:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids))
+        return {run.id: run for run in runs}
+
+    def flow_runs_in_pool(self, pool: str) -> list[uuid.UUID]:
+        """Ids of every flow run of a work pool, in pages."""
+        from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+
+        found: list[uuid.UUID] = []
+        with self.client() as client:
+            while True:
+                page = client.read_flow_runs(
+                    work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])), limit=200, offset=len(found)
+                )
+                found += [run.id for run in page]
+                if len(page) < 200:
+                    return found
+
+    def wait_final(self, ids: list[uuid.UUID], timeout: float) -> dict[uuid.UUID, Any]:
+        """Wait until every run is in a final state (COMPLETED, FAILED, CRASHED, CANCELLED)."""
+
+        def all_final() -> dict[uuid.UUID, Any] | None:
+            runs = self.flow_runs(ids)
+            final = [run for run in runs.values() if run.state is not None and run.state.is_final()]
+            return runs if len(final) == len(ids) else None
+
+        return wait_for(all_final, timeout, f"{len(ids)} flow run(s) final", interval=0.5)
+
+    def run_logs(self, flow_run_id: uuid.UUID) -> str:
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+        with self.client() as client:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        return "\n".join(log.message for log in logs)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.stop_server()
+        if self.s3 is not None:
+            self.s3.stop()
+        if self.webhook is not None:
+            self.webhook.close()
+
+
+@contextlib.contextmanager
+def local_cluster(auth_string: str | None = None, deploy: bool = True) -> Iterator[Cluster]:
+    """Server, S3 and webhook up, flows deployed; everything ended and removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="prefect-fargate-"))
+    cluster = Cluster(workdir=workdir, auth_string=auth_string)
+    try:
+        cluster.start_s3()
+        cluster.webhook = WebhookRecorder()
+        cluster.start_server()
+        if deploy:
+            cluster.ensure_work_pool()
+            cluster.deploy_flows()
+            cluster.create_automations()
+        yield cluster
+    finally:
+        cluster.close()
+        shutil.rmtree(workdir, ignore_errors=True)
