@@ -221,17 +221,25 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
     def _reason(exc: Exception) -> str:
         import httpx
 
+        # Prefect wraps some HTTP errors (ObjectUnsupported, ObjectAlreadyExists, ...): look inside.
+        wrapped = getattr(exc, "http_exc", None)
+        if isinstance(wrapped, httpx.HTTPStatusError):
+            exc = wrapped
         if isinstance(exc, httpx.HTTPStatusError):
             status = exc.response.status_code
-            if status in (401, 403):
-                return (
-                    f"the Prefect API refused the API key (HTTP {status}). "
-                    "Set a valid key: pulumi config set --secret prefect-fargate:prefectApiKey <key>"
-                )
             try:
                 body = exc.response.json()
             except ValueError:
                 body = exc.response.text
+            key_fix = "Set a valid key: pulumi config set --secret prefect-fargate:prefectApiKey <key>"
+            if status == 401:
+                return f"the Prefect API refused the API key (HTTP 401). {key_fix}"
+            if status == 403:  # a key without access, or (Prefect Cloud) a plan without this pool type
+                detail = body.get("detail") if isinstance(body, dict) else body
+                return (
+                    f"the Prefect API refused the request (HTTP 403: {str(detail)[:300] or 'forbidden'}). "
+                    f"Check the key's workspace access and the plan's work pool types. {key_fix}"
+                )
             detail = body
             if isinstance(body, dict):
                 problems = body.get("exception_detail") or body.get("detail")

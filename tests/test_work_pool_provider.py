@@ -116,3 +116,31 @@ def test_key_is_a_secret_input_and_a_secret_output(monkeypatch: pytest.MonkeyPat
     assert opts.additional_secret_outputs == ["api_key"]
     pool = run.one("pulumi-python:dynamic/prefect:WorkPool")
     assert pool.inputs["api_key"][rpc._special_sig_key] == rpc._special_secret_sig
+
+
+def _http_error(status: int, body: dict[str, Any]) -> Exception:
+    import httpx
+
+    request = httpx.Request("POST", f"{NOWHERE}/work_pools/")
+    response = httpx.Response(status, json=body, request=request)
+    return httpx.HTTPStatusError(f"{status}", request=request, response=response)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "wrap", "expected"),
+    [
+        (401, {"detail": "Unauthorized"}, False, "refused the API key (HTTP 401)"),
+        (403, {"detail": "Your plan does not support ecs work pools."}, True,
+         "HTTP 403: Your plan does not support ecs work pools."),
+        (422, {"exception_detail": [{"loc": ["body", "base_job_template"], "msg": "bad placeholder"}]}, False,
+         "HTTP 422): base_job_template: bad placeholder"),
+    ],
+    ids=["401", "403-plan-wrapped", "422-validation"],
+)  # fmt: skip
+def test_http_errors_read_as_their_cause(status: int, body: dict[str, Any], wrap: bool, expected: str) -> None:
+    from prefect.exceptions import ObjectUnsupported
+
+    error = _http_error(status, body)
+    reason = WorkPoolProvider._reason(ObjectUnsupported(http_exc=error) if wrap else error)
+    assert expected in reason
+    assert KEY not in reason
