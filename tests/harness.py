@@ -313,16 +313,26 @@ class Cluster:
         return env
 
     def start_worker(
-        self, *extra_args: str, pool: str | None = None, health_port: int | None = None, **env: str
+        self,
+        *extra_args: str,
+        pool: str | None = None,
+        health_port: int | None = None,
+        limit: int | None = None,
+        **env: str,
     ) -> Process:
         """A worker run with the task definition's command; `pool` swaps the pool's name (so one test's runs go to
-        one worker), `health_port` moves /health off the declared port (so workers can run side by side)."""
+        one worker), `health_port` moves /health off the declared port (so workers can run side by side),
+        `limit` replaces the declared --limit (benchmarks compare limits)."""
         overrides = dict(env)
         if health_port is not None:
             overrides["PREFECT_WORKER_WEBSERVER_PORT"] = str(health_port)
         argv = list(self.container["command"])
         if pool is not None:
             argv[argv.index("--pool") + 1] = pool
+        if limit is not None:
+            if "--limit" in argv:
+                del argv[argv.index("--limit") : argv.index("--limit") + 2]
+            argv += ["--limit", str(limit)]
         argv += extra_args
         worker = Process.start("worker", argv, self.worker_env(**overrides), self.logs)
         self.workers.append(worker)
