@@ -25,6 +25,15 @@ STOP_TIMEOUT_SECONDS = 30
 # every 30 s (Prefect's minimum; its default is 180) so the zombie automation in flows/ marks them
 # CRASHED after 90 s.
 FLOW_HEARTBEAT_SECONDS = 30
+# A process worker runs each flow run as its own Python process, and without --limit it starts every
+# due run at once: a burst of scheduled jobs would get a default task killed for memory. Measured
+# with benchmarks/worker_bench.py (README, "Sizing guide"): the worker's own RSS and one flow run's.
+WORKER_RSS_MIB = 160
+FLOW_RUN_RSS_MIB = 160
+USABLE_MEMORY = 0.9  # leave 10% for the runtime, page cache and a heavier-than-measured run
+# With a limit, a worker takes at most `limit` runs per poll; polling every 5 s instead of Prefect's
+# 10 s halves trigger-to-running latency and doubles how fast a burst of runs drains.
+WORKER_QUERY_SECONDS = 5
 # The prefecthq/prefect image has no curl or wget: probe the worker's /health with python.
 HEALTH_PROBE = (
     "import sys, urllib.request; "
@@ -67,8 +76,14 @@ ECS_OBSERVER_QUEUE = "prefect-ecs-tasks-events"
 ECS_WORKER_ENVIRONMENT = [{"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME", "value": ECS_OBSERVER_QUEUE}]
 
 
-def worker_command(work_pool: str, worker_type: str = "process") -> list[str]:
-    """The worker's command line, run without a shell; `worker_type` is the pool's type."""
+def run_limit(memory_mib: int) -> int:
+    """How many flow runs at once fit next to the worker in a task of `memory_mib` (at least one)."""
+    return max(1, int((memory_mib * USABLE_MEMORY - WORKER_RSS_MIB) // FLOW_RUN_RSS_MIB))
+
+
+def worker_command(work_pool: str, worker_type: str = "process", limit: int | None = None) -> list[str]:
+    """The worker's command line, run without a shell; `worker_type` is the pool's type, `limit` caps
+    concurrent flow runs (a process worker's runs share the task's memory)."""
     return [
         "prefect",
         "worker",
@@ -80,6 +95,7 @@ def worker_command(work_pool: str, worker_type: str = "process") -> list[str]:
         "--with-healthcheck",
         "--install-policy",
         "never",
+        *(["--limit", str(limit)] if limit is not None else []),
     ]
 
 
@@ -93,19 +109,23 @@ def worker_container(
     log_group_name: str,
     region: str,
     worker_type: str = "process",
+    memory_mib: int | None = None,
 ) -> dict[str, Any]:
-    """The worker's container definition, as ECS's RegisterTaskDefinition takes it."""
+    """The worker's container definition, as ECS's RegisterTaskDefinition takes it; a process worker in a
+    task of `memory_mib` gets the --limit that fits."""
+    limit = run_limit(memory_mib) if worker_type == "process" and memory_mib is not None else None
     return {
         "name": CONTAINER_NAME,
         "image": image,
         "essential": True,
-        "command": worker_command(work_pool, worker_type),
+        "command": worker_command(work_pool, worker_type, limit),
         "environment": [
             {"name": "PREFECT_API_URL", "value": prefect_api_url},
             {"name": "PREFECT_LOGGING_LEVEL", "value": log_level},
             {"name": "PREFECT_WORKER_WEBSERVER_HOST", "value": "127.0.0.1"},
             {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": str(HEALTH_PORT)},
             {"name": "PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "value": str(FLOW_HEARTBEAT_SECONDS)},
+            {"name": "PREFECT_WORKER_QUERY_SECONDS", "value": str(WORKER_QUERY_SECONDS)},
             *(ECS_WORKER_ENVIRONMENT if worker_type == "ecs" else []),
         ],
         "secrets": [{"name": "PREFECT_API_KEY", "valueFrom": api_key_value_from}],
@@ -163,6 +183,7 @@ class AgentService(pulumi.ComponentResource):
                         log_group_name=v["log_group"],
                         region=v["region"],
                         worker_type=args.worker_type,
+                        memory_mib=args.size.memory,
                     )
                 ]
             )
