@@ -73,8 +73,8 @@ def _session_members(sid: int) -> list[int]:
     return pids
 
 
-def _descendants(pid: int) -> list[int]:
-    """All live descendants of `pid`, from /proc (children first found, then theirs)."""
+def _children_map() -> dict[int, list[int]]:
+    """Parent PID -> child PIDs, from /proc."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -82,9 +82,20 @@ def _descendants(pid: int) -> list[int]:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(stat.parent.name))
+    return children
+
+
+def children(pid: int) -> list[int]:
+    """Live direct children of `pid` (for a process worker: one per flow run)."""
+    return _children_map().get(pid, [])
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of `pid`."""
+    tree = _children_map()
     found, todo = [], [pid]
     while todo:
-        for child in children.get(todo.pop(), []):
+        for child in tree.get(todo.pop(), []):
             found.append(child)
             todo.append(child)
     return found
@@ -131,7 +142,7 @@ class Process:
 
     def tree(self) -> list[int]:
         """This process's descendants now, remembered so that orphans can still be ended later."""
-        found = _descendants(self.pid)
+        found = descendants(self.pid)
         self._descendants_seen.update(found)
         return found
 
