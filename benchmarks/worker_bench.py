@@ -32,6 +32,14 @@ HEADROOM = 0.9  # keep 10% of the task's memory free for the runtime, page cache
 RUN_TIMEOUT = 900
 
 
+class Rows(list[tuple[str, str]]):
+    """The table's rows, each also printed as soon as it is measured (a long run shows progress)."""
+
+    def append(self, row: tuple[str, str]) -> None:
+        super().append(row)
+        print(f"  {row[0]}: {row[1]}", file=sys.stderr, flush=True)
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
@@ -70,10 +78,10 @@ class RssSampler:
         self._thread.join()
 
 
-def healthy_worker(cluster: Cluster, *args: str, **env: str) -> tuple[Process, float]:
+def healthy_worker(cluster: Cluster, limit: int | None = None, **env: str) -> tuple[Process, float]:
     """Start a worker as declared; return it and the seconds from process start to a passing health check."""
     start = time.monotonic()
-    worker = cluster.start_worker(*args, **env)
+    worker = cluster.start_worker(limit=limit, **env)
     wait_for(lambda: cluster.probe_health() == 0, 120, "worker healthy", interval=0.05)
     return worker, time.monotonic() - start
 
@@ -103,7 +111,7 @@ def running_latency(cluster: Cluster, deployment: UUID, samples: int, **env: str
 def throughput(cluster: Cluster, deployment: UUID, limit: int, runs: int) -> tuple[float, RssSampler]:
     """Flow runs per minute through one worker with `--limit`, from a queue already full of due runs."""
     ids = [cluster.trigger(deployment, {"n": n}) for n in range(runs)]
-    worker, _ = healthy_worker(cluster, "--limit", str(limit))
+    worker, _ = healthy_worker(cluster, limit=limit)
     try:
         with RssSampler(worker) as sampler:
             start = time.monotonic()
@@ -133,8 +141,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
     quick = parser.parse_args().quick
     latency_samples = 4 if quick else 8
-    runs_at = {1: 6, 4: 16, 16: 32} if quick else {1: 10, 4: 32, 16: 64}
-    rows: list[tuple[str, str]] = []
+    runs_at = {1: 4, 4: 12, 16: 16} if quick else {1: 10, 4: 32, 16: 64}
+    rows = Rows()
 
     with local_cluster() as cluster:
         tiny = cluster.add_deployment("runtime_flows.py:tiny", "bench-tiny")
@@ -177,7 +185,6 @@ def main() -> None:
             rows.append(
                 (f"throughput, --limit {limit}, task definition polling ({runs} runs)", f"{per_minute:.0f} runs/min")
             )
-            print(rows[-1], flush=True)
 
     idle_worker = statistics.median(idle)
     run_peak = max(max(s.run_peaks.values(), default=0) for s in samplers.values())

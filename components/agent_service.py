@@ -26,9 +26,10 @@ STOP_TIMEOUT_SECONDS = 30
 # CRASHED after 90 s.
 FLOW_HEARTBEAT_SECONDS = 30
 # A process worker runs each flow run as its own Python process, and without --limit it starts every
-# due run at once: a burst of scheduled jobs would get a default task killed for memory. Measured
-# with benchmarks/worker_bench.py (README, "Sizing guide"): the worker's own RSS and one flow run's.
-WORKER_RSS_MIB = 160
+# due run at once: a burst of scheduled jobs would get a default task killed for memory (16 trivial
+# runs at once measured 1.4 GiB). Measured with benchmarks/worker_bench.py (README, "Sizing guide"):
+# the worker peaks at 147 MiB, a trivial flow run at 122 MiB; 160 leaves room for a flow's own imports.
+WORKER_RSS_MIB = 150
 FLOW_RUN_RSS_MIB = 160
 USABLE_MEMORY = 0.9  # leave 10% for the runtime, page cache and a heavier-than-measured run
 # With a limit, a worker takes at most `limit` runs per poll; polling every 5 s instead of Prefect's
