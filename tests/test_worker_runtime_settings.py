@@ -1,0 +1,35 @@
+"""What the runtime tests and benchmarks rely on in the rendered worker container (mocks, fast)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import BASE_CONFIG, ROOT, Run, run_program
+
+from components.agent_service import FLOW_RUN_RSS_MIB, USABLE_MEMORY, WORKER_RSS_MIB, run_limit
+
+
+def _limit(command: list[str]) -> int | None:
+    return int(command[command.index("--limit") + 1]) if "--limit" in command else None
+
+
+@pytest.mark.parametrize(("cpu", "memory", "limit"), [("512", "1024", 4), ("1024", "2048", 10), ("256", "512", 1)])
+def test_process_worker_limit_follows_task_memory(cpu: str, memory: str, limit: int) -> None:
+    container = run_program({**BASE_CONFIG, "cpu": cpu, "memory": memory}).container()
+    assert _limit(container["command"]) == limit
+
+
+@pytest.mark.parametrize("memory", [512, 1024, 2048, 4096, 8192, 30720])
+def test_runs_at_the_limit_fit_in_the_usable_memory(memory: int) -> None:
+    limit = run_limit(memory)
+    assert limit >= 1
+    if memory >= 1024:  # 512 MiB gets one run however tight: a worker that runs nothing is useless
+        assert WORKER_RSS_MIB + limit * FLOW_RUN_RSS_MIB <= memory * USABLE_MEMORY
+
+
+def test_flow_runs_beat_often_enough_for_the_zombie_automation(default_run: Run) -> None:
+    """Three missed beats fit in the automation's window, so a live run is never crashed for silence."""
+    env = {item["name"]: item["value"] for item in default_run.container()["environment"]}
+    automation = yaml.safe_load((ROOT / "flows/automations/crash-zombie-flow-runs.yaml").read_text())
+    assert int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) * 3 <= automation["trigger"]["within"]
+    assert automation["actions"][0]["state"] == "CRASHED"
