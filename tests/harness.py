@@ -20,8 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -364,29 +362,6 @@ class Cluster:
         env = self.base_env()
         return subprocess.run(argv, env=env, capture_output=True, timeout=30).returncode
 
-    def health_status(self, port: int | None = None) -> int:
-        """HTTP status of a worker's /health (what the container probe reads); 0 when nothing answers."""
-        port = port or int(self.container_env()["PREFECT_WORKER_WEBSERVER_PORT"])
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except OSError:
-            return 0
-
-    def wait_healthy(self, worker: Process, port: int | None = None, timeout: float = 120) -> float:
-        """Wait until the worker's /health answers 200; returns seconds waited. Fails at once if the worker exits."""
-        started = time.monotonic()
-
-        def healthy() -> bool:
-            if not worker.alive():
-                raise RuntimeError(f"worker exited ({worker.popen.returncode}):\n{worker.log()[-3000:]}")
-            return self.health_status(port) == 200
-
-        wait_for(healthy, timeout, "worker /health answers 200", interval=0.1)
-        return time.monotonic() - started
-
     def container_env(self) -> dict[str, str]:
         return {item["name"]: item["value"] for item in self.container["environment"]}
 
@@ -491,20 +466,6 @@ class Cluster:
         with self.client() as client:
             runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids))
         return {run.id: run for run in runs}
-
-    def flow_runs_in_pool(self, pool: str) -> list[uuid.UUID]:
-        """Ids of every flow run of a work pool, in pages."""
-        from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
-
-        found: list[uuid.UUID] = []
-        with self.client() as client:
-            while True:
-                page = client.read_flow_runs(
-                    work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])), limit=200, offset=len(found)
-                )
-                found += [run.id for run in page]
-                if len(page) < 200:
-                    return found
 
     def wait_final(self, ids: list[uuid.UUID], timeout: float) -> dict[uuid.UUID, Any]:
         """Wait until every run is in a final state (COMPLETED, FAILED, CRASHED, CANCELLED)."""
