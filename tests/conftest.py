@@ -178,6 +178,15 @@ def set_stack_config(config: dict[str, str], secret_keys: list[str]) -> None:
     pulumi.runtime.set_all_config(full, [f"{PROJECT}:{k}" for k in secret_keys])
 
 
+def load_stack_config(config: dict[str, str], secret_keys: list[str] | None = None) -> Any:
+    """`load_config()` on this stack config, outside any program run (it makes Outputs: give it a loop)."""
+    from components.config import load_config
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    set_stack_config(config, ["prefectApiKey"] if secret_keys is None else secret_keys)
+    return load_config()
+
+
 def _configure(config: dict[str, str], secret_keys: list[str], mocks: RecordingMocks) -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.reset_options(project=PROJECT, stack=STACK)

@@ -6,15 +6,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import API_KEY, BASE_CONFIG, PROJECT, ROOT, RecordingMocks, run_program, set_stack_config
+from conftest import API_KEY, BASE_CONFIG, PROJECT, ROOT, RecordingMocks, load_stack_config, run_program
 
 from components.config import (
     FARGATE_SIZES,
     ConfigError,
     NetworkConfig,
-    StackConfig,
     TaskSize,
-    load_config,
 )
 
 VPC = "vpc-0123456789abcdef0"
@@ -94,13 +92,8 @@ def test_plaintext_key_message_does_not_echo_the_key() -> None:
     assert API_KEY not in str(raised.value)
 
 
-def _loaded(config: dict[str, str]) -> StackConfig:
-    set_stack_config(config, ["prefectApiKey"])
-    return load_config()
-
-
 def test_cloud_ids_make_the_cloud_api_url() -> None:
-    loaded = _loaded(BASE_CONFIG)
+    loaded = load_stack_config(BASE_CONFIG)
     assert loaded.prefect_api_url == CLOUD_URL.format(
         BASE_CONFIG["prefectAccountId"], BASE_CONFIG["prefectWorkspaceId"]
     )
@@ -108,7 +101,7 @@ def test_cloud_ids_make_the_cloud_api_url() -> None:
 
 def test_self_hosted_url_is_taken_as_given() -> None:
     config = {**without("prefectAccountId", "prefectWorkspaceId"), "prefectApiUrl": "http://prefect.internal:4200/api/"}
-    assert _loaded(config).prefect_api_url == "http://prefect.internal:4200/api"
+    assert load_stack_config(config).prefect_api_url == "http://prefect.internal:4200/api"
 
 
 def test_own_vpc_with_json_and_comma_lists() -> None:
@@ -119,7 +112,7 @@ def test_own_vpc_with_json_and_comma_lists() -> None:
         "securityGroupIds": f"{SG}, sg-0123456789abcdef1",
         "assignPublicIp": "false",
     }
-    assert _loaded(config).network == NetworkConfig(
+    assert load_stack_config(config).network == NetworkConfig(
         vpc_id=VPC,
         subnet_ids=(SUBNET, "subnet-0123456789abcdef1"),
         security_group_ids=(SG, "sg-0123456789abcdef1"),
@@ -128,19 +121,21 @@ def test_own_vpc_with_json_and_comma_lists() -> None:
 
 
 def test_arm64_builds_for_arm() -> None:
-    assert _loaded({**BASE_CONFIG, "cpuArchitecture": "ARM64"}).docker_platform == "linux/arm64"
+    assert load_stack_config({**BASE_CONFIG, "cpuArchitecture": "ARM64"}).docker_platform == "linux/arm64"
 
 
 @pytest.mark.parametrize("cpu", sorted(FARGATE_SIZES))
 def test_every_fargate_pair_is_accepted(cpu: int) -> None:
     for memory in (FARGATE_SIZES[cpu][0], FARGATE_SIZES[cpu][-1]):
-        assert _loaded({**BASE_CONFIG, "cpu": str(cpu), "memory": str(memory)}).size == TaskSize(cpu=cpu, memory=memory)
+        assert load_stack_config({**BASE_CONFIG, "cpu": str(cpu), "memory": str(memory)}).size == TaskSize(
+            cpu=cpu, memory=memory
+        )
 
 
 def test_pulumi_yaml_declares_every_key_with_the_programs_defaults() -> None:
     """The CLI applies Pulumi.yaml's defaults; the program's own must be the same ones."""
     declared = yaml.safe_load(Path(ROOT / "Pulumi.yaml").read_text())["config"]
-    defaults = _loaded(BASE_CONFIG)
+    defaults = load_stack_config(BASE_CONFIG)
     expected = {
         "workPool": defaults.work_pool,
         "prefectVersion": defaults.prefect_version,
@@ -173,5 +168,5 @@ def test_pulumi_yaml_defaults_pass_validation() -> None:
               "[]" if spec["default"] == [] else str(spec["default"]))
         for key, spec in declared.items() if "default" in spec
     }  # fmt: skip
-    loaded = _loaded({**as_cli_sends, **BASE_CONFIG})
+    loaded = load_stack_config({**as_cli_sends, **BASE_CONFIG})
     assert loaded.network == NetworkConfig()

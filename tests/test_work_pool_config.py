@@ -6,34 +6,29 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import API_KEY, BASE_CONFIG, PROJECT, ROOT, set_stack_config
+from conftest import API_KEY, BASE_CONFIG, PROJECT, ROOT, load_stack_config
 
-from components.config import ConfigError, StackConfig, TaskSize, load_config
-
-
-def _loaded(config: dict[str, str]) -> StackConfig:
-    set_stack_config(config, ["prefectApiKey"])
-    return load_config()
+from components.config import ConfigError, TaskSize
 
 
 def _error(config: dict[str, str], key: str) -> str:
     """The error line naming `key`."""
     with pytest.raises(ConfigError) as raised:
-        _loaded(config)
+        load_stack_config(config)
     message = str(raised.value)
     assert API_KEY not in message
     return next(line for line in message.splitlines() if f"{PROJECT}:{key}:" in line)
 
 
 def test_defaults_are_a_process_pool_without_limit() -> None:
-    loaded = _loaded(BASE_CONFIG)
+    loaded = load_stack_config(BASE_CONFIG)
     assert loaded.work_pool_type == "process"
     assert loaded.work_pool_concurrency is None
     assert loaded.flow_run_size == TaskSize(cpu=1024, memory=2048)
 
 
 def test_ecs_pool_with_limit_and_size() -> None:
-    loaded = _loaded(
+    loaded = load_stack_config(
         {
             **BASE_CONFIG,
             "workPoolType": "ecs",
