@@ -134,6 +134,7 @@ def test_api_outage_worker_reconnects_and_every_scheduled_run_completes(cluster:
     assert worker.alive()
 
 
+@pytest.mark.load
 def test_load_100_deployments_200_runs_through_one_worker_none_lost_or_duplicated(cluster: Cluster) -> None:
     assert cluster.webhook is not None
     assert "--limit" in cluster.container["command"], "the declared worker has no concurrency limit"
