@@ -58,6 +58,16 @@ def ecs_tasks_trust(
     )
 
 
+def arn_context(parent: pulumi.Resource) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]]:
+    """This stack's account, partition and region, to build the ARNs that policies scope to."""
+    invoke = pulumi.InvokeOutputOptions(parent=parent)
+    return (
+        aws.get_caller_identity_output(opts=invoke).account_id,
+        aws.get_partition_output(opts=invoke).partition,
+        aws.get_region_output(opts=invoke).region,
+    )
+
+
 def policy_document(*statements: Statement) -> pulumi.Output[str]:
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
@@ -105,10 +115,7 @@ class AgentRoles(pulumi.ComponentResource):
     def __init__(self, name: str, args: AgentRolesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:iam:AgentRoles", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        invoke = pulumi.InvokeOutputOptions(parent=self)
-        account = aws.get_caller_identity_output(opts=invoke).account_id
-        partition = aws.get_partition_output(opts=invoke).partition
-        region = aws.get_region_output(opts=invoke).region
+        account, partition, region = arn_context(self)
         trust = ecs_tasks_trust(account, partition, region)
         log_group_arn = pulumi.Output.format(
             "arn:{0}:logs:{1}:{2}:log-group:{3}", partition, region, account, args.log_group_name

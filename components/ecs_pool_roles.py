@@ -18,7 +18,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.agent_roles import ECS_TASKS, Statement, bucket_read_statements, ecs_tasks_trust, policy_document
+from components.agent_roles import (
+    ECS_TASKS,
+    Statement,
+    arn_context,
+    bucket_read_statements,
+    ecs_tasks_trust,
+    policy_document,
+)
 from components.agent_service import ECS_OBSERVER_QUEUE
 
 
@@ -117,10 +124,7 @@ class EcsPoolRoles(pulumi.ComponentResource):
     def __init__(self, name: str, args: EcsPoolRolesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:iam:EcsPoolRoles", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        invoke = pulumi.InvokeOutputOptions(parent=self)
-        account = aws.get_caller_identity_output(opts=invoke).account_id
-        partition = aws.get_partition_output(opts=invoke).partition
-        region = aws.get_region_output(opts=invoke).region
+        account, partition, region = arn_context(self)
 
         self.flow_run_role = aws.iam.Role(
             f"{name}-flow-run", assume_role_policy=ecs_tasks_trust(account, partition, region), opts=child
