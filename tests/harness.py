@@ -477,6 +477,15 @@ class Cluster:
 
         return wait_for(all_final, timeout, f"{len(ids)} flow run(s) final", interval=0.5)
 
+    def run_events(self, flow_run_id: uuid.UUID) -> list[str]:
+        """The event names the server recorded for a flow run, oldest first (what its automations saw)."""
+        from prefect.events.filters import EventFilter, EventResourceFilter
+
+        with self.client() as client:
+            flow_run = EventFilter(resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]))
+            page = client.read_events(flow_run, limit=50)  # the server's maximum page (the client's default is 100)
+        return [event.event for event in sorted(page.events, key=lambda event: event.occurred)]
+
     def run_logs(self, flow_run_id: uuid.UUID) -> str:
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 

@@ -109,14 +109,23 @@ def test_sigterm_stops_an_idle_worker_within_stop_timeout(cluster: Cluster, work
 
 
 def test_sigterm_mid_run_stops_worker_within_stop_timeout_and_run_resolves(cluster: Cluster, worker: Process) -> None:
-    """The run dies with the task; the flows' heartbeats stop and the zombie automation crashes it."""
+    """The run dies with the task; the flows' heartbeats stop and the zombie automation crashes it.
+
+    The automation starts watching a run at its first heartbeat, so the stop comes once the server
+    has one: a task stopped in the instant between RUNNING and that heartbeat leaves the run RUNNING
+    (CI hit that instant once; the README's automation section says so)."""
     run_id = cluster.trigger(_deployment_id(cluster, "runtime_flows.py:sleep_for", "sleep-for"), {"seconds": 600})
-    wait_for(lambda: _state(cluster, run_id) == StateType.RUNNING, RUN_TIMEOUT, "run RUNNING")
+    beat = "prefect.flow-run.heartbeat"
+    wait_for(lambda: beat in cluster.run_events(run_id), RUN_TIMEOUT, "the run's first heartbeat")
+    assert _state(cluster, run_id) == StateType.RUNNING
     worker.tree()  # remember the flow run's process, so the task's end can be simulated
     worker.signal_group(15)
     worker.wait(timeout=cluster.container["stopTimeout"])  # raises if ECS would have had to SIGKILL it
     worker.kill_leftovers()  # the container stops once its main process exits: everything in it dies
-    run = cluster.wait_final([run_id], RUN_TIMEOUT)[run_id]
+    try:
+        run = cluster.wait_final([run_id], RUN_TIMEOUT)[run_id]
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; the run's events: {cluster.run_events(run_id)}") from None
     assert run.state.type == StateType.CRASHED, run.state
 
 
@@ -148,8 +157,9 @@ def test_load_100_deployments_200_runs_through_one_worker_none_lost_or_duplicate
         runs = cluster.wait_final(ids, 900)
     finally:
         w.stop()
+    unfinished = [f"{r.state.type.value}: {r.state.message}" for r in runs.values() if not r.state.is_completed()]
+    assert not unfinished, f"{len(unfinished)} run(s) did not complete, e.g. {unfinished[:3]}"
     assert sorted(item["n"] for item in cluster.webhook.received) == list(range(200)), "a run was lost or ran twice"
-    assert {run.state.type for run in runs.values()} == {StateType.COMPLETED}
     assert len({run.id for run in runs.values()}) == 200
 
 
