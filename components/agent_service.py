@@ -25,6 +25,8 @@ STOP_TIMEOUT_SECONDS = 30
 # every 30 s (Prefect's minimum; its default is 180) so the zombie automation in flows/ marks them
 # CRASHED after 90 s.
 FLOW_HEARTBEAT_SECONDS = 30
+# What a flow run needs in its environment wherever it runs: the worker's process, or its own ECS task.
+FLOW_RUN_ENVIRONMENT = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_SECONDS)}
 # A process worker runs each flow run as its own Python process, and without --limit it starts every
 # due run at once: a burst of scheduled jobs would get a default task killed for memory (16 trivial
 # runs at once measured 1.4 GiB). Measured with benchmarks/worker_bench.py (README, "Sizing guide"):
@@ -126,8 +128,8 @@ def worker_container(
             {"name": "PREFECT_LOGGING_LEVEL", "value": log_level},
             {"name": "PREFECT_WORKER_WEBSERVER_HOST", "value": "127.0.0.1"},
             {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": str(HEALTH_PORT)},
-            {"name": "PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "value": str(FLOW_HEARTBEAT_SECONDS)},
             {"name": "PREFECT_WORKER_QUERY_SECONDS", "value": str(WORKER_QUERY_SECONDS)},
+            *({"name": name, "value": value} for name, value in FLOW_RUN_ENVIRONMENT.items()),
             *(ECS_WORKER_ENVIRONMENT if worker_type == "ecs" else []),
         ],
         "secrets": [{"name": "PREFECT_API_KEY", "valueFrom": api_key_value_from}],

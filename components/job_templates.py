@@ -3,7 +3,8 @@
 - `process`: Prefect's own default template of the process worker, unchanged.
 - `ecs`: prefect-aws's own default ECS template, its variables' defaults filled from the stack:
   cluster, network, roles, the digest-pinned agent image, CloudWatch logs, the flow-run size, and
-  the API key as a Secrets Manager reference (so RunTask never carries it in plaintext).
+  the API key as a Secrets Manager reference (so RunTask never carries it in plaintext), and the
+  flow runs' environment (their heartbeats, so the zombie automation also watches ECS flow runs).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def ecs_base_job_template(
     cpu: int,
     memory: int,
     cpu_architecture: str,
+    flow_run_env: dict[str, str],
 ) -> dict[str, Any]:
     """prefect-aws's default ECS template with this stack's resources as the variables' defaults.
 
@@ -68,6 +70,7 @@ def ecs_base_job_template(
             "awslogs-create-group": "false",
         },
         "prefect_api_key_secret_arn": api_key_value_from,
+        "env": dict(flow_run_env),
     }
     properties = template["variables"]["properties"]
     unknown = set(defaults) - set(properties)

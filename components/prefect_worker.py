@@ -14,7 +14,7 @@ import pulumi_aws as aws
 
 from components.agent_image import AgentImage, AgentImageArgs
 from components.agent_roles import AgentRoles, AgentRolesArgs
-from components.agent_service import AgentService, AgentServiceArgs
+from components.agent_service import FLOW_RUN_ENVIRONMENT, AgentService, AgentServiceArgs
 from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
 from components.config import StackConfig
 from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
@@ -143,6 +143,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 cpu=args.flow_run_size.cpu,
                 memory=args.flow_run_size.memory,
                 cpu_architecture=args.cpu_architecture,
+                flow_run_env=FLOW_RUN_ENVIRONMENT,
             )
         )
 

@@ -133,6 +133,18 @@ def test_template_defaults_are_the_stacks_resources(ecs_run: Run) -> None:
     assert task_definition["runtimePlatform"] == {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"}
 
 
+def test_ecs_flow_runs_beat_as_the_process_workers_do(ecs_run: Run, default_run: Run) -> None:
+    """A flow-run task that dies (its own out-of-memory kill, a stop) leaves its run RUNNING unless the
+    zombie automation sees its heartbeats stop: they beat at the same, checked, frequency."""
+    process_env = {item["name"]: item["value"] for item in default_run.container()["environment"]}
+    beat = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+    template = pool_inputs(ecs_run)["base_job_template"]
+    assert _job_configuration(template).env[beat] == process_env[beat]
+    # A deployment's own env is added to the pool's, not put in its place.
+    configuration = _job_configuration(template, {"env": {"WAREHOUSE": "analytics"}})
+    assert configuration.env == {beat: process_env[beat], "WAREHOUSE": "analytics"}
+
+
 def test_template_follows_the_network_config() -> None:
     """Not literals: another VPC and private subnets give another template."""
     run = run_program(
@@ -280,6 +292,7 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
         cpu=2048,
         memory=4096,
         cpu_architecture="ARM64",
+        flow_run_env={"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
     )
 
     calls: list[tuple[str, str, dict[str, Any]]] = []
@@ -327,8 +340,9 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
         "securityGroups": [group],
         "assignPublicIp": "DISABLED",
     }
-    environment = {e["name"] for e in run_task["overrides"]["containerOverrides"][0]["environment"]}
+    environment = {e["name"]: e["value"] for e in run_task["overrides"]["containerOverrides"][0]["environment"]}
     assert "PREFECT_API_KEY" not in environment and "PREFECT_API_URL" in environment
+    assert environment["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"  # the template's env reaches the task
     assert run_task["tags"]  # hence ecs:TagResource in the worker's policy
 
     # Every AWS call the worker made is one its policy grants (PassRole rides on RunTask).
@@ -337,8 +351,8 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
     assert task_arn.startswith(f"{ECS_ARN}:task/")
 
 
-def _job_configuration(template: dict[str, Any]) -> Any:
-    """What the worker makes of the pool's template before a flow run's own variables.
+def _job_configuration(template: dict[str, Any], job_variables: dict[str, Any] | None = None) -> Any:
+    """What the worker makes of the pool's template and a deployment's `job_variables`.
 
     Given a stand-in client: the template has no block or variable references, so Prefect is never
     asked (with none, Prefect would start a whole ephemeral API to resolve nothing).
@@ -346,7 +360,8 @@ def _job_configuration(template: dict[str, Any]) -> Any:
     from prefect_aws.workers.ecs_worker import ECSJobConfiguration
 
     client = AsyncMock()
-    configuration = asyncio.run(ECSJobConfiguration.from_template_and_values(template, {}, client=client))
+    values = job_variables or {}
+    configuration = asyncio.run(ECSJobConfiguration.from_template_and_values(template, values, client=client))
     assert client.mock_calls == []
     return configuration
 

@@ -301,6 +301,7 @@ ECS_VALUES: dict[str, Any] = {
     "cpu": 1024,
     "memory": 2048,
     "cpu_architecture": "X86_64",
+    "flow_run_env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
 }
 
 
