@@ -140,7 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
     quick = parser.parse_args().quick
-    latency_samples = 4 if quick else 8
+    latency_samples = 4 if quick else 20
     runs_at = {1: 4, 4: 12, 16: 16} if quick else {1: 10, 4: 32, 16: 64}
     rows = Rows()
 

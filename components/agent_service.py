@@ -30,13 +30,13 @@ FLOW_RUN_ENVIRONMENT = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_
 # A process worker runs each flow run as its own Python process, and without --limit it starts every
 # due run at once: a burst of scheduled jobs would get a default task killed for memory (16 trivial
 # runs at once measured 1.4 GiB). Measured with benchmarks/worker_bench.py (README, "Sizing guide"):
-# the worker peaks at 147 MiB, a trivial flow run at 122 MiB; 160 leaves room for a flow's own imports.
-WORKER_RSS_MIB = 150
+# the worker peaks at 193 MiB, a trivial flow run at 123 MiB; 160 leaves room for a flow's own imports.
+WORKER_RSS_MIB = 200
 FLOW_RUN_RSS_MIB = 160
 USABLE_MEMORY = 0.9  # leave 10% for the runtime, page cache and a heavier-than-measured run
 # With a limit, a worker takes at most `limit` runs per poll; polling every 5 s instead of Prefect's
-# 10 s doubles how fast a burst of runs drains and bounds the wait for a due run (measured p95 8.8 s
-# against 11.5 s at 10 s, from 4 samples; the p50 did not improve in that small sample).
+# 10 s doubles how fast a burst of runs drains and shortens the wait for a due run (measured over 20
+# runs, p50 / p95 6.3 s / 8.2 s against 8.1 s / 11.2 s at 10 s).
 WORKER_QUERY_SECONDS = 5
 # The prefecthq/prefect image has no curl or wget: probe the worker's /health with python.
 HEALTH_PROBE = (
