@@ -274,6 +274,14 @@ class Cluster:
         """`prefect server start` on SQLite in this cluster's PREFECT_HOME; returns once /api/health answers."""
         env = self.base_env()
         env.update(PREFECT_HOME=str(self.workdir / "server-home"), PREFECT_UI_ENABLED="false")
+        env.update(PREFECT_SERVER_LOG_RETRYABLE_ERRORS="true")  # a 503 it answers says why in server_errors()
+        # SQLite takes one writer at a time, and a write that loses the race is answered 503 at once
+        # (SQLITE_BUSY_SNAPSHOT); Prefect Cloud's Postgres has no such limit. CI once saw a load-test
+        # run crash because its submission was still refused after the client's five retries. The loops
+        # the tests do not use are off so they do not compete with the worker for the lock (late-runs
+        # alone re-marks every queued run of the load test every 5 s).
+        for service in ("LATE_RUNS", "SCHEDULER", "FOREMAN", "PAUSE_EXPIRATIONS", "CANCELLATION_CLEANUP"):
+            env[f"PREFECT_SERVER_SERVICES_{service}_ENABLED"] = "false"
         env.pop("PREFECT_API_URL")
         if self.auth_string:
             env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
@@ -285,6 +293,13 @@ class Cluster:
     def stop_server(self) -> None:
         if self.server is not None:
             self.server.stop()
+
+    def server_errors(self, most: int = 3) -> str:
+        """The last exceptions the server logged (what was behind its 500s and 503s), for failure messages."""
+        if self.server is None:
+            return ""
+        exceptions = self.server.log().split("Encountered ")[1:]  # "Encountered (retryable) exception in request"
+        return "\n---\n".join("Encountered " + text[:2500] for text in exceptions[-most:])
 
     def server_healthy(self) -> bool:
         if self.server is not None and not self.server.alive():

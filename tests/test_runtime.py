@@ -158,7 +158,7 @@ def test_load_100_deployments_200_runs_through_one_worker_none_lost_or_duplicate
     finally:
         w.stop()
     unfinished = [f"{r.state.type.value}: {r.state.message}" for r in runs.values() if not r.state.is_completed()]
-    assert not unfinished, f"{len(unfinished)} run(s) did not complete, e.g. {unfinished[:3]}"
+    assert not unfinished, f"{len(unfinished)} did not complete, e.g. {unfinished[:3]}\n{cluster.server_errors()}"
     assert sorted(item["n"] for item in cluster.webhook.received) == list(range(200)), "a run was lost or ran twice"
     assert len({run.id for run in runs.values()}) == 200
 
