@@ -172,6 +172,11 @@ class Run:
         return container
 
 
+def name_values(entries: list[dict[str, str]]) -> dict[str, str]:
+    """ECS's `[{"name": ..., "value": ...}]` lists (a container's environment, RunTask's overrides) as a dict."""
+    return {entry["name"]: entry["value"] for entry in entries}
+
+
 def set_stack_config(config: dict[str, str], secret_keys: list[str]) -> None:
     """Stack config as the CLI hands it to the program: `project:key` names, secrets marked."""
     full = {f"{PROJECT}:{k}": v for k, v in config.items()}

@@ -326,7 +326,7 @@ class Cluster:
     def worker_env(self, **overrides: str) -> dict[str, str]:
         """The container's environment and secrets, with only the API URL pointed at the local server."""
         env = self.base_env()
-        env.update({item["name"]: item["value"] for item in self.container["environment"]})
+        env.update(self.container_env())
         values = container_secret_values()
         for secret in self.container.get("secrets", []):
             env[secret["name"]] = values[secret["name"]]  # KeyError: a secret the harness cannot supply

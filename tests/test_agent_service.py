@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 import pytest
-from conftest import ACCOUNT, REGION, Run, run_pulumi
+from conftest import ACCOUNT, REGION, Run, name_values, run_pulumi
 
 from components.agent_service import STOP_TIMEOUT_SECONDS, AgentService, AgentServiceArgs
 from components.config import TaskSize
@@ -56,7 +56,7 @@ def test_container_runs_the_worker_without_a_shell(service_run: Run) -> None:
 
 def test_container_environment_and_secret(service_run: Run) -> None:
     container = service_run.container()
-    env = {item["name"]: item["value"] for item in container["environment"]}
+    env = name_values(container["environment"])
     assert env["PREFECT_API_URL"] == API_URL
     assert env["PREFECT_LOGGING_LEVEL"] == "DEBUG"
     assert "PREFECT_API_KEY" not in env
@@ -65,7 +65,7 @@ def test_container_environment_and_secret(service_run: Run) -> None:
 
 def test_health_check_probes_the_workers_health_port(service_run: Run) -> None:
     container = service_run.container()
-    env = {item["name"]: item["value"] for item in container["environment"]}
+    env = name_values(container["environment"])
     check = container["healthCheck"]
     assert check["command"][:2] == ["CMD", "python"]  # the Prefect image has no curl or wget
     probe = shlex.join(check["command"][1:])

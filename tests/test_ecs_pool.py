@@ -20,7 +20,7 @@ import boto3
 import botocore.client
 import pytest
 from botocore.awsrequest import AWSResponse
-from conftest import ACCOUNT, API_KEY, BASE_CONFIG, INVOKES, REGION, Run, run_program, strings_in
+from conftest import ACCOUNT, API_KEY, BASE_CONFIG, INVOKES, REGION, Run, name_values, run_program, strings_in
 from moto import mock_aws
 
 from components.job_templates import FLOW_RUN_LOG_PREFIX, ecs_base_job_template, process_base_job_template
@@ -99,7 +99,7 @@ def test_ecs_pool_is_declared_with_its_limit(ecs_run: Run) -> None:
 def test_ecs_worker_only_submits(ecs_run: Run) -> None:
     container = ecs_run.container()
     assert container["command"][5:7] == ["--type", "ecs"]
-    env = {item["name"]: item["value"] for item in container["environment"]}
+    env = name_values(container["environment"])
     assert env["PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME"] == "prefect-ecs-tasks-events"
 
 
@@ -136,7 +136,7 @@ def test_template_defaults_are_the_stacks_resources(ecs_run: Run) -> None:
 def test_ecs_flow_runs_beat_as_the_process_workers_do(ecs_run: Run, default_run: Run) -> None:
     """A flow-run task that dies (its own out-of-memory kill, a stop) leaves its run RUNNING unless the
     zombie automation sees its heartbeats stop: they beat at the same, checked, frequency."""
-    process_env = {item["name"]: item["value"] for item in default_run.container()["environment"]}
+    process_env = name_values(default_run.container()["environment"])
     beat = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
     template = pool_inputs(ecs_run)["base_job_template"]
     assert _job_configuration(template).env[beat] == process_env[beat]
@@ -340,7 +340,7 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
         "securityGroups": [group],
         "assignPublicIp": "DISABLED",
     }
-    environment = {e["name"]: e["value"] for e in run_task["overrides"]["containerOverrides"][0]["environment"]}
+    environment = name_values(run_task["overrides"]["containerOverrides"][0]["environment"])
     assert "PREFECT_API_KEY" not in environment and "PREFECT_API_URL" in environment
     assert environment["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"  # the template's env reaches the task
     assert run_task["tags"]  # hence ecs:TagResource in the worker's policy

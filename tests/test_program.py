@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import API_KEY, BASE_CONFIG, Run, run_program, strings_in
+from conftest import API_KEY, BASE_CONFIG, Run, name_values, run_program, strings_in
 
 EXPECTED_OUTPUTS = {
     "imageUri", "repositoryUrl", "clusterName", "serviceName", "taskDefinitionArn", "logGroupName",
@@ -25,7 +25,7 @@ def test_stack_outputs(default_run: Run) -> None:
 def test_task_runs_the_digest_pinned_image_with_the_stacks_resources(default_run: Run) -> None:
     container = default_run.container()
     assert container["image"] == default_run.outputs["imageUri"]
-    env = {item["name"]: item["value"] for item in container["environment"]}
+    env = name_values(container["environment"])
     assert env["PREFECT_API_URL"] == default_run.outputs["prefectApiUrl"]
     secret = default_run.one("aws:secretsmanager/secret:Secret").outputs["arn"]
     version = default_run.one("aws:secretsmanager/secretVersion:SecretVersion").outputs["versionId"]

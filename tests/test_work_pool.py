@@ -24,6 +24,7 @@ from typing import Any
 
 import dill
 import pytest
+from conftest import name_values
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.job_templates import ecs_base_job_template, process_base_job_template
@@ -485,6 +486,6 @@ def test_worker_submits_a_deployments_run_from_the_pool_on_the_server(
     assert run_task["cluster"] == cluster
     assert run_task["overrides"]["taskRoleArn"] == ECS_VALUES["task_role_arn"]
     assert run_task["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == [subnet]
-    environment = {e["name"]: e["value"] for e in run_task["overrides"]["containerOverrides"][0]["environment"]}
+    environment = name_values(run_task["overrides"]["containerOverrides"][0]["environment"])
     assert environment["PREFECT_API_URL"] == server.url and "PREFECT_API_KEY" not in environment
     assert KEY not in json.dumps([params for _, params in calls], default=str)
