@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the program's components
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the harness
 
 from harness import Cluster, Process, children, descendants, local_cluster, rss_bytes, wait_for
 
+from components.agent_service import USABLE_MEMORY
+
 MIB = 1024 * 1024
 FARGATE_MEMORY_MIB = (512, 1024, 2048, 3072, 4096, 8192)
-HEADROOM = 0.9  # keep 10% of the task's memory free for the runtime, page cache and spikes
 RUN_TIMEOUT = 900
 
 
@@ -195,7 +197,7 @@ def main() -> None:
     rows.append(("worker RSS peak while serving runs", f"{worker_peak / MIB:.0f} MiB"))
     rows.append(("peak RSS of one flow run, all its processes (trivial flow, S3 pull)", f"{run_peak / MIB:.0f} MiB"))
     for memory in FARGATE_MEMORY_MIB:
-        fits = int((memory * HEADROOM * MIB - worker_peak) // run_peak)
+        fits = int((memory * USABLE_MEMORY * MIB - worker_peak) // run_peak)
         rows.append((f"concurrent runs that fit in {memory} MiB (90% usable)", str(max(fits, 0))))
 
     print(f"Machine: {machine()}\n")
