@@ -258,3 +258,62 @@ def strings_in(value: Any) -> Iterator[str]:
     elif isinstance(value, (list, tuple)):
         for v in value:
             yield from strings_in(v)
+
+
+# -- AWS through moto, for the ECS worker's calls ------------------------------------------------
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fake credentials and moto for every boto3 client made in the test; no real endpoint or profile."""
+    from moto import mock_aws
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield
+
+
+def moto_ecs_network() -> tuple[str, str, str, str]:
+    """A VPC, a subnet, a security group and an ECS cluster in moto: (vpc, subnet, group, cluster ARN)."""
+    import boto3
+
+    ec2, ecs = boto3.client("ec2"), boto3.client("ecs")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="egress", Description="egress only", VpcId=vpc)["GroupId"]
+    cluster = ecs.create_cluster(clusterName="prefect-worker-cluster")["cluster"]["clusterArn"]
+    return vpc, subnet, group, cluster
+
+
+def _answer_run_task(params: dict[str, Any], model: Any, **_: Any) -> tuple[Any, dict[str, Any]]:
+    """Called after botocore validated the request against RunTask's shape."""
+    from botocore.awsrequest import AWSResponse
+
+    cluster = json.loads(params["body"])["cluster"]
+    task = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster.rsplit('/', 1)[1]}/{uuid.uuid4().hex}"
+    return AWSResponse("https://ecs.local", 200, {}, None), {
+        "tasks": [{"taskArn": task, "clusterArn": cluster}],
+        "failures": [],
+    }
+
+
+def record_aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every boto3 call from now on, as (service, operation, params); RunTask is checked against its
+    shape by botocore and then answered here (moto cannot size a Fargate task)."""
+    import botocore.client
+
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+    make_api_call = botocore.client.BaseClient._make_api_call
+
+    def recording(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        calls.append((client.meta.service_model.signing_name, operation, params))
+        if operation == "RunTask":
+            client.meta.events.register_first("before-call.ecs.RunTask", _answer_run_task)
+        return make_api_call(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    return calls

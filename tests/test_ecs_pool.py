@@ -12,15 +12,24 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from unittest.mock import AsyncMock
 
 import boto3
-import botocore.client
 import pytest
-from botocore.awsrequest import AWSResponse
-from conftest import ACCOUNT, API_KEY, BASE_CONFIG, INVOKES, REGION, Run, name_values, run_program, strings_in
+from conftest import (
+    ACCOUNT,
+    API_KEY,
+    BASE_CONFIG,
+    INVOKES,
+    REGION,
+    Run,
+    moto_ecs_network,
+    name_values,
+    record_aws_calls,
+    run_program,
+    strings_in,
+)
 from moto import mock_aws
 
 from components.job_templates import FLOW_RUN_LOG_PREFIX, ecs_base_job_template, process_base_job_template
@@ -250,19 +259,6 @@ def test_ecs_policies_are_valid_iam_documents(ecs_run: Run) -> None:
 # -- prefect-aws's worker on the filled template ---------------------------------------------------
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield
-
-
 def test_worker_builds_task_definition_and_run_task_from_the_template(
     aws_env: None, monkeypatch: pytest.MonkeyPatch, ecs_run: Run
 ) -> None:
@@ -270,11 +266,8 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
     from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
     from prefect_aws.workers.ecs_worker import ECSWorker
 
-    ec2, ecs = boto3.client("ec2"), boto3.client("ecs")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="egress", Description="egress only", VpcId=vpc)["GroupId"]
-    cluster = ecs.create_cluster(clusterName="prefect-worker-cluster")["cluster"]["clusterArn"]
+    ecs = boto3.client("ecs")
+    vpc, subnet, group, cluster = moto_ecs_network()
     execution_role, flow_run_role = f"arn:aws:iam::{ACCOUNT}:role/execution", f"arn:aws:iam::{ACCOUNT}:role/flow-run"
     value_from = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:key-AbC123:::0b1c2d3e"
     template = ecs_base_job_template(
@@ -295,17 +288,7 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
         flow_run_env={"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
     )
 
-    calls: list[tuple[str, str, dict[str, Any]]] = []
-    make_api_call = botocore.client.BaseClient._make_api_call
-
-    def recording(client: Any, operation: str, params: dict[str, Any]) -> Any:
-        service = client.meta.service_model.signing_name
-        calls.append((service, operation, params))
-        if operation == "RunTask":  # moto cannot size a Fargate task: check the shape, answer here
-            client.meta.events.register_first("before-call.ecs.RunTask", _answer_run_task)
-        return make_api_call(client, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    calls = record_aws_calls(monkeypatch)
 
     flow_run = FlowRun(flow_id=uuid.uuid4(), deployment_id=uuid.uuid4(), name="sample-run")
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_API_KEY: API_KEY}):
@@ -364,16 +347,6 @@ def _job_configuration(template: dict[str, Any], job_variables: dict[str, Any] |
     configuration = asyncio.run(ECSJobConfiguration.from_template_and_values(template, values, client=client))
     assert client.mock_calls == []
     return configuration
-
-
-def _answer_run_task(params: dict[str, Any], model: Any, **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-    """Called after botocore validated the request against RunTask's shape."""
-    cluster = json.loads(params["body"])["cluster"]
-    task = f"{ECS_ARN}:task/{cluster.rsplit('/', 1)[1]}/{uuid.uuid4().hex}"
-    return AWSResponse("https://ecs.local", 200, {}, None), {
-        "tasks": [{"taskArn": task, "clusterArn": cluster}],
-        "failures": [],
-    }
 
 
 def test_a_request_outside_runtasks_shape_would_be_refused(aws_env: None) -> None:

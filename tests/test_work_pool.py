@@ -24,7 +24,7 @@ from typing import Any
 
 import dill
 import pytest
-from conftest import name_values
+from conftest import moto_ecs_network, name_values, record_aws_calls
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.job_templates import ecs_base_job_template, process_base_job_template
@@ -398,7 +398,7 @@ def test_engine_protocol_error_is_one_message_without_the_key(
 
 
 def test_worker_submits_a_deployments_run_from_the_pool_on_the_server(
-    server: Server, provider: WorkPoolProvider, monkeypatch: pytest.MonkeyPatch
+    server: Server, provider: WorkPoolProvider, aws_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Pool made by the provider -> deployment with its own size -> flow run -> the worker's AWS calls.
 
@@ -410,82 +410,55 @@ def test_worker_submits_a_deployments_run_from_the_pool_on_the_server(
     import logging
 
     import boto3
-    import botocore.client
-    from moto import mock_aws
     from prefect.client.orchestration import PrefectClient
     from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
     from prefect_aws.workers.ecs_worker import ECSJobConfiguration, ECSWorker
-    from test_ecs_pool import _answer_run_task
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    ecs = boto3.client("ecs")
+    vpc, subnet, group, cluster = moto_ecs_network()
+    values = {**ECS_VALUES, "cluster_arn": cluster, "vpc_id": vpc, "subnet_ids": [subnet]}
+    values["security_group_ids"] = [group]
+    props = _props(server, "ecs-end-to-end", type="ecs", base_job_template=json.dumps(ecs_base_job_template(**values)))
+    provider.create(props)
 
-    with mock_aws():
-        ec2, ecs = boto3.client("ec2"), boto3.client("ecs")
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-        group = ec2.create_security_group(GroupName="egress", Description="egress", VpcId=vpc)["GroupId"]
-        cluster = ecs.create_cluster(clusterName="prefect-worker-cluster")["cluster"]["clusterArn"]
-        values = {**ECS_VALUES, "cluster_arn": cluster, "vpc_id": vpc, "subnet_ids": [subnet]}
-        values["security_group_ids"] = [group]
-        props = _props(
-            server, "ecs-end-to-end", type="ecs", base_job_template=json.dumps(ecs_base_job_template(**values))
-        )
-        provider.create(props)
+    calls = record_aws_calls(monkeypatch)
 
-        calls: list[tuple[str, dict[str, Any]]] = []
-        make_api_call = botocore.client.BaseClient._make_api_call
+    async def submit() -> None:
+        async with PrefectClient(server.url) as client:
+            flow_id = await client.create_flow_from_name("sample-flow")
+            deployment_id = await client.create_deployment(
+                flow_id=flow_id,
+                name="big",
+                work_pool_name="ecs-end-to-end",
+                job_variables={"cpu": 4096, "memory": 16384},
+            )
+            flow_run = await client.create_flow_run_from_deployment(deployment_id)
+            pool = await client.read_work_pool("ecs-end-to-end")
+            configuration = await ECSJobConfiguration.resolve_for_flow_run(
+                flow_run, client=client, work_pool=pool, worker_name="test-worker"
+            )
+            await asyncio.to_thread(
+                ECSWorker(work_pool_name="ecs-end-to-end")._prepare_and_create_task,
+                logging.getLogger("test"),
+                configuration.aws_credentials.get_client("ecs"),
+                configuration,
+                flow_run,
+            )
 
-        def recording(client: Any, operation: str, params: dict[str, Any]) -> Any:
-            calls.append((operation, params))
-            if operation == "RunTask":
-                client.meta.events.register_first("before-call.ecs.RunTask", _answer_run_task)
-            return make_api_call(client, operation, params)
+    with temporary_settings({PREFECT_API_URL: server.url, PREFECT_API_KEY: KEY}):
+        asyncio.run(submit())
+    monkeypatch.undo()
 
-        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
-
-        async def submit() -> None:
-            async with PrefectClient(server.url) as client:
-                flow_id = await client.create_flow_from_name("sample-flow")
-                deployment_id = await client.create_deployment(
-                    flow_id=flow_id,
-                    name="big",
-                    work_pool_name="ecs-end-to-end",
-                    job_variables={"cpu": 4096, "memory": 16384},
-                )
-                flow_run = await client.create_flow_run_from_deployment(deployment_id)
-                pool = await client.read_work_pool("ecs-end-to-end")
-                configuration = await ECSJobConfiguration.resolve_for_flow_run(
-                    flow_run, client=client, work_pool=pool, worker_name="test-worker"
-                )
-                await asyncio.to_thread(
-                    ECSWorker(work_pool_name="ecs-end-to-end")._prepare_and_create_task,
-                    logging.getLogger("test"),
-                    configuration.aws_credentials.get_client("ecs"),
-                    configuration,
-                    flow_run,
-                )
-
-        with temporary_settings({PREFECT_API_URL: server.url, PREFECT_API_KEY: KEY}):
-            asyncio.run(submit())
-        monkeypatch.undo()
-
-        (registered,) = ecs.list_task_definitions()["taskDefinitionArns"]
-        task_definition = ecs.describe_task_definition(taskDefinition=registered)["taskDefinition"]
+    (registered,) = ecs.list_task_definitions()["taskDefinitionArns"]
+    task_definition = ecs.describe_task_definition(taskDefinition=registered)["taskDefinition"]
     (container,) = task_definition["containerDefinitions"]
     assert (task_definition["cpu"], task_definition["memory"]) == ("4096", "16384")  # the deployment's size
     assert container["image"] == ECS_VALUES["image"]
     assert container["secrets"] == [{"name": "PREFECT_API_KEY", "valueFrom": ECS_VALUES["api_key_value_from"]}]
-    (run_task,) = [params for operation, params in calls if operation == "RunTask"]
+    (run_task,) = [params for _, operation, params in calls if operation == "RunTask"]
     assert run_task["cluster"] == cluster
     assert run_task["overrides"]["taskRoleArn"] == ECS_VALUES["task_role_arn"]
     assert run_task["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == [subnet]
     environment = name_values(run_task["overrides"]["containerOverrides"][0]["environment"])
     assert environment["PREFECT_API_URL"] == server.url and "PREFECT_API_KEY" not in environment
-    assert KEY not in json.dumps([params for _, params in calls], default=str)
+    assert KEY not in json.dumps([params for _, _, params in calls], default=str)
