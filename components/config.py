@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pulumi
+from email_validator import EmailNotValidError, validate_email
 
 NAMESPACE = "prefect-fargate"
 PREFECT_CLOUD_API = "https://api.prefect.cloud/api"
@@ -108,6 +109,8 @@ class StackConfig:
     work_pool_type: str = "process"
     work_pool_concurrency: int | None = None  # None: no limit
     flow_run_size: TaskSize = field(default_factory=lambda: TaskSize(cpu=1024, memory=2048))  # `ecs` only
+    alarms: bool = True  # the alert topic and alarms (components/alerts.py)
+    alert_email: str | None = None  # subscribed to the alert topic
 
     @property
     def docker_platform(self) -> str:
@@ -254,6 +257,8 @@ def load_config() -> StackConfig:
             set_command("workPool", work_pool.replace(".", "-")),
         )
 
+    alarms, alert_email = _alerts(r)
+
     if r.errors:
         raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
     return StackConfig(
@@ -270,6 +275,8 @@ def load_config() -> StackConfig:
         work_pool_type=work_pool_type,
         work_pool_concurrency=concurrency,
         flow_run_size=flow_run_size,
+        alarms=alarms,
+        alert_email=alert_email,
     )
 
 
@@ -395,3 +402,30 @@ def _network(r: _Reader) -> NetworkConfig:
         security_group_ids=security_group_ids,
         assign_public_ip=assign_public_ip,
     )
+
+
+def _alerts(r: _Reader) -> tuple[bool, str | None]:
+    """alarms (default on) and alertEmail, a deliverable-looking address (no DNS lookup at deploy time)."""
+    alarms = r.boolean("alarms", True)
+    raw = r.raw("alertEmail")
+    if raw is None:
+        return alarms, None
+    example = "oncall@example.com"
+    try:
+        email = validate_email(raw, check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        r.fail(
+            "alertEmail",
+            f"{raw!r} is not an email address ({error})",
+            "one email address",
+            set_command("alertEmail", example),
+        )
+        return alarms, None
+    if not alarms:
+        r.fail(
+            "alertEmail",
+            "is set but alarms is false, so nothing would be sent to it",
+            "alertEmail only with alarms true",
+            f"{set_command('alarms', 'true')}  (or: pulumi config rm {NAMESPACE}:alertEmail)",
+        )
+    return alarms, email

@@ -15,6 +15,7 @@ import pulumi_aws as aws
 from components.agent_image import AgentImage, AgentImageArgs
 from components.agent_roles import AgentRoles, AgentRolesArgs
 from components.agent_service import FLOW_RUN_ENVIRONMENT, AgentService, AgentServiceArgs
+from components.alerts import Alerts, AlertsArgs
 from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
 from components.config import StackConfig
 from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
@@ -35,6 +36,7 @@ class PrefectWorker(pulumi.ComponentResource):
     service: AgentService
     ecs_roles: EcsPoolRoles | None
     work_pool: WorkPool
+    alerts: Alerts | None
 
     def __init__(self, name: str, args: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:index:PrefectWorker", name, None, opts)
@@ -84,7 +86,25 @@ class PrefectWorker(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.alerts = self._alerts(name, args) if args.alarms else None
         self.register_outputs(self.stack_outputs(args))
+
+    def _alerts(self, name: str, args: StackConfig) -> Alerts:
+        """The alert topic and alarms on the worker service (config `alarms`, on by default)."""
+        return Alerts(
+            f"{name}-alerts",
+            AlertsArgs(
+                cluster_name=self.service.cluster.name,
+                cluster_arn=self.service.cluster.arn,
+                service_name=self.service.service.name,
+                desired_count=args.desired_count,
+                log_retention_days=args.log_retention_days,
+                alarm_prefix=f"prefect-fargate-{pulumi.get_stack()}",
+                alert_email=args.alert_email,
+                dead_letter_queue_name=None,  # the `ecs` observer's DLQ, once the stack creates it
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _work_pool(
         self, name: str, args: StackConfig, cluster: aws.ecs.Cluster, log_group: aws.cloudwatch.LogGroup
@@ -162,4 +182,5 @@ class PrefectWorker(pulumi.ComponentResource):
             "workPoolType": args.work_pool_type,
             "prefectApiUrl": args.prefect_api_url,
             **({"flowRunRoleArn": self.ecs_roles.flow_run_role.arn} if self.ecs_roles else {}),
+            **({"alertTopicArn": self.alerts.topic.arn} if self.alerts else {}),
         }

@@ -8,7 +8,7 @@ from conftest import API_KEY, BASE_CONFIG, Run, name_values, run_program, string
 
 EXPECTED_OUTPUTS = {
     "imageUri", "repositoryUrl", "clusterName", "serviceName", "taskDefinitionArn", "logGroupName",
-    "flowBucketName", "apiKeySecretArn", "workPool", "workPoolType", "prefectApiUrl",
+    "flowBucketName", "apiKeySecretArn", "workPool", "workPoolType", "prefectApiUrl", "alertTopicArn",
 }  # fmt: skip
 
 

@@ -1,0 +1,405 @@
+"""Alerts: tell someone when the worker is down, crash-looping, short of memory or CPU.
+
+Creates an SNS topic encrypted with its own KMS key (CloudWatch cannot publish to a topic encrypted
+with the AWS-managed `alias/aws/sns` key, whose policy nobody can change), an optional email
+subscription, and CloudWatch alarms that publish to it:
+- the worker service has no running task for 5 minutes;
+- worker tasks stop unexpectedly (an EventBridge rule records each stop in a log group; alarms on
+  the rule's metric and on OOM kills in that log turn a crash loop into one alert);
+- memory above 90% for 10 minutes, CPU above 90% for 15 minutes;
+- with an `ecs` pool, the observer's dead-letter queue has messages (when its name is given).
+Needs the worker's cluster and service. Every alarm's name starts with `alarm_prefix`, which is what
+the topic policy lets CloudWatch publish for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.agent_roles import Statement, arn_context, policy_document
+
+# ECS publishes the service's CPU and memory utilization every minute, but only while the service has
+# a RUNNING task: "If a cluster, service, or other resource has no running tasks, no metrics will be
+# reported" (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html).
+# Missing datapoints are therefore the free signal that no worker runs; a running-task count would
+# need Container Insights (billed per metric). A partial shortfall (1 of 2 tasks) shows up as the
+# stopped-task alarm, since every missing task is one that stopped or failed to start.
+ECS_NAMESPACE = "AWS/ECS"
+NOT_RUNNING_MINUTES = 5
+MEMORY_PERCENT, MEMORY_MINUTES = 90, 10
+CPU_PERCENT, CPU_MINUTES = 90, 15
+# A task that stops unexpectedly makes ECS start a replacement, which may stop again: a crash loop.
+# ECS slows the restarts of a failing service down (to minutes apart), so the stop alarms look at the
+# last 30 minutes in 5-minute periods and fire on one stop among them: one notification when the loop
+# starts, the alarm stays in ALARM while stops keep coming, and returns to OK after 30 quiet minutes.
+STOP_PERIOD_SECONDS, STOP_WINDOW_PERIODS = 300, 6
+# Stops that are not a deployment's or a scale-in's normal stop (those are ServiceSchedulerInitiated
+# with a reason like "Scaling activity initiated by (deployment ...)" and the worker's exit 0):
+# - EssentialContainerExited: the worker exited by itself (bad key, crash, OOM kill);
+# - TaskFailedToStart: image pull, secret or network failure before the worker ran;
+# - "Task failed container health checks": the worker stopped polling and ECS replaced it.
+# Only top-level `detail` fields are matched: the container's exit code and reason sit in a list
+# (`containers`), so they are shown by the log line below instead of filtered on.
+UNEXPECTED_STOP_CODES = ["EssentialContainerExited", "TaskFailedToStart"]
+FAILED_HEALTH_CHECK_PREFIX = "Task failed"
+# ECS's container `reason` for an out-of-memory kill: "OutOfMemoryError: Container killed due to
+# memory usage" (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-error-codes.html).
+OOM_REASON = "OutOfMemoryError"
+OOM_METRIC = "WorkerOomKills"  # counted from the stopped-task log, in the namespace `alarm_prefix`
+# EventBridge writes to a CloudWatch Logs target only an input of this shape (timestamp, message).
+STOP_LOG_PATHS = {
+    "time": "$.time",
+    "task": "$.detail.taskArn",
+    "stopCode": "$.detail.stopCode",
+    "stoppedReason": "$.detail.stoppedReason",
+    "exitCode": "$.detail.containers[0].exitCode",
+    "containerReason": "$.detail.containers[0].reason",
+}
+STOP_LOG_TEMPLATE = json.dumps(
+    {
+        "timestamp": "<time>",
+        "message": "Worker task <task> stopped unexpectedly: <stopCode> (<stoppedReason>); "
+        "container exit code <exitCode>, reason: <containerReason>",
+    }
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertsArgs:
+    """What the alarms watch, and where they send."""
+
+    cluster_name: pulumi.Input[str]
+    cluster_arn: pulumi.Input[str]
+    service_name: pulumi.Input[str]
+    desired_count: int  # 0 (a paused worker): no "not running" alarm
+    log_retention_days: int  # for the log of stopped tasks
+    alarm_prefix: str  # unique per stack; every alarm's name starts with it
+    alert_email: str | None = None  # subscribed to the topic; the recipient must confirm
+    dead_letter_queue_name: pulumi.Input[str] | None = None  # the `ecs` observer's DLQ, when it exists
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlarmSpec:
+    """One CloudWatch alarm on one metric: what it watches, when it fires, and what to do then."""
+
+    suffix: str
+    description: pulumi.Input[str]
+    namespace: str
+    metric_name: str
+    dimensions: pulumi.Input[dict[str, pulumi.Input[str]]]
+    statistic: str
+    comparison: str
+    threshold: float
+    period: int
+    evaluation_periods: int
+    datapoints_to_alarm: int
+    treat_missing_data: str = "notBreaching"
+
+
+def stopped_tasks_log_name(alarm_prefix: str) -> str:
+    return f"/aws/events/{alarm_prefix}/stopped-tasks"
+
+
+def alarm_arn(partition: str, region: str, account_id: str, name: str) -> str:
+    """An alarm's ARN as CloudWatch forms it, known before the alarm exists."""
+    return f"arn:{partition}:cloudwatch:{region}:{account_id}:alarm:{name}"
+
+
+def alarm_specs(args: AlertsArgs, rule_name: pulumi.Input[str]) -> list[AlarmSpec]:
+    """Every alarm of the stack, in the order the README lists them."""
+    service = {"ClusterName": args.cluster_name, "ServiceName": args.service_name}
+    describe_service = pulumi.Output.format(
+        "aws ecs describe-services --cluster {0} --services {1} --query 'services[0].events[:5]'",
+        args.cluster_name,
+        args.service_name,
+    )
+    stops_log = stopped_tasks_log_name(args.alarm_prefix)
+    specs = []
+    if args.desired_count > 0:
+        specs.append(
+            AlarmSpec(
+                suffix="worker-not-running",
+                description=pulumi.Output.concat(
+                    "No worker task has run for 5 minutes (ECS reported no CPU datapoint), so no flow run "
+                    "starts. Check why ECS cannot keep one running: ",
+                    describe_service,
+                ),
+                namespace=ECS_NAMESPACE,
+                metric_name="CPUUtilization",
+                dimensions=service,
+                statistic="SampleCount",
+                comparison="LessThanThreshold",
+                threshold=1,
+                period=60,
+                evaluation_periods=NOT_RUNNING_MINUTES,
+                datapoints_to_alarm=NOT_RUNNING_MINUTES,
+                treat_missing_data="breaching",
+            )
+        )
+    specs += [
+        AlarmSpec(
+            suffix="worker-tasks-stopping",
+            description=(
+                "A worker task stopped unexpectedly (exited, failed to start or failed its health check) in "
+                f"the last 30 minutes; one alert per crash loop. Read why: aws logs tail {stops_log} --since 1h "
+                "(stop code, exit code and reason of each stop), then the worker's own log."
+            ),
+            namespace="AWS/Events",
+            metric_name="TriggeredRules",
+            dimensions={"RuleName": rule_name},
+            statistic="Sum",
+            comparison="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            period=STOP_PERIOD_SECONDS,
+            evaluation_periods=STOP_WINDOW_PERIODS,
+            datapoints_to_alarm=1,
+        ),
+        AlarmSpec(
+            suffix="worker-out-of-memory",
+            description=(
+                "A worker task was killed for running out of memory (OutOfMemoryError) in the last 30 minutes; "
+                "its flow runs died with it. Raise `memory` (pulumi config set prefect-fargate:memory ...) "
+                "or run fewer flows at once."
+            ),
+            namespace=args.alarm_prefix,
+            metric_name=OOM_METRIC,
+            dimensions={},
+            statistic="Sum",
+            comparison="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            period=STOP_PERIOD_SECONDS,
+            evaluation_periods=STOP_WINDOW_PERIODS,
+            datapoints_to_alarm=1,
+        ),
+        # Maximum: the busiest task is the one that gets killed (memory) or queues its runs (CPU).
+        AlarmSpec(
+            suffix="worker-memory-high",
+            description=(
+                f"A worker task has used more than {MEMORY_PERCENT}% of its memory for {MEMORY_MINUTES} minutes; "
+                "a process worker's flow runs share it, and at 100% ECS kills the task and its runs. "
+                "Raise `memory`, or find the heavy flow run in the worker's log."
+            ),
+            namespace=ECS_NAMESPACE,
+            metric_name="MemoryUtilization",
+            dimensions=service,
+            statistic="Maximum",
+            comparison="GreaterThanThreshold",
+            threshold=MEMORY_PERCENT,
+            period=60,
+            evaluation_periods=MEMORY_MINUTES,
+            datapoints_to_alarm=MEMORY_MINUTES,
+        ),
+        AlarmSpec(
+            suffix="worker-cpu-high",
+            description=(
+                f"A worker task has used more than {CPU_PERCENT}% of its CPU for {CPU_MINUTES} minutes; flow "
+                "runs are slowed down or queueing. Raise `cpu`, or use workPoolType ecs for heavy flows."
+            ),
+            namespace=ECS_NAMESPACE,
+            metric_name="CPUUtilization",
+            dimensions=service,
+            statistic="Maximum",
+            comparison="GreaterThanThreshold",
+            threshold=CPU_PERCENT,
+            period=60,
+            evaluation_periods=CPU_MINUTES,
+            datapoints_to_alarm=CPU_MINUTES,
+        ),
+    ]
+    if args.dead_letter_queue_name is not None:
+        specs.append(
+            AlarmSpec(
+                suffix="observer-dead-letters",
+                description=(
+                    "The ECS observer's dead-letter queue has messages: task state events it could not "
+                    "process, so some flow runs may keep a wrong state. Read them: aws sqs receive-message "
+                    "--queue-url $(aws sqs get-queue-url --queue-name <queue> --query QueueUrl --output text)."
+                ),
+                namespace="AWS/SQS",
+                metric_name="ApproximateNumberOfMessagesVisible",
+                dimensions={"QueueName": args.dead_letter_queue_name},
+                statistic="Maximum",
+                comparison="GreaterThanThreshold",
+                threshold=0,
+                period=300,
+                evaluation_periods=1,
+                datapoints_to_alarm=1,
+            )
+        )
+    return specs
+
+
+def stopped_task_pattern(cluster_arn: str, service_name: str) -> dict[str, Any]:
+    """EventBridge pattern: a task of this service in this cluster stopped, not as a deployment stops it."""
+    return {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {
+            "clusterArn": [cluster_arn],
+            "group": [f"service:{service_name}"],
+            "lastStatus": ["STOPPED"],
+            "$or": [
+                {"stopCode": UNEXPECTED_STOP_CODES},
+                {"stoppedReason": [{"prefix": FAILED_HEALTH_CHECK_PREFIX}]},
+            ],
+        },
+    }
+
+
+def topic_policy(
+    topic_arn: pulumi.Input[str], account_id: pulumi.Input[str], alarm_arns: pulumi.Input[list[str]]
+) -> pulumi.Output[str]:
+    """Only this stack's alarms, through CloudWatch of this account, may publish to the topic."""
+    statement: Statement = {
+        "Sid": "ThisStacksAlarms",
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        "Action": "sns:Publish",
+        "Resource": topic_arn,
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": account_id},
+            "ArnEquals": {"aws:SourceArn": alarm_arns},
+        },
+    }
+    return policy_document(statement)
+
+
+def key_policy(account_id: pulumi.Input[str], partition: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The topic key: the account administers it (IAM decides who), CloudWatch may encrypt alarm messages.
+
+    In a key policy, "Resource": "*" means this key. CloudWatch gets no condition here, as in the SNS
+    guide's key policy for AWS event sources ("Enable compatibility between event sources from AWS
+    services and encrypted topics"): the topic policy already names the alarms that may publish.
+    """
+    return policy_document(
+        {
+            "Sid": "AccountAdministers",
+            "Effect": "Allow",
+            "Principal": {"AWS": pulumi.Output.format("arn:{0}:iam::{1}:root", partition, account_id)},
+            "Action": "kms:*",
+            "Resource": "*",
+        },
+        {
+            "Sid": "CloudWatchAlarmsEncrypt",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "Resource": "*",
+        },
+    )
+
+
+class Alerts(pulumi.ComponentResource):
+    """The stack's alert topic and the alarms that publish to it."""
+
+    topic: aws.sns.Topic
+    """Where every alarm sends; subscribe more endpoints to it as needed."""
+    alarms: dict[str, aws.cloudwatch.MetricAlarm]
+    """The alarms by name suffix (`worker-not-running`, `worker-tasks-stopping`, ...)."""
+    stopped_tasks_rule: aws.cloudwatch.EventRule
+    """The EventBridge rule matching this service's unexpected task stops."""
+    stopped_tasks_log: aws.cloudwatch.LogGroup
+    """One line per unexpected stop, with the stop code and the container's exit code and reason."""
+
+    def __init__(self, name: str, args: AlertsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("prefect-fargate:alerts:Alerts", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        account_id, partition, region = arn_context(self)
+
+        key = aws.kms.Key(
+            f"{name}-key",
+            description="Encrypts the prefect-fargate alert topic",
+            enable_key_rotation=True,
+            deletion_window_in_days=7,
+            policy=key_policy(account_id, partition),
+            opts=child,
+        )
+        self.topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=key.arn, opts=child)
+        if args.alert_email:
+            aws.sns.TopicSubscription(
+                f"{name}-email", topic=self.topic.arn, protocol="email", endpoint=args.alert_email, opts=child
+            )
+
+        self.stopped_tasks_log = aws.cloudwatch.LogGroup(
+            f"{name}-stopped-tasks",
+            name=stopped_tasks_log_name(args.alarm_prefix),
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        aws.cloudwatch.LogResourcePolicy(
+            f"{name}-events-to-logs",
+            policy_name=f"{args.alarm_prefix}-events-to-logs",
+            policy_document=policy_document(
+                {
+                    "Sid": "EventBridgeWritesStoppedTasks",
+                    "Effect": "Allow",
+                    "Principal": {"Service": ["events.amazonaws.com", "delivery.logs.amazonaws.com"]},
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": pulumi.Output.concat(self.stopped_tasks_log.arn, ":*"),
+                }
+            ),
+            opts=child,
+        )
+        self.stopped_tasks_rule = aws.cloudwatch.EventRule(
+            f"{name}-stopped-tasks",
+            description="Worker tasks of this stack that stopped unexpectedly (not a deployment's stop)",
+            event_pattern=pulumi.Output.all(args.cluster_arn, args.service_name).apply(
+                lambda v: json.dumps(stopped_task_pattern(v[0], v[1]))
+            ),
+            opts=child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-stopped-tasks",
+            rule=self.stopped_tasks_rule.name,
+            arn=self.stopped_tasks_log.arn,
+            input_transformer=aws.cloudwatch.EventTargetInputTransformerArgs(
+                input_paths=STOP_LOG_PATHS, input_template=STOP_LOG_TEMPLATE
+            ),
+            opts=child,
+        )
+        aws.cloudwatch.LogMetricFilter(
+            f"{name}-oom-kills",
+            log_group_name=self.stopped_tasks_log.name,
+            pattern=f'"{OOM_REASON}"',
+            metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
+                name=OOM_METRIC, namespace=args.alarm_prefix, value="1"
+            ),
+            opts=child,
+        )
+
+        self.alarms = {
+            spec.suffix: aws.cloudwatch.MetricAlarm(
+                f"{name}-{spec.suffix}",
+                name=f"{args.alarm_prefix}-{spec.suffix}",
+                alarm_description=spec.description,
+                namespace=spec.namespace,
+                metric_name=spec.metric_name,
+                dimensions=spec.dimensions,
+                statistic=spec.statistic,
+                comparison_operator=spec.comparison,
+                threshold=spec.threshold,
+                period=spec.period,
+                evaluation_periods=spec.evaluation_periods,
+                datapoints_to_alarm=spec.datapoints_to_alarm,
+                treat_missing_data=spec.treat_missing_data,
+                alarm_actions=[self.topic.arn],
+                ok_actions=[self.topic.arn],
+                opts=child,
+            )
+            for spec in alarm_specs(args, self.stopped_tasks_rule.name)
+        }
+        alarm_arns = pulumi.Output.all(partition, region, account_id).apply(
+            lambda v: [alarm_arn(*v, f"{args.alarm_prefix}-{suffix}") for suffix in self.alarms]
+        )
+        aws.sns.TopicPolicy(
+            f"{name}-topic-policy",
+            arn=self.topic.arn,
+            policy=topic_policy(self.topic.arn, account_id, alarm_arns),
+            opts=child,
+        )
+        self.register_outputs({"topic_arn": self.topic.arn})

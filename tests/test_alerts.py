@@ -1,0 +1,455 @@
+"""Alerts: the config keys, every alarm's metric and action, and what AWS (moto) does with them.
+
+The EventBridge pattern and the stopped-task log line are checked by moto itself: the rule and its
+target are created in moto, ECS task state changes in the documented event format are put on the
+default bus, and moto's own pattern matcher and input transformer decide what reaches the log group.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from conftest import (
+    ACCOUNT,
+    BASE_CONFIG,
+    PROJECT,
+    REGION,
+    ROOT,
+    STACK,
+    RecordingMocks,
+    Resource,
+    Run,
+    load_stack_config,
+    run_program,
+    run_pulumi,
+)
+
+from components.alerts import Alerts, AlertsArgs
+from components.config import ConfigError
+
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+LOG = "aws:cloudwatch/logGroup:LogGroup"
+PREFIX = f"prefect-fargate-{STACK}"
+OTHER_CLUSTER = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/someone-elses-cluster"
+OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
+
+
+@pytest.fixture(scope="module")
+def run() -> Run:
+    return run_program({**BASE_CONFIG, "alertEmail": "On-Call@Example.com"})
+
+
+def alarms(run: Run) -> dict[str, dict[str, Any]]:
+    """The stack's alarms by name suffix, inputs as CloudWatch gets them."""
+    return {r.plain_inputs["name"].removeprefix(f"{PREFIX}-"): r.plain_inputs for r in run.of_type(ALARM)}
+
+
+def topic_arn(run: Run) -> str:
+    return run.one("aws:sns/topic:Topic").outputs["arn"]
+
+
+# -- config ------------------------------------------------------------------------------------------
+
+
+def test_alarms_are_on_by_default_without_an_email() -> None:
+    loaded = load_stack_config(BASE_CONFIG)
+    assert (loaded.alarms, loaded.alert_email) == (True, None)
+
+
+def test_alert_email_is_normalized() -> None:
+    assert load_stack_config({**BASE_CONFIG, "alertEmail": "On-Call@Example.COM"}).alert_email == "On-Call@example.com"
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "problem"),
+    [
+        ({"alertEmail": "oncall-at-example.com"}, "alertEmail", "is not an email address"),
+        ({"alertEmail": "a@b@example.com"}, "alertEmail", "is not an email address"),
+        ({"alertEmail": "oncall@example"}, "alertEmail", "is not an email address"),
+        ({"alarms": "yes"}, "alarms", "is not a boolean"),
+        ({"alarms": "false", "alertEmail": "oncall@example.com"}, "alertEmail", "alarms is false"),
+    ],
+    ids=["no-at", "two-ats", "no-domain-dot", "alarms-not-bool", "email-without-alarms"],
+)
+def test_bad_alert_config_fails_before_any_resource(config: dict[str, str], key: str, problem: str) -> None:
+    mocks = RecordingMocks()
+    with pytest.raises(ConfigError) as raised:
+        run_program({**BASE_CONFIG, **config}, mocks=mocks)
+    line = next(line for line in str(raised.value).splitlines() if f"{PROJECT}:{key}:" in line)
+    assert problem in line
+    assert "Allowed:" in line
+    assert f"pulumi config set {PROJECT}:" in line
+    assert mocks.resources == []
+
+
+def test_pulumi_yaml_declares_the_alert_keys() -> None:
+    declared = yaml.safe_load(Path(ROOT / "Pulumi.yaml").read_text())["config"]
+    assert declared["alarms"] == {**declared["alarms"], "type": "boolean", "default": True}
+    assert declared["alertEmail"]["default"] == ""
+    assert load_stack_config({**BASE_CONFIG, "alarms": "true", "alertEmail": ""}).alert_email is None
+
+
+# -- what the program registers ------------------------------------------------------------------------
+
+# (suffix, namespace, metric, statistic, comparison, threshold, minutes the condition must hold)
+EXPECTED_ALARMS = [
+    ("worker-not-running", "AWS/ECS", "CPUUtilization", "SampleCount", "LessThanThreshold", 1, 5),
+    ("worker-memory-high", "AWS/ECS", "MemoryUtilization", "Maximum", "GreaterThanThreshold", 90, 10),
+    ("worker-cpu-high", "AWS/ECS", "CPUUtilization", "Maximum", "GreaterThanThreshold", 90, 15),
+]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "namespace", "metric", "statistic", "comparison", "threshold", "minutes"),
+    EXPECTED_ALARMS,
+    ids=[e[0] for e in EXPECTED_ALARMS],
+)
+def test_service_alarms_watch_this_service_for_the_stated_time(
+    run: Run, suffix: str, namespace: str, metric: str, statistic: str, comparison: str, threshold: int, minutes: int
+) -> None:
+    alarm = alarms(run)[suffix]
+    assert (alarm["namespace"], alarm["metricName"], alarm["statistic"]) == (namespace, metric, statistic)
+    assert alarm["dimensions"] == {"ClusterName": run.outputs["clusterName"], "ServiceName": run.outputs["serviceName"]}
+    assert (alarm["comparisonOperator"], alarm["threshold"]) == (comparison, threshold)
+    # "for N minutes": N consecutive one-minute periods, every one of them breaching.
+    assert alarm["period"] == 60
+    assert alarm["evaluationPeriods"] == alarm["datapointsToAlarm"] == minutes
+
+
+def test_no_running_task_is_missing_data_which_breaches(run: Run) -> None:
+    """ECS sends no service metric while no task runs: only `breaching` turns that silence into an alarm."""
+    assert alarms(run)["worker-not-running"]["treatMissingData"] == "breaching"
+    for suffix in ("worker-memory-high", "worker-cpu-high", "worker-tasks-stopping", "worker-out-of-memory"):
+        assert alarms(run)[suffix]["treatMissingData"] == "notBreaching", suffix
+
+
+def test_every_alarm_notifies_the_topic_and_says_what_to_do(run: Run) -> None:
+    topic = topic_arn(run)
+    assert set(alarms(run)) == {
+        "worker-not-running", "worker-tasks-stopping", "worker-out-of-memory", "worker-memory-high", "worker-cpu-high",
+    }  # fmt: skip
+    for suffix, alarm in alarms(run).items():
+        assert alarm["alarmActions"] == [topic], suffix
+        assert alarm["okActions"] == [topic], suffix
+        assert len(alarm["alarmDescription"]) > 80, suffix
+    assert (
+        f"--cluster {run.outputs['clusterName']} --services {run.outputs['serviceName']}"
+        in (alarms(run)["worker-not-running"]["alarmDescription"])
+    )
+    stops_log = run.one(LOG, "stopped-tasks").plain_inputs["name"]
+    assert f"aws logs tail {stops_log}" in alarms(run)["worker-tasks-stopping"]["alarmDescription"]
+
+
+def test_a_crash_loop_is_one_alert(run: Run) -> None:
+    """The stop alarms count this rule's matches (and OOM lines of its log) over 30 minutes: the first stop
+    fires, later stops keep the alarm in ALARM (no new notification), 30 quiet minutes end it."""
+    rule = run.one("aws:cloudwatch/eventRule:EventRule").outputs["name"]
+    stopping = alarms(run)["worker-tasks-stopping"]
+    assert (stopping["namespace"], stopping["metricName"], stopping["dimensions"]) == (
+        "AWS/Events", "TriggeredRules", {"RuleName": rule},
+    )  # fmt: skip
+    metric_filter = run.one("aws:cloudwatch/logMetricFilter:LogMetricFilter").plain_inputs
+    oom = alarms(run)["worker-out-of-memory"]
+    assert (oom["namespace"], oom["metricName"]) == (
+        metric_filter["metricTransformation"]["namespace"], metric_filter["metricTransformation"]["name"],
+    )  # fmt: skip
+    assert metric_filter["logGroupName"] == run.one(LOG, "stopped-tasks").outputs["name"]
+    for alarm in (stopping, oom):
+        assert (alarm["statistic"], alarm["comparisonOperator"], alarm["threshold"]) == (
+            "Sum", "GreaterThanOrEqualToThreshold", 1,
+        )  # fmt: skip
+        assert alarm["datapointsToAlarm"] == 1
+        assert alarm["period"] * alarm["evaluationPeriods"] == 30 * 60
+
+
+def test_topic_is_encrypted_with_a_key_cloudwatch_may_use(run: Run) -> None:
+    key = run.one("aws:kms/key:Key")
+    assert run.one("aws:sns/topic:Topic").plain_inputs["kmsMasterKeyId"] == key.outputs["arn"]
+    statements = {s["Sid"]: s for s in key.json_input("policy")["Statement"]}
+    assert statements["CloudWatchAlarmsEncrypt"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert set(statements["CloudWatchAlarmsEncrypt"]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert statements["AccountAdministers"]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    assert key.plain_inputs["enableKeyRotation"] is True
+
+
+def test_alert_email_subscribes_to_the_topic(run: Run) -> None:
+    subscription = run.one("aws:sns/topicSubscription:TopicSubscription").plain_inputs
+    assert subscription == {**subscription, "topic": topic_arn(run), "protocol": "email"}
+    assert subscription["endpoint"] == "On-Call@example.com"
+    assert run.outputs["alertTopicArn"] == topic_arn(run)
+
+
+def test_alarms_false_creates_none_of_it() -> None:
+    off = run_program({**BASE_CONFIG, "alarms": "false"})
+    alerting = ("aws:sns/", "aws:kms/", "aws:cloudwatch/metricAlarm", "aws:cloudwatch/event", "aws:cloudwatch/logM")
+    assert [r.typ for r in off.resources if r.typ.startswith(alerting)] == []
+    assert [r.name for r in off.of_type(LOG)] == ["prefect-worker-logs"]
+    assert "alertTopicArn" not in off.outputs
+
+
+def test_a_paused_worker_has_no_not_running_alarm() -> None:
+    paused = run_program({**BASE_CONFIG, "desiredCount": "0"})
+    assert "worker-not-running" not in alarms(paused)
+    assert "worker-memory-high" in alarms(paused)
+
+
+def alerts_run(**overrides: Any) -> Run:
+    """The component alone, as an `ecs` stack would wire it once the observer's queue exists."""
+    args = AlertsArgs(
+        cluster_name="workers",
+        cluster_arn=f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/workers",
+        service_name="worker-svc",
+        desired_count=1,
+        log_retention_days=14,
+        alarm_prefix=PREFIX,
+        **overrides,
+    )
+    return run_pulumi(lambda: Alerts("alerts", args))
+
+
+def test_dead_letter_queue_alarm_fires_on_one_message() -> None:
+    run = alerts_run(dead_letter_queue_name="prefect-ecs-tasks-events-dlq")
+    dlq = alarms(run)["observer-dead-letters"]
+    assert (dlq["namespace"], dlq["metricName"], dlq["statistic"]) == (
+        "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum",
+    )  # fmt: skip
+    assert dlq["dimensions"] == {"QueueName": "prefect-ecs-tasks-events-dlq"}
+    assert (dlq["comparisonOperator"], dlq["threshold"], dlq["evaluationPeriods"]) == ("GreaterThanThreshold", 0, 1)
+    assert dlq["alarmActions"] == [topic_arn(run)]
+    assert "observer-dead-letters" not in alarms(alerts_run())
+
+
+# -- what AWS does with it (moto) ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def aws(aws_env: None) -> Iterator[dict[str, Any]]:
+    yield {name: boto3.client(name) for name in ("kms", "sns", "cloudwatch", "logs", "events")}
+
+
+def create_in_moto(run: Run, aws: dict[str, Any]) -> dict[str, Any]:
+    """Every alerting resource of the run, created through boto3 (botocore checks each request's shape)."""
+    key = run.one("aws:kms/key:Key").plain_inputs
+    key_arn = aws["kms"].create_key(Description=key["description"], Policy=key["policy"])["KeyMetadata"]["Arn"]
+    aws["kms"].enable_key_rotation(KeyId=key_arn)
+    topic = aws["sns"].create_topic(Name="alerts", Attributes={"KmsMasterKeyId": key_arn})["TopicArn"]
+    policy = run.one("aws:sns/topicPolicy:TopicPolicy").plain_inputs["policy"].replace(topic_arn(run), topic)
+    aws["sns"].set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=policy)
+    subscription = run.one("aws:sns/topicSubscription:TopicSubscription").plain_inputs
+    aws["sns"].subscribe(TopicArn=topic, Protocol=subscription["protocol"], Endpoint=subscription["endpoint"])
+
+    log = run.one(LOG, "stopped-tasks").plain_inputs
+    aws["logs"].create_log_group(logGroupName=log["name"])
+    aws["logs"].put_retention_policy(logGroupName=log["name"], retentionInDays=int(log["retentionInDays"]))
+    log_arn = aws["logs"].describe_log_groups(logGroupNamePrefix=log["name"])["logGroups"][0]["arn"].removesuffix(":*")
+    resource_policy = run.one("aws:cloudwatch/logResourcePolicy:LogResourcePolicy").plain_inputs
+    aws["logs"].put_resource_policy(
+        policyName=resource_policy["policyName"], policyDocument=resource_policy["policyDocument"]
+    )
+    metric_filter = run.one("aws:cloudwatch/logMetricFilter:LogMetricFilter").plain_inputs
+    transformation = metric_filter["metricTransformation"]
+    aws["logs"].put_metric_filter(
+        logGroupName=log["name"],
+        filterName="oom-kills",
+        filterPattern=metric_filter["pattern"],
+        metricTransformations=[{
+            "metricName": transformation["name"],
+            "metricNamespace": transformation["namespace"],
+            "metricValue": transformation["value"],
+        }],
+    )  # fmt: skip
+
+    rule = run.one("aws:cloudwatch/eventRule:EventRule")
+    aws["events"].put_rule(
+        Name=rule.outputs["name"],
+        EventPattern=rule.plain_inputs["eventPattern"],
+        Description=rule.plain_inputs["description"],
+    )
+    target = run.one("aws:cloudwatch/eventTarget:EventTarget").plain_inputs
+    assert (target["rule"], target["arn"]) == (rule.outputs["name"], run.one(LOG, "stopped-tasks").outputs["arn"])
+    transformer = target["inputTransformer"]
+    paths, template = transformer["inputPaths"], transformer["inputTemplate"]
+    failed = aws["events"].put_targets(
+        Rule=rule.outputs["name"],
+        Targets=[{
+            "Id": "stopped-tasks-log",
+            "Arn": log_arn,
+            "InputTransformer": {"InputPathsMap": paths, "InputTemplate": template},
+        }],
+    )["FailedEntryCount"]  # fmt: skip
+    assert failed == 0
+
+    for alarm in run.of_type(ALARM):
+        a = alarm.plain_inputs
+        aws["cloudwatch"].put_metric_alarm(
+            AlarmName=a["name"],
+            AlarmDescription=a["alarmDescription"],
+            Namespace=a["namespace"],
+            MetricName=a["metricName"],
+            Dimensions=[{"Name": k, "Value": v} for k, v in a["dimensions"].items()],
+            Statistic=a["statistic"],
+            ComparisonOperator=a["comparisonOperator"],
+            Threshold=a["threshold"],
+            Period=int(a["period"]),
+            EvaluationPeriods=int(a["evaluationPeriods"]),
+            DatapointsToAlarm=int(a["datapointsToAlarm"]),
+            TreatMissingData=a["treatMissingData"],
+            AlarmActions=[topic],
+            OKActions=[topic],
+        )
+    return {"topic": topic, "policy": json.loads(policy), "log": log["name"], "oom_pattern": metric_filter["pattern"]}
+
+
+def ecs_task_stopped(
+    cluster_arn: str,
+    service_name: str,
+    *,
+    stop_code: str,
+    stopped_reason: str,
+    exit_code: int | None = None,
+    reason: str | None = None,
+    last_status: str = "STOPPED",
+) -> dict[str, Any]:
+    """A PutEvents entry carrying an ECS Task State Change as ECS sends it for a Fargate task (the sample in
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_task_events.html)."""
+    task = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster_arn.rsplit('/', 1)[1]}/6d6d4e2c9a1b4c3e8f0a1b2c3d4e5f60"
+    container: dict[str, Any] = {
+        "containerArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:container/{task.rsplit('/', 1)[1]}/0f1e2d3c",
+        "lastStatus": last_status,
+        "name": "prefect-worker",
+        "image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/agent@sha256:{'a' * 64}",
+        "taskArn": task,
+        "networkInterfaces": [{"attachmentId": "a1b2c3d4", "privateIpv4Address": "172.31.20.14"}],
+        "cpu": "0",
+    }
+    if exit_code is not None:
+        container["exitCode"] = exit_code
+    if reason is not None:
+        container["reason"] = reason
+    detail = {
+        "attachments": [{"id": "a1b2c3d4", "type": "eni", "status": "DELETED"}],
+        "availabilityZone": f"{REGION}a",
+        "clusterArn": cluster_arn,
+        "containers": [container],
+        "cpu": "512",
+        "createdAt": "2026-11-28T02:00:01.120Z",
+        "desiredStatus": "STOPPED",
+        "group": f"service:{service_name}",
+        "launchType": "FARGATE",
+        "lastStatus": last_status,
+        "memory": "1024",
+        "platformVersion": "1.4.0",
+        "startedBy": "ecs-svc/1234567890123456789",
+        "stopCode": stop_code,
+        "stoppedAt": "2026-11-28T02:41:06.432Z",
+        "stoppedReason": stopped_reason,
+        "taskArn": task,
+        "taskDefinitionArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/prefect-worker:7",
+        "version": 6,
+    }
+    return {
+        "Source": "aws.ecs",
+        "DetailType": "ECS Task State Change",
+        "Resources": [task],
+        "Detail": json.dumps(detail),
+    }
+
+
+DEPLOYMENT_STOP = {"stop_code": "ServiceSchedulerInitiated", "exit_code": 0,
+                   "stopped_reason": "Scaling activity initiated by (deployment ecs-svc/1234567890)"}  # fmt: skip
+OOM_KILL = {"stop_code": "EssentialContainerExited", "stopped_reason": "Essential container in task exited",
+            "exit_code": 137, "reason": OOM_REASON}  # fmt: skip
+UNEXPECTED = {
+    "oom-kill": OOM_KILL,
+    "worker-exited": {"stop_code": "EssentialContainerExited", "stopped_reason": "Essential container in task exited",
+                      "exit_code": 1},
+    "failed-to-start": {"stop_code": "TaskFailedToStart",
+                        "stopped_reason": "ResourceInitializationError: unable to pull secrets or registry auth"},
+    "health-check": {"stop_code": "ServiceSchedulerInitiated", "stopped_reason": "Task failed container health checks",
+                     "exit_code": 0},
+}  # fmt: skip
+
+
+def stopped_lines(aws: dict[str, Any], log: str, pattern: str = "") -> list[str]:
+    events = aws["logs"].filter_log_events(logGroupName=log, filterPattern=pattern)["events"]
+    return [json.loads(e["message"])["message"] for e in events]
+
+
+@pytest.mark.parametrize("case", list(UNEXPECTED))
+def test_unexpected_stop_of_this_service_is_logged_by_eventbridge(run: Run, aws: dict[str, Any], case: str) -> None:
+    created = create_in_moto(run, aws)
+    cluster = run.one("aws:ecs/cluster:Cluster").outputs["arn"]
+    entry = ecs_task_stopped(cluster, run.outputs["serviceName"], **UNEXPECTED[case])
+    assert aws["events"].put_events(Entries=[entry])["FailedEntryCount"] == 0
+    (line,) = stopped_lines(aws, created["log"])
+    assert line.startswith("Worker task arn:aws:ecs:")
+    assert UNEXPECTED[case]["stop_code"] in line and UNEXPECTED[case]["stopped_reason"] in line
+
+
+def test_oom_kill_is_named_and_counted_apart(run: Run, aws: dict[str, Any]) -> None:
+    created = create_in_moto(run, aws)
+    cluster, service = run.one("aws:ecs/cluster:Cluster").outputs["arn"], run.outputs["serviceName"]
+    entries = [ecs_task_stopped(cluster, service, **UNEXPECTED[case]) for case in ("oom-kill", "worker-exited")]
+    aws["events"].put_events(Entries=entries)
+    assert len(stopped_lines(aws, created["log"])) == 2
+    (oom,) = stopped_lines(aws, created["log"], created["oom_pattern"])  # what the metric filter counts
+    assert "container exit code 137, reason: OutOfMemoryError: Container killed due to memory usage" in oom
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(lambda cluster, service: ecs_task_stopped(cluster, service, **DEPLOYMENT_STOP), id="deployment"),
+        pytest.param(lambda cluster, service: ecs_task_stopped(OTHER_CLUSTER, service, **OOM_KILL), id="other-cluster"),
+        pytest.param(
+            lambda cluster, service: ecs_task_stopped(cluster, "other-service", **OOM_KILL), id="other-service"
+        ),
+        pytest.param(
+            lambda cluster, service: ecs_task_stopped(
+                cluster, service, stop_code="", stopped_reason="", last_status="RUNNING"
+            ),
+            id="running",
+        ),
+    ],
+)
+def test_normal_stops_and_other_tasks_are_not_matched(run: Run, aws: dict[str, Any], entry: Any) -> None:
+    created = create_in_moto(run, aws)
+    cluster = run.one("aws:ecs/cluster:Cluster").outputs["arn"]
+    assert aws["events"].put_events(Entries=[entry(cluster, run.outputs["serviceName"])])["FailedEntryCount"] == 0
+    assert stopped_lines(aws, created["log"]) == []
+    # The same log does get this stack's OOM kill: the silence above is the pattern's doing.
+    aws["events"].put_events(Entries=[ecs_task_stopped(cluster, run.outputs["serviceName"], **OOM_KILL)])
+    assert len(stopped_lines(aws, created["log"])) == 1
+
+
+def test_topic_policy_lets_only_this_stacks_alarms_publish(run: Run, aws: dict[str, Any]) -> None:
+    created = create_in_moto(run, aws)
+    alarm_arns = [a["AlarmArn"] for a in aws["cloudwatch"].describe_alarms(AlarmNamePrefix=PREFIX)["MetricAlarms"]]
+    assert len(alarm_arns) == len(run.of_type(ALARM))
+    (statement,) = created["policy"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert statement["Action"] == "sns:Publish"
+    assert statement["Resource"] == created["topic"]
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == sorted(alarm_arns)
+    stored = aws["sns"].get_topic_attributes(TopicArn=created["topic"])["Attributes"]
+    assert json.loads(stored["Policy"]) == created["policy"]
+    assert stored["KmsMasterKeyId"].startswith(f"arn:aws:kms:{REGION}:{ACCOUNT}:key/")
+
+
+def test_alarms_exist_in_cloudwatch_as_declared(run: Run, aws: dict[str, Any]) -> None:
+    created = create_in_moto(run, aws)
+    stored = {a["AlarmName"]: a for a in aws["cloudwatch"].describe_alarms(AlarmNamePrefix=PREFIX)["MetricAlarms"]}
+    for alarm in run.of_type(ALARM):
+        declared: Resource = alarm
+        got = stored[declared.plain_inputs["name"]]
+        assert got["AlarmActions"] == [created["topic"]]
+        assert {d["Name"]: d["Value"] for d in got["Dimensions"]} == declared.plain_inputs["dimensions"]
+        assert got["EvaluationPeriods"] == declared.plain_inputs["evaluationPeriods"]
