@@ -8,8 +8,8 @@ subscription, and CloudWatch alarms that publish to it:
   the rule's metric and on OOM kills in that log turn a crash loop into one alert);
 - memory above 90% for 10 minutes, CPU above 90% for 15 minutes;
 - with an `ecs` pool, the observer's dead-letter queue has messages (when its name is given).
-Needs the worker's cluster and service. Every alarm's name starts with `alarm_prefix`, which is what
-the topic policy lets CloudWatch publish for.
+Needs the worker's cluster and service. Alarms are named `<alarm_prefix>-<suffix>`; the topic policy
+lets CloudWatch publish for exactly these alarms' ARNs.
 """
 
 from __future__ import annotations
@@ -43,15 +43,20 @@ STOP_PERIOD_SECONDS, STOP_WINDOW_PERIODS = 300, 6
 # - EssentialContainerExited: the worker exited by itself (bad key, crash, OOM kill);
 # - TaskFailedToStart: image pull, secret or network failure before the worker ran;
 # - "Task failed container health checks": the worker stopped polling and ECS replaced it.
-# Only top-level `detail` fields are matched: the container's exit code and reason sit in a list
-# (`containers`), so they are shown by the log line below instead of filtered on.
+# Only top-level `detail` fields are matched, which moto's pattern matcher (the tests') evaluates as
+# EventBridge does; the container's exit code and reason sit in the `containers` list, so they are
+# written to the log line below (and OOM kills counted from it) rather than filtered on. A
+# deployment's stop of a worker that ignored SIGTERM (SIGKILL after stopTimeout, exit 137) is
+# therefore not reported.
 UNEXPECTED_STOP_CODES = ["EssentialContainerExited", "TaskFailedToStart"]
 FAILED_HEALTH_CHECK_PREFIX = "Task failed"
 # ECS's container `reason` for an out-of-memory kill: "OutOfMemoryError: Container killed due to
 # memory usage" (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-error-codes.html).
 OOM_REASON = "OutOfMemoryError"
 OOM_METRIC = "WorkerOomKills"  # counted from the stopped-task log, in the namespace `alarm_prefix`
-# EventBridge writes to a CloudWatch Logs target only an input of this shape (timestamp, message).
+# A CloudWatch Logs target takes only an input of the form {"timestamp": <time>, "message": <string>}
+# (aws-cdk's aws-events-targets/lib/log-group.ts, CloudWatchLogGroup.validateInputTemplate, citing
+# PutTargets); EventBridge fills a quoted <variable> in as escaped text.
 STOP_LOG_PATHS = {
     "time": "$.time",
     "task": "$.detail.taskArn",
@@ -311,10 +316,12 @@ class Alerts(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         account_id, partition, region = arn_context(self)
 
+        # No automatic rotation: each of a key's first two rotations adds $1 a month (KMS pricing), and
+        # this key protects alert texts only (alarm names, states and descriptions).
         key = aws.kms.Key(
             f"{name}-key",
             description="Encrypts the prefect-fargate alert topic",
-            enable_key_rotation=True,
+            enable_key_rotation=False,
             deletion_window_in_days=7,
             policy=key_policy(account_id, partition),
             opts=child,
@@ -338,7 +345,7 @@ class Alerts(pulumi.ComponentResource):
                 {
                     "Sid": "EventBridgeWritesStoppedTasks",
                     "Effect": "Allow",
-                    "Principal": {"Service": ["events.amazonaws.com", "delivery.logs.amazonaws.com"]},
+                    "Principal": {"Service": "events.amazonaws.com"},
                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                     "Resource": pulumi.Output.concat(self.stopped_tasks_log.arn, ":*"),
                 }

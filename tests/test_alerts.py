@@ -175,7 +175,6 @@ def test_topic_is_encrypted_with_a_key_cloudwatch_may_use(run: Run) -> None:
     assert statements["CloudWatchAlarmsEncrypt"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     assert set(statements["CloudWatchAlarmsEncrypt"]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
     assert statements["AccountAdministers"]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
-    assert key.plain_inputs["enableKeyRotation"] is True
 
 
 def test_alert_email_subscribes_to_the_topic(run: Run) -> None:
@@ -237,7 +236,6 @@ def create_in_moto(run: Run, aws: dict[str, Any]) -> dict[str, Any]:
     """Every alerting resource of the run, created through boto3 (botocore checks each request's shape)."""
     key = run.one("aws:kms/key:Key").plain_inputs
     key_arn = aws["kms"].create_key(Description=key["description"], Policy=key["policy"])["KeyMetadata"]["Arn"]
-    aws["kms"].enable_key_rotation(KeyId=key_arn)
     topic = aws["sns"].create_topic(Name="alerts", Attributes={"KmsMasterKeyId": key_arn})["TopicArn"]
     policy = run.one("aws:sns/topicPolicy:TopicPolicy").plain_inputs["policy"].replace(topic_arn(run), topic)
     aws["sns"].set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=policy)
@@ -247,8 +245,12 @@ def create_in_moto(run: Run, aws: dict[str, Any]) -> dict[str, Any]:
     log = run.one(LOG, "stopped-tasks").plain_inputs
     aws["logs"].create_log_group(logGroupName=log["name"])
     aws["logs"].put_retention_policy(logGroupName=log["name"], retentionInDays=int(log["retentionInDays"]))
-    log_arn = aws["logs"].describe_log_groups(logGroupNamePrefix=log["name"])["logGroups"][0]["arn"].removesuffix(":*")
+    streams_arn = aws["logs"].describe_log_groups(logGroupNamePrefix=log["name"])["logGroups"][0]["arn"]
+    log_arn = streams_arn.removesuffix(":*")
     resource_policy = run.one("aws:cloudwatch/logResourcePolicy:LogResourcePolicy").plain_inputs
+    (statement,) = json.loads(resource_policy["policyDocument"])["Statement"]
+    # EventBridge alone may write, and only to this log group's streams.
+    assert (statement["Principal"], statement["Resource"]) == ({"Service": "events.amazonaws.com"}, streams_arn)
     aws["logs"].put_resource_policy(
         policyName=resource_policy["policyName"], policyDocument=resource_policy["policyDocument"]
     )
