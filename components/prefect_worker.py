@@ -3,6 +3,7 @@
 AgentImage, FlowStorage, ApiKeySecret, AgentNetwork, AgentRoles, AgentService and the Prefect
 WorkPool, wired together from the validated StackConfig; for an `ecs` pool also EcsPoolRoles (the
 flow-run task role and the worker's ECS permissions).
+Unless config `alarms` is false, Alerts watches the worker service (topic output `alertTopicArn`).
 """
 
 from __future__ import annotations
