@@ -220,10 +220,12 @@ def alarm_specs(args: AlertsArgs, rule_name: pulumi.Input[str]) -> list[AlarmSpe
         specs.append(
             AlarmSpec(
                 suffix="observer-dead-letters",
-                description=(
+                description=pulumi.Output.concat(
                     "The ECS observer's dead-letter queue has messages: task state events it could not "
                     "process, so some flow runs may keep a wrong state. Read them: aws sqs receive-message "
-                    "--queue-url $(aws sqs get-queue-url --queue-name <queue> --query QueueUrl --output text)."
+                    "--queue-url $(aws sqs get-queue-url --queue-name ",
+                    args.dead_letter_queue_name,
+                    " --query QueueUrl --output text)",
                 ),
                 namespace="AWS/SQS",
                 metric_name="ApproximateNumberOfMessagesVisible",
@@ -277,9 +279,10 @@ def topic_policy(
 def key_policy(account_id: pulumi.Input[str], partition: pulumi.Input[str]) -> pulumi.Output[str]:
     """The topic key: the account administers it (IAM decides who), CloudWatch may encrypt alarm messages.
 
-    In a key policy, "Resource": "*" means this key. CloudWatch gets no condition here, as in the SNS
-    guide's key policy for AWS event sources ("Enable compatibility between event sources from AWS
-    services and encrypted topics"): the topic policy already names the alarms that may publish.
+    In a key policy, "Resource": "*" means this key. CloudWatch's statement is the one the SNS guide
+    gives AWS event sources ("Enable compatibility between event sources from AWS services and
+    encrypted topics"), without conditions: a condition key CloudWatch does not send to KMS would drop
+    every alert silently, and the topic policy already names the alarms that may publish.
     """
     return policy_document(
         {

@@ -23,7 +23,6 @@ from conftest import (
     ROOT,
     STACK,
     RecordingMocks,
-    Resource,
     Run,
     load_stack_config,
     run_program,
@@ -221,6 +220,7 @@ def test_dead_letter_queue_alarm_fires_on_one_message() -> None:
     assert dlq["dimensions"] == {"QueueName": "prefect-ecs-tasks-events-dlq"}
     assert (dlq["comparisonOperator"], dlq["threshold"], dlq["evaluationPeriods"]) == ("GreaterThanThreshold", 0, 1)
     assert dlq["alarmActions"] == [topic_arn(run)]
+    assert "--queue-name prefect-ecs-tasks-events-dlq " in dlq["alarmDescription"]
     assert "observer-dead-letters" not in alarms(alerts_run())
 
 
@@ -449,9 +449,8 @@ def test_topic_policy_lets_only_this_stacks_alarms_publish(run: Run, aws: dict[s
 def test_alarms_exist_in_cloudwatch_as_declared(run: Run, aws: dict[str, Any]) -> None:
     created = create_in_moto(run, aws)
     stored = {a["AlarmName"]: a for a in aws["cloudwatch"].describe_alarms(AlarmNamePrefix=PREFIX)["MetricAlarms"]}
-    for alarm in run.of_type(ALARM):
-        declared: Resource = alarm
-        got = stored[declared.plain_inputs["name"]]
+    for declared in alarms(run).values():
+        got = stored[declared["name"]]
         assert got["AlarmActions"] == [created["topic"]]
-        assert {d["Name"]: d["Value"] for d in got["Dimensions"]} == declared.plain_inputs["dimensions"]
-        assert got["EvaluationPeriods"] == declared.plain_inputs["evaluationPeriods"]
+        assert {d["Name"]: d["Value"] for d in got["Dimensions"]} == declared["dimensions"]
+        assert got["EvaluationPeriods"] == declared["evaluationPeriods"]
