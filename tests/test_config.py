@@ -9,7 +9,6 @@ import yaml
 from conftest import API_KEY, BASE_CONFIG, PROJECT, ROOT, RecordingMocks, load_stack_config, run_program
 
 from components.config import (
-    FARGATE_SIZES,
     ConfigError,
     NetworkConfig,
     TaskSize,
@@ -124,12 +123,59 @@ def test_arm64_builds_for_arm() -> None:
     assert load_stack_config({**BASE_CONFIG, "cpuArchitecture": "ARM64"}).docker_platform == "linux/arm64"
 
 
-@pytest.mark.parametrize("cpu", sorted(FARGATE_SIZES))
-def test_every_fargate_pair_is_accepted(cpu: int) -> None:
-    for memory in (FARGATE_SIZES[cpu][0], FARGATE_SIZES[cpu][-1]):
-        assert load_stack_config({**BASE_CONFIG, "cpu": str(cpu), "memory": str(memory)}).size == TaskSize(
-            cpu=cpu, memory=memory
-        )
+# AWS's table of Fargate task sizes (Linux), transcribed by hand, in GB as AWS writes it: the ECS
+# developer guide, "Task CPU and memory" (fargate-tasks-services.html#fargate-tasks-size), and the
+# `memory` parameter of RegisterTaskDefinition in the ECS API reference. Not read from the code.
+FARGATE_TABLE_GB: dict[int, tuple[float, ...]] = {
+    256: (0.5, 1, 2),
+    512: (1, 2, 3, 4),
+    1024: (2, 3, 4, 5, 6, 7, 8),
+    2048: (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16),  # 4 to 16 GB in 1-GB increments
+    4096: (8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30),  # 8-30 by 1
+    8192: (16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60),  # 16 to 60 GB in 4-GB increments
+    16384: (32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120),  # 32 to 120 GB in 8-GB increments
+}
+# Per cpu, memory (MiB) next to the table that Fargate refuses: below the smallest, off the step
+# between two valid sizes, above the largest.
+FARGATE_REFUSED_MIB: dict[int, tuple[int, int, int]] = {
+    256: (256, 1536, 3072),
+    512: (512, 1536, 5120),
+    1024: (1024, 2560, 9216),
+    2048: (3072, 4608, 17408),
+    4096: (7168, 8704, 31744),
+    8192: (15360, 17408, 65536),  # 17 GB: a 1-GB step, which only smaller cpus allow
+    16384: (31744, 36864, 131072),  # 36 GB: a 4-GB step, which only 8192 allows
+}
+# The two keys pairs validated by the same rule: the worker's task, and an `ecs` pool's flow-run tasks.
+SIZE_KEYS = {"worker": ("cpu", "memory", {}), "flow-run": ("flowRunCpu", "flowRunMemory", {"workPoolType": "ecs"})}
+
+
+@pytest.mark.parametrize("keys", SIZE_KEYS.values(), ids=SIZE_KEYS.keys())
+@pytest.mark.parametrize("cpu", FARGATE_TABLE_GB)
+def test_every_size_in_awss_table_is_accepted(cpu: int, keys: tuple[str, str, dict[str, str]]) -> None:
+    cpu_key, memory_key, extra = keys
+    field = "size" if cpu_key == "cpu" else "flow_run_size"
+    for gigabytes in FARGATE_TABLE_GB[cpu]:
+        memory = int(gigabytes * 1024)
+        loaded = load_stack_config({**BASE_CONFIG, **extra, cpu_key: str(cpu), memory_key: str(memory)})
+        assert getattr(loaded, field) == TaskSize(cpu=cpu, memory=memory)
+
+
+@pytest.mark.parametrize("keys", SIZE_KEYS.values(), ids=SIZE_KEYS.keys())
+@pytest.mark.parametrize("cpu", FARGATE_REFUSED_MIB)
+def test_sizes_next_to_awss_table_are_refused(cpu: int, keys: tuple[str, str, dict[str, str]]) -> None:
+    cpu_key, memory_key, extra = keys
+    for memory in FARGATE_REFUSED_MIB[cpu]:
+        with pytest.raises(ConfigError) as raised:
+            load_stack_config({**BASE_CONFIG, **extra, cpu_key: str(cpu), memory_key: str(memory)})
+        assert f"{PROJECT}:{memory_key}: {memory} MiB does not go with {cpu_key} {cpu}" in str(raised.value)
+
+
+@pytest.mark.parametrize("cpu", [128, 300, 3072, 32768])
+def test_cpus_fargate_does_not_offer_are_refused(cpu: int) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config({**BASE_CONFIG, "cpu": str(cpu)})
+    assert f"{PROJECT}:cpu: {cpu} is not a Fargate cpu size" in str(raised.value)
 
 
 def test_pulumi_yaml_declares_every_key_with_the_programs_defaults() -> None:
