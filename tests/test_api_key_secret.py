@@ -21,3 +21,9 @@ def value_from_for(key: str) -> str:
 
 def test_value_from_pins_the_version_and_changes_with_the_key() -> None:
     assert value_from_for(API_KEY) != value_from_for("pnu_another")
+
+
+def test_a_deleted_secret_stays_recoverable_for_seven_days() -> None:
+    """What the README promises on `pulumi destroy`."""
+    run = run_pulumi(lambda: ApiKeySecret("key", ApiKeySecretArgs(api_key=API_KEY)))
+    assert run.one("aws:secretsmanager/secret:Secret").plain_inputs["recoveryWindowInDays"] == 7
