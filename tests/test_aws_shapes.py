@@ -45,9 +45,13 @@ POLICY_DOCUMENTS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "aws:iam/rolePolicy:RolePolicy": ("policy", "AWS::IAM::RolePolicy", "PolicyDocument", ("PolicyName", "RoleName")),
     "aws:s3/bucketPolicy:BucketPolicy": ("policy", "AWS::S3::BucketPolicy", "PolicyDocument", ("Bucket",)),
 }
-# Configs whose policies differ: the process pool (the worker reads the bucket) and the ecs pool
-# (the worker's ECS policy, the flow-run role).
-POLICY_CONFIGS = {"process": BASE_CONFIG, "ecs": {**BASE_CONFIG, "workPoolType": "ecs"}}
+# Configs whose policies differ: the process pool (the worker reads the bucket), the ecs pool (the
+# worker's ECS policy, the flow-run role), and a self-hosted server without auth (no secret to read).
+POLICY_CONFIGS = {
+    "process": BASE_CONFIG,
+    "ecs": {**BASE_CONFIG, "workPoolType": "ecs"},
+    "open-server": {"prefectApiUrl": "http://prefect.internal:4200/api"},
+}
 
 
 def policy_problems(documents: dict[str, tuple[str, str]]) -> list[str]:
@@ -100,9 +104,10 @@ def registered_policies(run: Run) -> dict[str, tuple[str, str]]:
     return documents
 
 
-@pytest.mark.parametrize("pool_type", POLICY_CONFIGS)
-def test_every_policy_document_is_valid(pool_type: str, default_run: Run) -> None:
-    run = default_run if POLICY_CONFIGS[pool_type] == BASE_CONFIG else run_program(POLICY_CONFIGS[pool_type])
+@pytest.mark.parametrize("case", POLICY_CONFIGS)
+def test_every_policy_document_is_valid(case: str, default_run: Run) -> None:
+    config = POLICY_CONFIGS[case]
+    run = default_run if config == BASE_CONFIG else run_program(config)
     documents = registered_policies(run)
     kinds = {typ for typ, _ in documents.values()}
     assert kinds == set(POLICY_DOCUMENTS), "every kind of policy is checked in this run"

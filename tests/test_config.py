@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pulumi
 import pytest
 import yaml
-from conftest import API_KEY, BASE_CONFIG, PROJECT, ROOT, RecordingMocks, load_stack_config, run_program
+from conftest import (
+    ACCOUNT_ID,
+    API_KEY,
+    BASE_CONFIG,
+    PROJECT,
+    ROOT,
+    WORKSPACE_ID,
+    RecordingMocks,
+    load_stack_config,
+    resolve,
+    run_program,
+)
 
 from components.config import (
     ConfigError,
@@ -18,6 +30,8 @@ VPC = "vpc-0123456789abcdef0"
 SUBNET = "subnet-0123456789abcdef0"
 SG = "sg-0123456789abcdef0"
 CLOUD_URL = "https://api.prefect.cloud/api/accounts/{}/workspaces/{}"
+CLOUD_KEYS = ("prefectAccountId", "prefectWorkspaceId")
+CLOUD_UI_URL = f"https://app.prefect.cloud/account/{ACCOUNT_ID}/workspace/{WORKSPACE_ID}/deployments?tab=all"
 
 
 def without(*keys: str) -> dict[str, str]:
@@ -38,6 +52,16 @@ INVALID = [
      "prefectApiUrl", "not a Prefect API URL"),
     ("url-without-api", {**without("prefectAccountId", "prefectWorkspaceId"), "prefectApiUrl": "https://x.io"},
      None, "prefectApiUrl", "not a Prefect API URL"),
+    ("url-apii", {**without(*CLOUD_KEYS), "prefectApiUrl": "https://prefect.example.com/apii"}, None,
+     "prefectApiUrl", "not a Prefect API URL"),
+    ("url-api-not-last", {**without(*CLOUD_KEYS), "prefectApiUrl": "https://x.io/api/flows"}, None,
+     "prefectApiUrl", "not a Prefect API URL"),
+    ("cloud-url-without-workspace", {**without(*CLOUD_KEYS), "prefectApiUrl": "https://api.prefect.cloud/api"},
+     None, "prefectApiUrl", "not a Prefect API URL"),
+    ("cloud-ui-url", {**without(*CLOUD_KEYS), "prefectApiUrl": CLOUD_UI_URL}, None, "prefectApiUrl",
+     "the Prefect Cloud UI's address"),
+    ("cloud-url-without-key", {"prefectApiUrl": CLOUD_URL.format(ACCOUNT_ID, WORKSPACE_ID)}, None,
+     "prefectApiKey", "Prefect Cloud needs one"),
     ("work-pool-spaces", {**BASE_CONFIG, "workPool": "my pool"}, None, "workPool", "not valid"),
     ("prefect-2", {**BASE_CONFIG, "prefectVersion": "2.20.0"}, None, "prefectVersion", "not valid"),
     ("cpu-not-fargate", {**BASE_CONFIG, "cpu": "300"}, None, "cpu", "not a Fargate cpu size"),
@@ -101,6 +125,44 @@ def test_cloud_ids_make_the_cloud_api_url() -> None:
 def test_self_hosted_url_is_taken_as_given() -> None:
     config = {**without("prefectAccountId", "prefectWorkspaceId"), "prefectApiUrl": "http://prefect.internal:4200/api/"}
     assert load_stack_config(config).prefect_api_url == "http://prefect.internal:4200/api"
+
+
+def test_a_pasted_cloud_ui_url_gets_the_commands_that_set_its_ids() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config({**without(*CLOUD_KEYS), "prefectApiUrl": CLOUD_UI_URL})
+    assert (
+        f"Fix: pulumi config rm {PROJECT}:prefectApiUrl"
+        f" && pulumi config set {PROJECT}:prefectAccountId {ACCOUNT_ID}"
+        f" && pulumi config set {PROJECT}:prefectWorkspaceId {WORKSPACE_ID}"
+    ) in str(raised.value)
+    # What those commands set is accepted, and builds the API URL.
+    assert load_stack_config(BASE_CONFIG).prefect_api_url == CLOUD_URL.format(ACCOUNT_ID, WORKSPACE_ID)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://prefect.internal:4200/api",
+        "https://tools.example.com/prefect/api/",
+        CLOUD_URL.format(ACCOUNT_ID, WORKSPACE_ID),
+    ],
+)
+def test_api_urls_ending_in_the_api_path_are_taken(url: str) -> None:
+    assert load_stack_config({**without(*CLOUD_KEYS), "prefectApiUrl": url}).prefect_api_url == url.rstrip("/")
+
+
+def test_self_hosted_server_without_auth_needs_no_key_and_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *_, **__: warnings.append(message))
+    open_server = {"prefectApiUrl": "http://prefect.internal:4200/api"}
+    assert load_stack_config(open_server).prefect_api_key is None
+    (warning,) = warnings
+    assert f"{PROJECT}:prefectApiKey is not set" in warning
+    assert "http://prefect.internal:4200/api" in warning and "open to anything that can reach it" in warning
+    assert f"pulumi config set --secret {PROJECT}:prefectApiKey" in warning
+    warnings.clear()
+    assert resolve(load_stack_config({**open_server, "prefectApiKey": API_KEY}).prefect_api_key) == API_KEY
+    assert warnings == []  # a self-hosted server that checks keys gets one, without the warning
 
 
 def test_own_vpc_with_json_and_comma_lists() -> None:
@@ -202,8 +264,12 @@ def test_pulumi_yaml_declares_every_key_with_the_programs_defaults() -> None:
     for key, value in expected.items():
         assert declared[key]["default"] == value, key
         assert declared[key]["description"]
-    assert declared["prefectApiKey"]["secret"] is True
-    assert "default" not in declared["prefectApiKey"]
+    # Optional for the CLI (a self-hosted server without auth needs no key): with `secret: true` the CLI
+    # would refuse an unset key, as it checks the plaintext default against it (pulumi/pulumi,
+    # sdk/go/common/workspace/config.go, mergeConfig and validateStackConfigValue). The program
+    # refuses a plaintext key itself (case key-plaintext above).
+    assert declared["prefectApiKey"]["default"] == ""
+    assert "secret" not in declared["prefectApiKey"]
 
 
 def test_pulumi_yaml_defaults_pass_validation() -> None:
