@@ -191,8 +191,8 @@ def load_config() -> StackConfig:
     """Read and validate the stack's config; raise ConfigError naming every bad key."""
     r = _Reader()
 
-    api_url, self_hosted = _prefect_api_url(r)
-    api_key = _credential(r, self_hosted)
+    api_url, cloud = _prefect_api_url(r)
+    api_key = _credential(r, cloud)
 
     work_pool = r.string(
         "workPool",
@@ -335,7 +335,7 @@ def _work_pool(r: _Reader) -> tuple[str, int | None, TaskSize]:
     return pool_type, concurrency, flow_run_size
 
 
-def _credential(r: _Reader, self_hosted: bool) -> str | None:
+def _credential(r: _Reader, cloud: bool) -> str | None:
     """How clients authenticate to the Prefect API, the one rule (None: no credential):
     - Prefect Cloud: prefectApiKey, required;
     - a self-hosted server: prefectApiKey if the server checks one, or nothing for a server without
@@ -347,7 +347,7 @@ def _credential(r: _Reader, self_hosted: bool) -> str | None:
     key_fix = set_command("prefectApiKey", "<your-prefect-api-key>", secret=True)
     api_key = r.raw("prefectApiKey")
     if api_key is None:
-        if not self_hosted:
+        if cloud:
             r.fail(
                 "prefectApiKey",
                 "is not set",
@@ -370,7 +370,8 @@ def _credential(r: _Reader, self_hosted: bool) -> str | None:
 
 def _prefect_api_url(r: _Reader) -> tuple[str, bool]:
     """The API URL from exactly one of: prefectAccountId + prefectWorkspaceId (Prefect Cloud), or
-    prefectApiUrl; and whether it is a self-hosted server's (valid, and not Prefect Cloud)."""
+    prefectApiUrl; and whether the stack points at Prefect Cloud (which needs a key). A prefectApiUrl
+    that is not Cloud's counts as self-hosted even when it is refused, so its one error is the URL's."""
     account, workspace, url = r.raw("prefectAccountId"), r.raw("prefectWorkspaceId"), r.raw("prefectApiUrl")
     uuid_fix = "a UUID from your Prefect Cloud URL (app.prefect.cloud/account/<account>/workspace/<workspace>)"
     if url is not None and (account or workspace):
@@ -394,13 +395,14 @@ def _prefect_api_url(r: _Reader) -> tuple[str, bool]:
         elif not _UUID.match(value.lower()):
             r.fail(key, f"{value!r} is not a UUID", uuid_fix, set_command(key, "<uuid>"))
     if account and workspace:
-        return f"{PREFECT_CLOUD_API}/accounts/{account.lower()}/workspaces/{workspace.lower()}", False
-    return "", False
+        return f"{PREFECT_CLOUD_API}/accounts/{account.lower()}/workspaces/{workspace.lower()}", True
+    return "", True
 
 
 def _checked_api_url(r: _Reader, url: str) -> tuple[str, bool]:
     """prefectApiUrl, without a trailing '/', if it is a Prefect API's: a Prefect Cloud workspace's
-    (/api/accounts/<uuid>/workspaces/<uuid>) or a self-hosted server's (a path ending in /api)."""
+    (/api/accounts/<uuid>/workspaces/<uuid>) or a self-hosted server's (a path ending in /api); and
+    whether it is Prefect Cloud's."""
     parsed = urlparse(url)
     path = parsed.path.rstrip("/")
     host = (parsed.hostname or "").lower()
@@ -414,7 +416,7 @@ def _checked_api_url(r: _Reader, url: str) -> tuple[str, bool]:
             "the ids in it, from which the API URL is built",
             " && ".join([f"pulumi config rm {NAMESPACE}:prefectApiUrl", *(set_command(k, v) for k, v in ids)]),
         )
-        return "", False
+        return "", cloud
     valid_path = _CLOUD_API_PATH.match(path) if cloud else path.rsplit("/", 1)[-1] == "api"
     if parsed.scheme not in ("http", "https") or not host or parsed.query or parsed.fragment or not valid_path:
         if cloud:
@@ -428,8 +430,8 @@ def _checked_api_url(r: _Reader, url: str) -> tuple[str, bool]:
             fix = set_command("prefectApiUrl", f"{scheme}://{parsed.netloc or 'prefect.example.com'}/api")
             allowed = "the http(s) URL of a Prefect server's API, its path ending in /api"
         r.fail("prefectApiUrl", f"{url!r} is not a Prefect API URL", allowed, fix)
-        return "", False
-    return url.rstrip("/"), not cloud
+        return "", cloud
+    return url.rstrip("/"), cloud
 
 
 def _network(r: _Reader) -> NetworkConfig:

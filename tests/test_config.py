@@ -165,6 +165,17 @@ def test_self_hosted_server_without_auth_needs_no_key_and_is_warned_about(monkey
     assert warnings == []  # a self-hosted server that checks keys gets one, without the warning
 
 
+def test_a_mistyped_self_hosted_url_is_the_only_error_without_a_key() -> None:
+    """No key is fine for a self-hosted server: a bad URL there must not also ask for a key."""
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config({"prefectApiUrl": "http://prefect.internal:4200/apii"})
+    assert [line for line in str(raised.value).splitlines() if line.startswith("  - ")] == [
+        f"  - {PROJECT}:prefectApiUrl: 'http://prefect.internal:4200/apii' is not a Prefect API URL. Allowed: "
+        "the http(s) URL of a Prefect server's API, its path ending in /api. "
+        f"Fix: pulumi config set {PROJECT}:prefectApiUrl http://prefect.internal:4200/api"
+    ]
+
+
 def test_own_vpc_with_json_and_comma_lists() -> None:
     config = {
         **BASE_CONFIG,
