@@ -25,7 +25,7 @@ class AgentRolesArgs:
 
     repository_arn: pulumi.Input[str]
     log_group_name: str  # created by AgentService; named up front so neither waits for the other
-    secret_arn: pulumi.Input[str]
+    secret_arn: pulumi.Input[str] | None  # None: no API key (a self-hosted server without authentication)
     bucket_arn: pulumi.Input[str]
     # False for an `ecs` pool: flow runs are their own tasks, and the worker only submits them
     # (EcsPoolRoles gives its task role the ECS worker's policy instead of the bucket).
@@ -73,7 +73,7 @@ def policy_document(*statements: Statement) -> pulumi.Output[str]:
 
 
 def execution_statements(args: AgentRolesArgs, log_group_arn: pulumi.Input[str]) -> list[Statement]:
-    return [
+    statements: list[Statement] = [
         # GetAuthorizationToken is account-wide: AWS does not accept a resource for it.
         {"Sid": "EcrToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
         {
@@ -88,8 +88,12 @@ def execution_statements(args: AgentRolesArgs, log_group_arn: pulumi.Input[str])
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": pulumi.Output.concat(log_group_arn, ":log-stream:*"),
         },
-        {"Sid": "ApiKey", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": args.secret_arn},
     ]
+    if args.secret_arn is not None:
+        statements.append(
+            {"Sid": "ApiKey", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": args.secret_arn}
+        )
+    return statements
 
 
 def bucket_read_statements(bucket_arn: pulumi.Input[str]) -> list[Statement]:

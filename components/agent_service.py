@@ -52,7 +52,7 @@ class AgentServiceArgs:
     image: pulumi.Input[str]  # digest-pinned image reference
     execution_role_arn: pulumi.Input[str]
     task_role_arn: pulumi.Input[str]
-    api_key_value_from: pulumi.Input[str]  # a Secrets Manager `valueFrom`, never the key
+    api_key_value_from: pulumi.Input[str] | None  # a Secrets Manager `valueFrom`, never the key; None: no key
     prefect_api_url: str
     work_pool: str
     log_level: str
@@ -106,7 +106,7 @@ def worker_command(work_pool: str, worker_type: str = "process", limit: int | No
 def worker_container(
     *,
     image: str,
-    api_key_value_from: str,
+    api_key_value_from: str | None,
     prefect_api_url: str,
     work_pool: str,
     log_level: str,
@@ -132,7 +132,7 @@ def worker_container(
             *({"name": name, "value": value} for name, value in FLOW_RUN_ENVIRONMENT.items()),
             *(ECS_WORKER_ENVIRONMENT if worker_type == "ecs" else []),
         ],
-        "secrets": [{"name": "PREFECT_API_KEY", "valueFrom": api_key_value_from}],
+        "secrets": [{"name": "PREFECT_API_KEY", "valueFrom": api_key_value_from}] if api_key_value_from else [],
         "healthCheck": {
             "command": ["CMD", "python", "-c", HEALTH_PROBE],
             "interval": 30,

@@ -19,6 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 
 NAMESPACE = "prefect-fargate"
 PREFECT_CLOUD_API = "https://api.prefect.cloud/api"
+PREFECT_CLOUD_DOMAIN = "prefect.cloud"
 
 # Fargate's accepted cpu -> memory (MiB) pairs (Linux, platform 1.4.0):
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
@@ -64,7 +65,11 @@ CPU_ARCHITECTURES = {"X86_64": "linux/amd64", "ARM64": "linux/arm64"}
 # `process`: the worker runs every flow run in its own container; `ecs`: each flow run is a Fargate task.
 WORK_POOL_TYPES = ("process", "ecs")
 
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UUID_TEXT = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_UUID = re.compile(rf"^{_UUID_TEXT}$")
+# A Prefect Cloud API URL, and the UI URL people paste instead (app.prefect.cloud/account/<a>/workspace/<w>/...).
+_CLOUD_API_PATH = re.compile(rf"^/api/accounts/{_UUID_TEXT}/workspaces/{_UUID_TEXT}$", re.IGNORECASE)
+_CLOUD_UI_PATH = re.compile(rf"^/account/(?P<account>{_UUID_TEXT})/workspace/(?P<workspace>{_UUID_TEXT})(/|$)", re.I)
 _PREFECT_VERSION = re.compile(r"^3\.\d+\.\d+$")
 _WORK_POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _AWS_ID = {prefix: re.compile(rf"^{prefix}-[0-9a-f]{{8}}([0-9a-f]{{9}})?$") for prefix in ("vpc", "subnet", "sg")}
@@ -96,7 +101,8 @@ class NetworkConfig:
 class StackConfig:
     """Everything the program needs from `pulumi config`, typed and validated."""
 
-    prefect_api_key: pulumi.Output[str]
+    # None only for a self-hosted server without authentication (see `_credential`, the one rule).
+    prefect_api_key: pulumi.Output[str] | None
     prefect_api_url: str
     work_pool: str = "fargate-pool"
     prefect_version: str = "3.9.1"
@@ -188,22 +194,8 @@ def load_config() -> StackConfig:
     """Read and validate the stack's config; raise ConfigError naming every bad key."""
     r = _Reader()
 
-    api_key_name = f"{NAMESPACE}:prefectApiKey"
-    key_fix = set_command("prefectApiKey", "<your-prefect-api-key>", secret=True)
-    api_key = r.raw("prefectApiKey")
-    if api_key is None:
-        r.fail("prefectApiKey", "is not set", "a Prefect API key stored as a Pulumi secret", key_fix)
-    elif not pulumi.runtime.is_config_secret(api_key_name):
-        r.fail(
-            "prefectApiKey",
-            "is stored in plaintext in the stack file",
-            "a Pulumi secret only",
-            f"{key_fix}  (this re-stores it encrypted)",
-        )
-    elif api_key != api_key.strip() or any(ch.isspace() for ch in api_key):
-        r.fail("prefectApiKey", "contains whitespace (value not shown)", "the key exactly as Prefect shows it", key_fix)
-
-    api_url = _prefect_api_url(r)
+    api_url, cloud = _prefect_api_url(r)
+    api_key = _credential(r, cloud)
 
     work_pool = r.string(
         "workPool",
@@ -261,8 +253,15 @@ def load_config() -> StackConfig:
 
     if r.errors:
         raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
+    if api_key is None:
+        pulumi.log.warn(
+            f"{NAMESPACE}:prefectApiKey is not set: the worker and `pulumi up` call the Prefect API at {api_url} "
+            "without credentials. That suits a self-hosted server without authentication only, and that API is "
+            "open to anything that can reach it: keep it inside your network. To send a key: "
+            + set_command("prefectApiKey", "<your-prefect-api-key>", secret=True)
+        )
     return StackConfig(
-        prefect_api_key=pulumi.Output.secret(api_key or ""),
+        prefect_api_key=None if api_key is None else pulumi.Output.secret(api_key),
         prefect_api_url=api_url,
         work_pool=work_pool,
         prefect_version=prefect_version,
@@ -343,8 +342,43 @@ def _work_pool(r: _Reader) -> tuple[str, int | None, TaskSize]:
     return pool_type, concurrency, flow_run_size
 
 
-def _prefect_api_url(r: _Reader) -> str:
-    """Exactly one of: prefectAccountId + prefectWorkspaceId (Prefect Cloud), or prefectApiUrl."""
+def _credential(r: _Reader, cloud: bool) -> str | None:
+    """How clients authenticate to the Prefect API, the one rule (None: no credential):
+    - Prefect Cloud: prefectApiKey, required;
+    - a self-hosted server: prefectApiKey if the server checks one, or nothing for a server without
+      authentication (load_config warns that its API is then open to anything that reaches it).
+    A self-hosted server's basic-auth string (prefectApiAuthString) belongs here as the third case:
+    self-hosted only, and never together with a key. The value never appears in a message.
+    """
+    api_key_name = f"{NAMESPACE}:prefectApiKey"
+    key_fix = set_command("prefectApiKey", "<your-prefect-api-key>", secret=True)
+    api_key = r.raw("prefectApiKey")
+    if api_key is None:
+        if cloud:
+            r.fail(
+                "prefectApiKey",
+                "is not set",
+                "a Prefect API key stored as a Pulumi secret (Prefect Cloud needs one; only a self-hosted "
+                "prefectApiUrl may go without)",
+                key_fix,
+            )
+        return None
+    if not pulumi.runtime.is_config_secret(api_key_name):
+        r.fail(
+            "prefectApiKey",
+            "is stored in plaintext in the stack file",
+            "a Pulumi secret only",
+            f"{key_fix}  (this re-stores it encrypted)",
+        )
+    elif api_key != api_key.strip() or any(ch.isspace() for ch in api_key):
+        r.fail("prefectApiKey", "contains whitespace (value not shown)", "the key exactly as Prefect shows it", key_fix)
+    return api_key
+
+
+def _prefect_api_url(r: _Reader) -> tuple[str, bool]:
+    """The API URL from exactly one of: prefectAccountId + prefectWorkspaceId (Prefect Cloud), or
+    prefectApiUrl; and whether the stack points at Prefect Cloud (which needs a key). A prefectApiUrl
+    that is not Cloud's counts as self-hosted even when it is refused, so its one error is the URL's."""
     account, workspace, url = r.raw("prefectAccountId"), r.raw("prefectWorkspaceId"), r.raw("prefectApiUrl")
     uuid_fix = "a UUID from your Prefect Cloud URL (app.prefect.cloud/account/<account>/workspace/<workspace>)"
     if url is not None and (account or workspace):
@@ -354,17 +388,9 @@ def _prefect_api_url(r: _Reader) -> str:
             "either prefectApiUrl or the two Prefect Cloud ids, not both",
             f"pulumi config rm {NAMESPACE}:prefectApiUrl  (or remove the ids)",
         )
-        return ""
+        return "", False
     if url is not None:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc or "/api" not in parsed.path:
-            r.fail(
-                "prefectApiUrl",
-                f"{url!r} is not a Prefect API URL",
-                "the http(s) URL of a Prefect API, with its /api path",
-                set_command("prefectApiUrl", "https://prefect.example.com/api"),
-            )
-        return url.rstrip("/")
+        return _checked_api_url(r, url)
     for key, value in (("prefectAccountId", account), ("prefectWorkspaceId", workspace)):
         if value is None:
             r.fail(
@@ -376,8 +402,43 @@ def _prefect_api_url(r: _Reader) -> str:
         elif not _UUID.match(value.lower()):
             r.fail(key, f"{value!r} is not a UUID", uuid_fix, set_command(key, "<uuid>"))
     if account and workspace:
-        return f"{PREFECT_CLOUD_API}/accounts/{account.lower()}/workspaces/{workspace.lower()}"
-    return ""
+        return f"{PREFECT_CLOUD_API}/accounts/{account.lower()}/workspaces/{workspace.lower()}", True
+    return "", True
+
+
+def _checked_api_url(r: _Reader, url: str) -> tuple[str, bool]:
+    """prefectApiUrl, without a trailing '/', if it is a Prefect API's: a Prefect Cloud workspace's
+    (/api/accounts/<uuid>/workspaces/<uuid>) or a self-hosted server's (a path ending in /api); and
+    whether it is Prefect Cloud's."""
+    parsed = urlparse(url)
+    path = parsed.path.rstrip("/")
+    host = (parsed.hostname or "").lower()
+    cloud = host == PREFECT_CLOUD_DOMAIN or host.endswith(f".{PREFECT_CLOUD_DOMAIN}")
+    ui = _CLOUD_UI_PATH.match(parsed.path) if cloud else None
+    if ui:
+        ids = (("prefectAccountId", ui["account"].lower()), ("prefectWorkspaceId", ui["workspace"].lower()))
+        r.fail(
+            "prefectApiUrl",
+            f"{url!r} is the Prefect Cloud UI's address, not the API's",
+            "the ids in it, from which the API URL is built",
+            " && ".join([f"pulumi config rm {NAMESPACE}:prefectApiUrl", *(set_command(k, v) for k, v in ids)]),
+        )
+        return "", cloud
+    valid_path = _CLOUD_API_PATH.match(path) if cloud else path.rsplit("/", 1)[-1] == "api"
+    if parsed.scheme not in ("http", "https") or not host or parsed.query or parsed.fragment or not valid_path:
+        if cloud:
+            fix = (
+                f"pulumi config rm {NAMESPACE}:prefectApiUrl && {set_command('prefectAccountId', '<uuid>')} "
+                f"&& {set_command('prefectWorkspaceId', '<uuid>')}"
+            )
+            allowed = f"for Prefect Cloud, {PREFECT_CLOUD_API}/accounts/<uuid>/workspaces/<uuid>, or the two ids"
+        else:
+            scheme = parsed.scheme if parsed.scheme in ("http", "https") else "https"
+            fix = set_command("prefectApiUrl", f"{scheme}://{parsed.netloc or 'prefect.example.com'}/api")
+            allowed = "the http(s) URL of a Prefect server's API, its path ending in /api"
+        r.fail("prefectApiUrl", f"{url!r} is not a Prefect API URL", allowed, fix)
+        return "", cloud
+    return url.rstrip("/"), cloud
 
 
 def _network(r: _Reader) -> NetworkConfig:

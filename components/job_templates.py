@@ -34,7 +34,7 @@ def ecs_base_job_template(
     image: str,
     log_group_name: str,
     region: str,
-    api_key_value_from: str,
+    api_key_value_from: str | None,
     cpu: int,
     memory: int,
     cpu_architecture: str,
@@ -69,8 +69,9 @@ def ecs_base_job_template(
             # The group exists (Pulumi made it, with a retention): the execution role may not create groups.
             "awslogs-create-group": "false",
         },
-        "prefect_api_key_secret_arn": api_key_value_from,
         "env": dict(flow_run_env),
+        # No key (a self-hosted server without authentication): the variable keeps prefect-aws's null.
+        **({"prefect_api_key_secret_arn": api_key_value_from} if api_key_value_from else {}),
     }
     properties = template["variables"]["properties"]
     unknown = set(defaults) - set(properties)

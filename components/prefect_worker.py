@@ -31,7 +31,7 @@ class PrefectWorker(pulumi.ComponentResource):
 
     image: AgentImage
     storage: FlowStorage
-    api_key: ApiKeySecret
+    api_key: ApiKeySecret | None  # None: a self-hosted server without authentication
     network: AgentNetwork
     roles: AgentRoles
     service: AgentService
@@ -50,14 +50,18 @@ class PrefectWorker(pulumi.ComponentResource):
             opts=child,
         )
         self.storage = FlowStorage(f"{name}-flows", opts=child)
-        self.api_key = ApiKeySecret(f"{name}-api-key", ApiKeySecretArgs(api_key=args.prefect_api_key), opts=child)
+        self.api_key = (
+            ApiKeySecret(f"{name}-api-key", ApiKeySecretArgs(api_key=args.prefect_api_key), opts=child)
+            if args.prefect_api_key is not None
+            else None
+        )
         self.network = AgentNetwork(f"{name}-network", args.network, opts=child)
         self.roles = AgentRoles(
             f"{name}-roles",
             AgentRolesArgs(
                 repository_arn=self.image.repository.arn,
                 log_group_name=log_group_name,
-                secret_arn=self.api_key.secret_arn,
+                secret_arn=self.api_key.secret_arn if self.api_key else None,
                 bucket_arn=self.storage.bucket_arn,
                 worker_runs_flows=args.work_pool_type == "process",
             ),
@@ -70,7 +74,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 image=self.image.image_uri,
                 execution_role_arn=self.roles.execution_role.arn,
                 task_role_arn=self.roles.task_role.arn,
-                api_key_value_from=self.api_key.value_from,
+                api_key_value_from=self.api_key.value_from if self.api_key else None,
                 prefect_api_url=args.prefect_api_url,
                 work_pool=args.work_pool,
                 log_level=args.log_level,
@@ -156,7 +160,7 @@ class PrefectWorker(pulumi.ComponentResource):
             image=self.image.image_uri,
             log_group_name=log_group.name,
             region=region,
-            api_key_value_from=self.api_key.value_from,
+            api_key_value_from=self.api_key.value_from if self.api_key else None,
         ).apply(
             lambda v: ecs_base_job_template(
                 **v,
@@ -178,7 +182,7 @@ class PrefectWorker(pulumi.ComponentResource):
             "taskDefinitionArn": self.service.task_definition.arn,
             "logGroupName": self.service.log_group.name,
             "flowBucketName": self.storage.bucket_name,
-            "apiKeySecretArn": self.api_key.secret_arn,
+            **({"apiKeySecretArn": self.api_key.secret_arn} if self.api_key else {}),
             "workPool": args.work_pool,
             "workPoolType": args.work_pool_type,
             "prefectApiUrl": args.prefect_api_url,

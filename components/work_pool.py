@@ -293,7 +293,7 @@ class WorkPoolArgs:
     base_job_template: pulumi.Input[dict[str, Any]]  # plain JSON values
     concurrency_limit: int | None
     prefect_api_url: str
-    prefect_api_key: pulumi.Input[str]  # a Pulumi secret
+    prefect_api_key: pulumi.Input[str] | None  # a Pulumi secret; None: a server without authentication
 
 
 class WorkPool(pulumi.ComponentResource):
@@ -310,7 +310,7 @@ class WorkPool(pulumi.ComponentResource):
             f"{name}-pool",
             {
                 "api_url": args.prefect_api_url,
-                "api_key": pulumi.Output.secret(args.prefect_api_key),
+                **({"api_key": pulumi.Output.secret(args.prefect_api_key)} if args.prefect_api_key is not None else {}),
                 "name": args.name,
                 "type": args.type,
                 "base_job_template": pulumi.Output.from_input(args.base_job_template).apply(

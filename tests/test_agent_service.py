@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ACCOUNT, REGION, Run, name_values, run_pulumi
@@ -70,7 +80,89 @@ def test_health_check_probes_the_workers_health_port(service_run: Run) -> None:
     assert check["command"][:2] == ["CMD", "python"]  # the Prefect image has no curl or wget
     probe = shlex.join(check["command"][1:])
     assert f"{env['PREFECT_WORKER_WEBSERVER_HOST']}:{env['PREFECT_WORKER_WEBSERVER_PORT']}/health" in probe
-    assert check["startPeriod"] >= 30 and check["retries"] >= 2
+    # What the README promises ("How it works"): a check every 30 s, 10 s to answer, the task replaced
+    # after 3 failures in a row, the first 60 s not counted.
+    assert {k: check[k] for k in ("interval", "timeout", "retries", "startPeriod")} == {
+        "interval": 30,
+        "timeout": 10,
+        "retries": 3,
+        "startPeriod": 60,
+    }
+
+
+class _Stub(http.server.BaseHTTPRequestHandler):
+    """The worker's /health as the probe meets it: answers `server.status`, or never answers (None)."""
+
+    def do_GET(self) -> None:
+        server: Any = self.server
+        server.paths.append(self.path)
+        if server.status is None:
+            server.release.wait(30)  # hang: the probe must give up by itself
+            return
+        self.send_response(server.status)
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:  # keep pytest's output clean
+        pass
+
+
+@contextlib.contextmanager
+def stub_health(status: int | None) -> Iterator[tuple[int, list[str]]]:
+    """A stub /health on a free loopback port: (port, paths requested)."""
+    server: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
+    server.status, server.paths, server.release = status, [], threading.Event()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], server.paths
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_health_check(container: dict[str, Any], port: int) -> tuple[int, float]:
+    """The container's health check run as ECS runs the CMD form (argv exec'd, no shell), aimed at
+    `port` instead of the worker's; (exit code, seconds taken)."""
+    command = container["healthCheck"]["command"]
+    assert command[0] == "CMD"
+    declared = name_values(container["environment"])["PREFECT_WORKER_WEBSERVER_PORT"]
+    argv = [part.replace(f":{declared}/", f":{port}/") for part in command[1:]]
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",  # `python` as in the image: the first on PATH
+        **name_values(container["environment"]),
+        "PREFECT_WORKER_WEBSERVER_PORT": str(port),
+    }
+    started = time.monotonic()
+    timeout = container["healthCheck"]["timeout"]
+    try:
+        code = subprocess.run(argv, env=env, capture_output=True, timeout=timeout + 5).returncode
+    except subprocess.TimeoutExpired:
+        code = -1
+    return code, time.monotonic() - started
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False), (None, False)], ids=["200", "503", "hang"])
+def test_health_check_passes_only_on_200_within_its_timeout(
+    service_run: Run, status: int | None, healthy: bool
+) -> None:
+    container = service_run.container()
+    with stub_health(status) as (port, paths):
+        code, seconds = run_health_check(container, port)
+    assert paths == ["/health"]  # it reached the stub: the outcome is the answer's, not a refused connection
+    assert (code == 0) is healthy
+    assert code != -1 and seconds < container["healthCheck"]["timeout"]  # ECS would count a slower probe as failed
+
+
+def test_health_check_fails_with_nothing_listening(service_run: Run) -> None:
+    code, _ = run_health_check(service_run.container(), free_port())
+    assert code not in (0, -1)
 
 
 def test_stop_timeout_and_logs(service_run: Run) -> None:

@@ -1,8 +1,11 @@
-"""ApiKeySecret: the key lives only in the secret version; tasks reference that version."""
+"""ApiKeySecret: the key lives only in the secret version; tasks reference that version; no key, no secret."""
 
 from __future__ import annotations
 
-from conftest import API_KEY, resolve, run_pulumi
+import json
+
+import pytest
+from conftest import API_KEY, resolve, run_program, run_pulumi
 
 from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
 
@@ -21,3 +24,38 @@ def value_from_for(key: str) -> str:
 
 def test_value_from_pins_the_version_and_changes_with_the_key() -> None:
     assert value_from_for(API_KEY) != value_from_for("pnu_another")
+
+
+def test_a_deleted_secret_stays_recoverable_for_seven_days() -> None:
+    """What the README promises on `pulumi destroy`."""
+    run = run_pulumi(lambda: ApiKeySecret("key", ApiKeySecretArgs(api_key=API_KEY)))
+    assert run.one("aws:secretsmanager/secret:Secret").plain_inputs["recoveryWindowInDays"] == 7
+
+
+# -- A self-hosted server without authentication: no key, so nothing to store or inject ----------
+
+OPEN_SERVER = {"prefectApiUrl": "http://prefect.internal:4200/api"}
+SECRET_TYPES = {"aws:secretsmanager/secret:Secret", "aws:secretsmanager/secretVersion:SecretVersion"}
+
+
+@pytest.mark.parametrize("pool_type", ["process", "ecs"])
+def test_open_server_gets_no_secret_and_no_key_anywhere(pool_type: str) -> None:
+    run = run_program({**OPEN_SERVER, "workPoolType": pool_type}, secret_keys=[])
+    assert not SECRET_TYPES & {r.typ for r in run.resources}
+    assert run.container()["secrets"] == []
+    execution = run.one("aws:iam/rolePolicy:RolePolicy", "execution-policy").json_input("policy")
+    assert not [s for s in execution["Statement"] if "secretsmanager" in json.dumps(s)]
+    pool = run.one("pulumi-python:dynamic/prefect:WorkPool").plain_inputs
+    assert "api_key" not in pool
+    assert pool["api_url"] == OPEN_SERVER["prefectApiUrl"]
+    assert "apiKeySecretArn" not in run.outputs
+    if pool_type == "ecs":  # flow-run tasks: prefect-aws's own null, so no `secrets` entry for a key
+        variables = json.loads(pool["base_job_template"])["variables"]["properties"]
+        assert variables["prefect_api_key_secret_arn"].get("default") is None
+
+
+def test_self_hosted_server_with_a_key_gets_the_secret() -> None:
+    run = run_program({**OPEN_SERVER, "prefectApiKey": API_KEY})
+    assert {r.typ for r in run.resources} >= SECRET_TYPES
+    assert [s["name"] for s in run.container()["secrets"]] == ["PREFECT_API_KEY"]
+    assert "api_key" in run.one("pulumi-python:dynamic/prefect:WorkPool").plain_inputs

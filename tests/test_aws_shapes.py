@@ -1,17 +1,27 @@
-"""What the program renders is accepted by the AWS APIs' own shapes and validators (moto, in-process).
+"""What the program renders, checked against AWS's own API shapes and policy grammar (in-process).
 
-botocore validates every parameter against the service model before moto sees it; moto then
-validates IAM policy and trust documents and ECR lifecycle policies as AWS does.
+- botocore validates every call's parameters against the service model (types, required fields,
+  enums) before moto sees it.
+- IAM policy grammar: every trust, identity and bucket policy, for both pool types, goes through
+  cfn-lint's IAM policy schemas and action list and moto's IAM policy validator (`policy_problems`).
+  moto's own CreateRole and PutBucketPolicy store a document without checking it.
+- moto's ECS checks that a task definition's containers have a name, an image and memory, and that a
+  service's subnets and security groups exist; it does not check the Fargate cpu/memory pair (it
+  takes cpu 300): test_config checks those against AWS's table.
+- moto's Secrets Manager reads a version back by id; moto's ECR validates lifecycle policy rules.
+The program registers no SQS queue or SNS topic policy (the ECS observer's queue is not created).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from conftest import API_KEY, REGION, Run
+from conftest import API_KEY, BASE_CONFIG, REGION, Run, run_program
 from moto import mock_aws
 
 from components.api_key_secret import version_pinned_value_from
@@ -27,23 +37,114 @@ def client(service: str) -> Any:
     return boto3.client(service, region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
 
 
-def test_iam_roles_and_policies_are_valid_documents(aws: None, default_run: Run) -> None:
-    iam = client("iam")
-    for role in default_run.of_type("aws:iam/role:Role"):
-        iam.create_role(RoleName=role.name, AssumeRolePolicyDocument=role.plain_inputs["assumeRolePolicy"])
-    for policy in default_run.of_type("aws:iam/rolePolicy:RolePolicy"):
-        role_name = policy.plain_inputs["role"].removesuffix("-id")
-        iam.put_role_policy(RoleName=role_name, PolicyName=policy.name, PolicyDocument=policy.plain_inputs["policy"])
-        stored = iam.get_role_policy(RoleName=role_name, PolicyName=policy.name)["PolicyDocument"]
-        assert stored == policy.json_input("policy")
+# Every policy document the program registers: the resource input holding it, and the CloudFormation
+# resource type and property that take the same document (cfn-lint checks it there).
+# The names CloudFormation requires next to the document are filled with the resource's own name.
+POLICY_DOCUMENTS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
+    "aws:iam/role:Role": ("assumeRolePolicy", "AWS::IAM::Role", "AssumeRolePolicyDocument", ()),
+    "aws:iam/rolePolicy:RolePolicy": ("policy", "AWS::IAM::RolePolicy", "PolicyDocument", ("PolicyName", "RoleName")),
+    "aws:s3/bucketPolicy:BucketPolicy": ("policy", "AWS::S3::BucketPolicy", "PolicyDocument", ("Bucket",)),
+}
+# Configs whose policies differ: the process pool (the worker reads the bucket), the ecs pool (the
+# worker's ECS policy, the flow-run role), and a self-hosted server without auth (no secret to read).
+POLICY_CONFIGS = {
+    "process": BASE_CONFIG,
+    "ecs": {**BASE_CONFIG, "workPoolType": "ecs"},
+    "open-server": {"prefectApiUrl": "http://prefect.internal:4200/api"},
+}
 
 
-def test_an_invalid_policy_would_be_rejected(aws: None) -> None:
-    """The check above can fail: moto refuses a document AWS would refuse."""
-    iam = client("iam")
-    iam.create_role(RoleName="r", AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}')
-    with pytest.raises(iam.exceptions.MalformedPolicyDocumentException):
-        iam.put_role_policy(RoleName="r", PolicyName="p", PolicyDocument='{"Statement": [{"Effect": "Allow"}]}')
+def policy_problems(documents: dict[str, tuple[str, str]]) -> list[str]:
+    """What the policy checks find wrong in {name: (type token, JSON document)}, one line each.
+
+    cfn-lint (AWS's CloudFormation linter) validates each document against its IAM policy schemas
+    (identity, trust and resource-based: Version, Effect, Action/Resource/Principal, condition
+    operators, ARN shapes) and every action name against its list of service actions (W3037).
+    It takes an empty `Statement` list; moto's IAM validator, which moto's PutRolePolicy and
+    UpdateAssumeRolePolicy run (moto/iam/models.py), refuses that, so both run on every document.
+    """
+    from cfnlint.api import ManualArgs, lint
+    from moto.iam.exceptions import MalformedPolicyDocument
+    from moto.iam.policy_validation import IAMPolicyDocumentValidator, IAMTrustPolicyDocumentValidator
+
+    problems: list[str] = []
+    resources: dict[str, Any] = {}
+    logical_names: dict[str, str] = {}
+    for name, (typ, document) in documents.items():
+        _, cfn_type, cfn_property, required = POLICY_DOCUMENTS[typ]
+        logical = re.sub(r"[^A-Za-z0-9]", "", name.title())
+        logical_names[logical] = name
+        properties = {**dict.fromkeys(required, logical), cfn_property: json.loads(document)}
+        resources[logical] = {"Type": cfn_type, "Properties": properties}
+        validator = IAMTrustPolicyDocumentValidator if typ == "aws:iam/role:Role" else IAMPolicyDocumentValidator
+        try:
+            validator(document).validate()
+        except MalformedPolicyDocument as exc:
+            problems.append(f"{name}: moto: {exc.message}")
+    template = json.dumps({"AWSTemplateFormatVersion": "2010-09-09", "Resources": resources})
+    for match in lint(template, config=ManualArgs(regions=[REGION])):
+        logical = match.path[1] if len(match.path) > 1 else "?"
+        problems.append(f"{logical_names.get(logical, logical)}: cfn-lint {match.rule.id}: {match.message}")
+    return problems
+
+
+def registered_policies(run: Run) -> dict[str, tuple[str, str]]:
+    """Every policy document in the run (any JSON input with a `Statement`), by resource name; fails on
+    one that `POLICY_DOCUMENTS` does not know how to check."""
+    documents = {}
+    for resource in run.resources:
+        for key, value in resource.plain_inputs.items():
+            try:
+                parsed = json.loads(value) if isinstance(value, str) else None
+            except ValueError:
+                continue
+            if isinstance(parsed, dict) and "Statement" in parsed:
+                assert POLICY_DOCUMENTS.get(resource.typ, ("",))[0] == key, f"unchecked policy {resource.typ}.{key}"
+                documents[resource.name] = (resource.typ, value)
+    return documents
+
+
+@pytest.mark.parametrize("case", POLICY_CONFIGS)
+def test_every_policy_document_is_valid(case: str, default_run: Run) -> None:
+    config = POLICY_CONFIGS[case]
+    run = default_run if config == BASE_CONFIG else run_program(config)
+    documents = registered_policies(run)
+    kinds = {typ for typ, _ in documents.values()}
+    assert kinds == set(POLICY_DOCUMENTS), "every kind of policy is checked in this run"
+    assert policy_problems(documents) == []
+
+
+TRUST = {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+READ = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}
+DENY = {**READ, "Effect": "Deny", "Principal": "*"}
+BROKEN = {
+    "effect-maybe": lambda statement: [{**statement, "Effect": "Maybe"}],
+    "no-statement": lambda statement: [],
+    "misspelt-action": lambda statement: [{**statement, "Action": "s3:GetObjekt"}],
+}
+
+
+KINDS = {
+    "trust": ("aws:iam/role:Role", TRUST),
+    "identity": ("aws:iam/rolePolicy:RolePolicy", READ),
+    "bucket": ("aws:s3/bucketPolicy:BucketPolicy", DENY),
+}
+
+
+def test_the_policy_check_refuses_broken_documents() -> None:
+    """The check above can fail, on each kind of document (moto's CreateRole and S3 accept all of these)."""
+
+    def document(statements: list[dict[str, Any]]) -> str:
+        return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+    assert policy_problems({kind: (typ, document([statement])) for kind, (typ, statement) in KINDS.items()}) == []
+    broken = {
+        f"{kind}-{breakage}": (typ, document(BROKEN[breakage](statement)))
+        for kind, (typ, statement) in KINDS.items()
+        for breakage in BROKEN
+    }
+    flagged = {line.split(":", 1)[0] for line in policy_problems(broken)}
+    assert flagged == set(broken)
 
 
 def test_task_definition_and_service_register_with_ecs(aws: None, default_run: Run) -> None:
@@ -113,12 +214,3 @@ def test_ecr_lifecycle_policy_is_valid(aws: None, default_run: Run) -> None:
     ecr.create_repository(repositoryName="agent")
     policy = default_run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").plain_inputs["policy"]
     ecr.put_lifecycle_policy(repositoryName="agent", lifecyclePolicyText=policy)
-
-
-def test_bucket_policy_is_accepted(aws: None, default_run: Run) -> None:
-    s3 = client("s3")
-    bucket = default_run.one("aws:s3/bucket:Bucket").outputs["bucket"]
-    s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_policy(
-        Bucket=bucket, Policy=default_run.one("aws:s3/bucketPolicy:BucketPolicy").plain_inputs["policy"]
-    )

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pulumi
 import pytest
 import yaml
-from conftest import API_KEY, BASE_CONFIG, PROJECT, ROOT, RecordingMocks, load_stack_config, run_program
+from conftest import (
+    ACCOUNT_ID,
+    API_KEY,
+    BASE_CONFIG,
+    PROJECT,
+    ROOT,
+    WORKSPACE_ID,
+    RecordingMocks,
+    load_stack_config,
+    resolve,
+    run_program,
+)
 
 from components.config import (
-    FARGATE_SIZES,
     ConfigError,
     NetworkConfig,
     TaskSize,
@@ -19,6 +30,8 @@ VPC = "vpc-0123456789abcdef0"
 SUBNET = "subnet-0123456789abcdef0"
 SG = "sg-0123456789abcdef0"
 CLOUD_URL = "https://api.prefect.cloud/api/accounts/{}/workspaces/{}"
+CLOUD_KEYS = ("prefectAccountId", "prefectWorkspaceId")
+CLOUD_UI_URL = f"https://app.prefect.cloud/account/{ACCOUNT_ID}/workspace/{WORKSPACE_ID}/deployments?tab=all"
 
 
 def without(*keys: str) -> dict[str, str]:
@@ -39,6 +52,16 @@ INVALID = [
      "prefectApiUrl", "not a Prefect API URL"),
     ("url-without-api", {**without("prefectAccountId", "prefectWorkspaceId"), "prefectApiUrl": "https://x.io"},
      None, "prefectApiUrl", "not a Prefect API URL"),
+    ("url-apii", {**without(*CLOUD_KEYS), "prefectApiUrl": "https://prefect.example.com/apii"}, None,
+     "prefectApiUrl", "not a Prefect API URL"),
+    ("url-api-not-last", {**without(*CLOUD_KEYS), "prefectApiUrl": "https://x.io/api/flows"}, None,
+     "prefectApiUrl", "not a Prefect API URL"),
+    ("cloud-url-without-workspace", {**without(*CLOUD_KEYS), "prefectApiUrl": "https://api.prefect.cloud/api"},
+     None, "prefectApiUrl", "not a Prefect API URL"),
+    ("cloud-ui-url", {**without(*CLOUD_KEYS), "prefectApiUrl": CLOUD_UI_URL}, None, "prefectApiUrl",
+     "the Prefect Cloud UI's address"),
+    ("cloud-url-without-key", {"prefectApiUrl": CLOUD_URL.format(ACCOUNT_ID, WORKSPACE_ID)}, None,
+     "prefectApiKey", "Prefect Cloud needs one"),
     ("work-pool-spaces", {**BASE_CONFIG, "workPool": "my pool"}, None, "workPool", "not valid"),
     ("prefect-2", {**BASE_CONFIG, "prefectVersion": "2.20.0"}, None, "prefectVersion", "not valid"),
     ("cpu-not-fargate", {**BASE_CONFIG, "cpu": "300"}, None, "cpu", "not a Fargate cpu size"),
@@ -104,6 +127,55 @@ def test_self_hosted_url_is_taken_as_given() -> None:
     assert load_stack_config(config).prefect_api_url == "http://prefect.internal:4200/api"
 
 
+def test_a_pasted_cloud_ui_url_gets_the_commands_that_set_its_ids() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config({**without(*CLOUD_KEYS), "prefectApiUrl": CLOUD_UI_URL})
+    assert (
+        f"Fix: pulumi config rm {PROJECT}:prefectApiUrl"
+        f" && pulumi config set {PROJECT}:prefectAccountId {ACCOUNT_ID}"
+        f" && pulumi config set {PROJECT}:prefectWorkspaceId {WORKSPACE_ID}"
+    ) in str(raised.value)
+    # What those commands set is accepted, and builds the API URL.
+    assert load_stack_config(BASE_CONFIG).prefect_api_url == CLOUD_URL.format(ACCOUNT_ID, WORKSPACE_ID)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://prefect.internal:4200/api",
+        "https://tools.example.com/prefect/api/",
+        CLOUD_URL.format(ACCOUNT_ID, WORKSPACE_ID),
+    ],
+)
+def test_api_urls_ending_in_the_api_path_are_taken(url: str) -> None:
+    assert load_stack_config({**without(*CLOUD_KEYS), "prefectApiUrl": url}).prefect_api_url == url.rstrip("/")
+
+
+def test_self_hosted_server_without_auth_needs_no_key_and_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *_, **__: warnings.append(message))
+    open_server = {"prefectApiUrl": "http://prefect.internal:4200/api"}
+    assert load_stack_config(open_server).prefect_api_key is None
+    (warning,) = warnings
+    assert f"{PROJECT}:prefectApiKey is not set" in warning
+    assert "http://prefect.internal:4200/api" in warning and "open to anything that can reach it" in warning
+    assert f"pulumi config set --secret {PROJECT}:prefectApiKey" in warning
+    warnings.clear()
+    assert resolve(load_stack_config({**open_server, "prefectApiKey": API_KEY}).prefect_api_key) == API_KEY
+    assert warnings == []  # a self-hosted server that checks keys gets one, without the warning
+
+
+def test_a_mistyped_self_hosted_url_is_the_only_error_without_a_key() -> None:
+    """No key is fine for a self-hosted server: a bad URL there must not also ask for a key."""
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config({"prefectApiUrl": "http://prefect.internal:4200/apii"})
+    assert [line for line in str(raised.value).splitlines() if line.startswith("  - ")] == [
+        f"  - {PROJECT}:prefectApiUrl: 'http://prefect.internal:4200/apii' is not a Prefect API URL. Allowed: "
+        "the http(s) URL of a Prefect server's API, its path ending in /api. "
+        f"Fix: pulumi config set {PROJECT}:prefectApiUrl http://prefect.internal:4200/api"
+    ]
+
+
 def test_own_vpc_with_json_and_comma_lists() -> None:
     config = {
         **BASE_CONFIG,
@@ -124,12 +196,59 @@ def test_arm64_builds_for_arm() -> None:
     assert load_stack_config({**BASE_CONFIG, "cpuArchitecture": "ARM64"}).docker_platform == "linux/arm64"
 
 
-@pytest.mark.parametrize("cpu", sorted(FARGATE_SIZES))
-def test_every_fargate_pair_is_accepted(cpu: int) -> None:
-    for memory in (FARGATE_SIZES[cpu][0], FARGATE_SIZES[cpu][-1]):
-        assert load_stack_config({**BASE_CONFIG, "cpu": str(cpu), "memory": str(memory)}).size == TaskSize(
-            cpu=cpu, memory=memory
-        )
+# AWS's table of Fargate task sizes (Linux), transcribed by hand, in GB as AWS writes it: the ECS
+# developer guide, "Task CPU and memory" (fargate-tasks-services.html#fargate-tasks-size), and the
+# `memory` parameter of RegisterTaskDefinition in the ECS API reference. Not read from the code.
+FARGATE_TABLE_GB: dict[int, tuple[float, ...]] = {
+    256: (0.5, 1, 2),
+    512: (1, 2, 3, 4),
+    1024: (2, 3, 4, 5, 6, 7, 8),
+    2048: (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16),  # 4 to 16 GB in 1-GB increments
+    4096: (8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30),  # 8-30 by 1
+    8192: (16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60),  # 16 to 60 GB in 4-GB increments
+    16384: (32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120),  # 32 to 120 GB in 8-GB increments
+}
+# Per cpu, memory (MiB) next to the table that Fargate refuses: below the smallest, off the step
+# between two valid sizes, above the largest.
+FARGATE_REFUSED_MIB: dict[int, tuple[int, int, int]] = {
+    256: (256, 1536, 3072),
+    512: (512, 1536, 5120),
+    1024: (1024, 2560, 9216),
+    2048: (3072, 4608, 17408),
+    4096: (7168, 8704, 31744),
+    8192: (15360, 17408, 65536),  # 17 GB: a 1-GB step, which only smaller cpus allow
+    16384: (31744, 36864, 131072),  # 36 GB: a 4-GB step, which only 8192 allows
+}
+# The two keys pairs validated by the same rule: the worker's task, and an `ecs` pool's flow-run tasks.
+SIZE_KEYS = {"worker": ("cpu", "memory", {}), "flow-run": ("flowRunCpu", "flowRunMemory", {"workPoolType": "ecs"})}
+
+
+@pytest.mark.parametrize("keys", SIZE_KEYS.values(), ids=SIZE_KEYS.keys())
+@pytest.mark.parametrize("cpu", FARGATE_TABLE_GB)
+def test_every_size_in_awss_table_is_accepted(cpu: int, keys: tuple[str, str, dict[str, str]]) -> None:
+    cpu_key, memory_key, extra = keys
+    field = "size" if cpu_key == "cpu" else "flow_run_size"
+    for gigabytes in FARGATE_TABLE_GB[cpu]:
+        memory = int(gigabytes * 1024)
+        loaded = load_stack_config({**BASE_CONFIG, **extra, cpu_key: str(cpu), memory_key: str(memory)})
+        assert getattr(loaded, field) == TaskSize(cpu=cpu, memory=memory)
+
+
+@pytest.mark.parametrize("keys", SIZE_KEYS.values(), ids=SIZE_KEYS.keys())
+@pytest.mark.parametrize("cpu", FARGATE_REFUSED_MIB)
+def test_sizes_next_to_awss_table_are_refused(cpu: int, keys: tuple[str, str, dict[str, str]]) -> None:
+    cpu_key, memory_key, extra = keys
+    for memory in FARGATE_REFUSED_MIB[cpu]:
+        with pytest.raises(ConfigError) as raised:
+            load_stack_config({**BASE_CONFIG, **extra, cpu_key: str(cpu), memory_key: str(memory)})
+        assert f"{PROJECT}:{memory_key}: {memory} MiB does not go with {cpu_key} {cpu}" in str(raised.value)
+
+
+@pytest.mark.parametrize("cpu", [128, 300, 3072, 32768])
+def test_cpus_fargate_does_not_offer_are_refused(cpu: int) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config({**BASE_CONFIG, "cpu": str(cpu)})
+    assert f"{PROJECT}:cpu: {cpu} is not a Fargate cpu size" in str(raised.value)
 
 
 def test_pulumi_yaml_declares_every_key_with_the_programs_defaults() -> None:
@@ -156,8 +275,12 @@ def test_pulumi_yaml_declares_every_key_with_the_programs_defaults() -> None:
     for key, value in expected.items():
         assert declared[key]["default"] == value, key
         assert declared[key]["description"]
-    assert declared["prefectApiKey"]["secret"] is True
-    assert "default" not in declared["prefectApiKey"]
+    # Optional for the CLI (a self-hosted server without auth needs no key): with `secret: true` the CLI
+    # would refuse an unset key, as it checks the plaintext default against it (pulumi/pulumi,
+    # sdk/go/common/workspace/config.go, mergeConfig and validateStackConfigValue). The program
+    # refuses a plaintext key itself (case key-plaintext above).
+    assert declared["prefectApiKey"]["default"] == ""
+    assert "secret" not in declared["prefectApiKey"]
 
 
 def test_pulumi_yaml_defaults_pass_validation() -> None:
