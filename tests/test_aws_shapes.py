@@ -2,14 +2,14 @@
 
 - botocore validates every call's parameters against the service model (types, required fields,
   enums) before moto sees it.
-- IAM policy grammar: every trust, identity and bucket policy, for both pool types, goes through
-  cfn-lint's IAM policy schemas and action list and moto's IAM policy validator (`policy_problems`).
+- IAM policy grammar: every trust, identity and resource policy (bucket, KMS key, SNS topic, SQS
+  queue, CloudWatch Logs resource policy), for both pool types, goes through cfn-lint's IAM policy
+  schemas and action list and moto's IAM policy validator (`policy_problems`).
   moto's own CreateRole and PutBucketPolicy store a document without checking it.
 - moto's ECS checks that a task definition's containers have a name, an image and memory, and that a
   service's subnets and security groups exist; it does not check the Fargate cpu/memory pair (it
   takes cpu 300): test_config checks those against AWS's table.
 - moto's Secrets Manager reads a version back by id; moto's ECR validates lifecycle policy rules.
-The program registers no SQS queue or SNS topic policy (the ECS observer's queue is not created).
 """
 
 from __future__ import annotations
@@ -37,14 +37,24 @@ def client(service: str) -> Any:
     return boto3.client(service, region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
 
 
-# Every policy document the program registers: the resource input holding it, and the CloudFormation
-# resource type and property that take the same document (cfn-lint checks it there).
-# The names CloudFormation requires next to the document are filled with the resource's own name.
-POLICY_DOCUMENTS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
-    "aws:iam/role:Role": ("assumeRolePolicy", "AWS::IAM::Role", "AssumeRolePolicyDocument", ()),
-    "aws:iam/rolePolicy:RolePolicy": ("policy", "AWS::IAM::RolePolicy", "PolicyDocument", ("PolicyName", "RoleName")),
-    "aws:s3/bucketPolicy:BucketPolicy": ("policy", "AWS::S3::BucketPolicy", "PolicyDocument", ("Bucket",)),
-}
+# Every policy document the program registers: the resource input holding it, the CloudFormation
+# resource type and property that take the same document (cfn-lint checks it there), and the other
+# properties CloudFormation requires next to it ("<name>" is filled with the resource's own name).
+# CloudFormation takes a Logs resource policy's document as a JSON string, the others as objects.
+POLICY_DOCUMENTS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
+    "aws:iam/role:Role": ("assumeRolePolicy", "AWS::IAM::Role", "AssumeRolePolicyDocument", {}),
+    "aws:iam/rolePolicy:RolePolicy": (
+        "policy", "AWS::IAM::RolePolicy", "PolicyDocument", {"PolicyName": "<name>", "RoleName": "<name>"}
+    ),
+    "aws:s3/bucketPolicy:BucketPolicy": ("policy", "AWS::S3::BucketPolicy", "PolicyDocument", {"Bucket": "<name>"}),
+    "aws:kms/key:Key": ("policy", "AWS::KMS::Key", "KeyPolicy", {}),
+    "aws:sns/topicPolicy:TopicPolicy": ("policy", "AWS::SNS::TopicPolicy", "PolicyDocument", {"Topics": ["<name>"]}),
+    "aws:sqs/queuePolicy:QueuePolicy": ("policy", "AWS::SQS::QueuePolicy", "PolicyDocument", {"Queues": ["<name>"]}),
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": (
+        "policyDocument", "AWS::Logs::ResourcePolicy", "PolicyDocument", {"PolicyName": "<name>"}
+    ),
+}  # fmt: skip
+STRING_DOCUMENTS = {"AWS::Logs::ResourcePolicy"}
 # Configs whose policies differ: the process pool (the worker reads the bucket), the ecs pool (the
 # worker's ECS policy, the flow-run role), and a self-hosted server without auth (no secret to read).
 POLICY_CONFIGS = {
@@ -74,7 +84,8 @@ def policy_problems(documents: dict[str, tuple[str, str]]) -> list[str]:
         _, cfn_type, cfn_property, required = POLICY_DOCUMENTS[typ]
         logical = re.sub(r"[^A-Za-z0-9]", "", name.title())
         logical_names[logical] = name
-        properties = {**dict.fromkeys(required, logical), cfn_property: json.loads(document)}
+        filled = json.loads(json.dumps(required).replace("<name>", logical))
+        properties = {**filled, cfn_property: document if cfn_type in STRING_DOCUMENTS else json.loads(document)}
         resources[logical] = {"Type": cfn_type, "Properties": properties}
         validator = IAMTrustPolicyDocumentValidator if typ == "aws:iam/role:Role" else IAMPolicyDocumentValidator
         try:
@@ -110,7 +121,7 @@ def test_every_policy_document_is_valid(case: str, default_run: Run) -> None:
     run = default_run if config == BASE_CONFIG else run_program(config)
     documents = registered_policies(run)
     kinds = {typ for typ, _ in documents.values()}
-    assert kinds == set(POLICY_DOCUMENTS), "every kind of policy is checked in this run"
+    assert kinds >= set(list(POLICY_DOCUMENTS)[:3]), "the roles' and the bucket's policies are in this run"
     assert policy_problems(documents) == []
 
 
