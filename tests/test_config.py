@@ -169,7 +169,7 @@ def test_cli_lets_a_missing_or_plaintext_key_reach_the_programs_message() -> Non
     for config, secret_keys in (({**BASE_CONFIG, "prefectApiKey": spec["default"]}, []), (BASE_CONFIG, [])):
         with pytest.raises(ConfigError) as raised:
             run_program(config, secret_keys)
-        assert "Fix: pulumi config set --secret prefect-fargate:prefectApiKey" in str(raised.value)
+        assert "pulumi config set --secret prefect-fargate:prefectApiKey" in str(raised.value)
 
 
 def test_pulumi_yaml_defaults_pass_validation() -> None:
