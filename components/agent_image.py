@@ -1,9 +1,11 @@
-"""AgentImage: the ECR repository and the s3fs-enabled worker image built from `agent_image/`.
+"""AgentImage: the ECR repository and the worker image built from `agent_image/Dockerfile`.
 
 Creates an ECR repository (scan on push, a lifecycle policy that keeps the newest images) and a
-`pulumi_docker.Image` built for the task's platform and pushed with a short-lived ECR token.
-Needs a Docker engine where `pulumi up` runs. The task definition should use `image_uri`, the
-digest-pinned reference, so that every rebuilt image rolls the service.
+`pulumi_docker.Image` built for the task's platform and pushed with a short-lived ECR token. The image
+is Prefect (the version pinned in requirements.txt) plus agent_image/requirements.txt (what pulling
+flow code from S3 needs) plus flows/requirements.txt (what the flows import). Needs a Docker engine
+where `pulumi up` runs. The task definition should use `image_uri`, the digest-pinned reference, so
+that every rebuilt image rolls the service.
 """
 
 from __future__ import annotations
@@ -15,17 +17,46 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
-IMAGE_CONTEXT = Path(__file__).resolve().parent.parent / "agent_image"
+PROJECT_DIR = Path(__file__).resolve().parent.parent  # to read files here; never part of a resource input
+# The build context and Dockerfile, relative to the project directory, where `pulumi up` runs the program
+# and its provider plugins. pulumi-docker diffs these strings as they are (provider/provider.go, `Diff`
+# compares all old and new inputs), so an absolute path would rebuild the image and roll the worker
+# whenever the project is checked out elsewhere (CI and a laptop). What is built is tracked by the
+# `contextDigest` that `Check` adds: a hash of the Dockerfile and of every file of the context that
+# .dockerignore lets through, by relative name (`hashContext`). pulumi-docker resolves a relative
+# `dockerfile` against the project directory, not the context (`Check` stats it as given; release v4.0.1).
+BUILD_CONTEXT = "."  # the project root, so the image can take flows/requirements.txt; .dockerignore keeps it small
+DOCKERFILE = "agent_image/Dockerfile"
+# The files the Dockerfile copies (the only ones .dockerignore lets through).
+IMAGE_REQUIREMENTS = "agent_image/requirements.txt"
+FLOW_REQUIREMENTS = "flows/requirements.txt"
 KEEP_IMAGES = 10
+
+
+def pinned_version(package: str, requirements: Path = PROJECT_DIR / "requirements.txt") -> str:
+    """The `==` version `requirements` pins for `package`: requirements.txt's Prefect pin is the one Prefect
+    version of the project (the client `pulumi up` uses, the image's base and constraint, the deploy CLI)."""
+    for line in requirements.read_text().splitlines():
+        text = line.split("#", 1)[0].strip()
+        if not text or text.startswith("-"):  # comments and pip options such as -r
+            continue
+        requirement = Requirement(text)
+        if canonicalize_name(requirement.name) == canonicalize_name(package):
+            pins = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+            if len(pins) == 1:
+                return pins[0]
+    raise ValueError(f"{requirements.name} pins no exact version of {package} (expected a line {package}==X.Y.Z)")
 
 
 @dataclass(frozen=True, kw_only=True)
 class AgentImageArgs:
     """What the image is built from and for."""
 
-    prefect_version: str  # tag of the prefecthq/prefect base image, without the -python suffix
     platform: str  # docker platform matching the task's cpu architecture, e.g. linux/amd64
+    prefect_version: str = pinned_version("prefect")  # tag of the prefecthq/prefect base image, without -python
 
 
 def lifecycle_policy(keep: int = KEEP_IMAGES) -> str:
@@ -74,8 +105,8 @@ class AgentImage(pulumi.ComponentResource):
         image = docker.Image(
             f"{name}-image",
             build=docker.DockerBuildArgs(
-                context=str(IMAGE_CONTEXT),
-                dockerfile=str(IMAGE_CONTEXT / "Dockerfile"),
+                context=BUILD_CONTEXT,
+                dockerfile=DOCKERFILE,
                 platform=args.platform,
                 args={"PREFECT_VERSION": args.prefect_version},
             ),

@@ -4,11 +4,13 @@
   one log group, read this one secret;
 - task role (used by the worker and its flow runs): list and read the flow bucket (`process` pool;
   for an `ecs` pool EcsPoolRoles gives it the ECS worker's policy instead).
-Both are trusted by `ecs-tasks.amazonaws.com` from this account only. No managed policies.
+Both are trusted by `ecs-tasks.amazonaws.com`, each with exactly the conditions AWS documents for it
+(the task role: tasks of this account only). No managed policies.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +26,7 @@ class AgentRolesArgs:
     """ARNs of the resources the roles may touch."""
 
     repository_arn: pulumi.Input[str]
-    log_group_name: str  # created by AgentService; named up front so neither waits for the other
+    log_group_name: str  # created by WorkerCluster; named up front so neither waits for the other
     secret_arn: pulumi.Input[str] | None  # None: no API key (a self-hosted server without authentication)
     bucket_arn: pulumi.Input[str]
     # False for an `ecs` pool: flow runs are their own tasks, and the worker only submits them
@@ -35,7 +37,9 @@ class AgentRolesArgs:
 def ecs_tasks_trust(
     account_id: pulumi.Input[str], partition: pulumi.Input[str], region: pulumi.Input[str]
 ) -> pulumi.Output[str]:
-    """Trust ECS tasks of this account only (the confused-deputy guard AWS recommends)."""
+    """A task role's trust: ECS tasks of this account only. The confused-deputy conditions are the ones AWS
+    documents for task roles, "Amazon ECS task IAM role" (Create the task IAM role):
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html"""
     return pulumi.Output.json_dumps(
         {
             "Version": "2012-10-17",
@@ -54,6 +58,19 @@ def ecs_tasks_trust(
                     },
                 }
             ],
+        }
+    )
+
+
+def execution_role_trust() -> str:
+    """The task execution role's trust, as "Amazon ECS task execution IAM role" documents it: the ECS tasks
+    service, with no aws:SourceArn/aws:SourceAccount condition (AWS documents those for task roles, not for
+    the role its agents assume to start a task; one it does not expect can keep every task from starting):
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html"""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": ECS_TASKS}, "Action": "sts:AssumeRole"}],
         }
     )
 
@@ -120,19 +137,20 @@ class AgentRoles(pulumi.ComponentResource):
         super().__init__("prefect-fargate:iam:AgentRoles", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         account, partition, region = arn_context(self)
-        trust = ecs_tasks_trust(account, partition, region)
         log_group_arn = pulumi.Output.format(
             "arn:{0}:logs:{1}:{2}:log-group:{3}", partition, region, account, args.log_group_name
         )
 
-        self.execution_role = aws.iam.Role(f"{name}-execution", assume_role_policy=trust, opts=child)
+        self.execution_role = aws.iam.Role(f"{name}-execution", assume_role_policy=execution_role_trust(), opts=child)
         aws.iam.RolePolicy(
             f"{name}-execution-policy",
             role=self.execution_role.id,
             policy=policy_document(*execution_statements(args, log_group_arn)),
             opts=child,
         )
-        self.task_role = aws.iam.Role(f"{name}-task", assume_role_policy=trust, opts=child)
+        self.task_role = aws.iam.Role(
+            f"{name}-task", assume_role_policy=ecs_tasks_trust(account, partition, region), opts=child
+        )
         if args.worker_runs_flows:
             aws.iam.RolePolicy(
                 f"{name}-task-policy",

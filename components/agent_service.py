@@ -1,14 +1,15 @@
-"""AgentService: the ECS cluster, log group, task definition and service that run the worker.
+"""AgentService: the task definition and the ECS service that run the worker.
 
-Needs the digest-pinned image, the two roles, the version-pinned API key reference and the
-network. The container runs `prefect worker start` directly (no shell), so SIGTERM from ECS
-reaches the worker through the image's tini entrypoint.
+Needs the digest-pinned image, the two roles, the version-pinned API key reference, the network, the
+cluster and log group (WorkerCluster) and what the workers need first (the work pool). The container
+runs `prefect worker start` directly (no shell), so SIGTERM from ECS reaches the worker through the
+image's tini entrypoint.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +57,8 @@ class AgentServiceArgs:
     prefect_api_url: str
     work_pool: str
     log_level: str
-    log_group_name: str
-    log_retention_days: int
+    cluster_arn: pulumi.Input[str]
+    log_group_name: pulumi.Input[str]
     size: TaskSize
     cpu_architecture: str
     desired_count: int
@@ -65,10 +66,10 @@ class AgentServiceArgs:
     security_group_ids: pulumi.Input[list[str]]
     assign_public_ip: bool
     worker_type: str = "process"  # the work pool's type: "process" or "ecs"
-    # What the workers need before they start, made once the cluster and log group exist (the work
-    # pool and its IAM). The service depends on them, so `pulumi destroy` stops the workers first: a
-    # running worker would otherwise create its pool again right after the pool is deleted.
-    before_service: Callable[[aws.ecs.Cluster, aws.cloudwatch.LogGroup], Sequence[pulumi.Resource]] | None = None
+    # What the workers need before they start (the work pool and its IAM). The service depends on them,
+    # so `pulumi destroy` stops the workers first: a running worker would otherwise create its pool
+    # again right after the pool is deleted.
+    needs: Sequence[pulumi.Resource] = ()
 
 
 # prefect-aws's ECS worker always starts its observer, which follows tasks through an SQS queue fed
@@ -153,28 +154,22 @@ def worker_container(
 
 
 class AgentService(pulumi.ComponentResource):
-    """ECS cluster, log group, task definition and service for one Prefect worker."""
+    """Task definition and service for one Prefect worker, in the cluster it is given."""
 
-    cluster: aws.ecs.Cluster
-    """The ECS cluster."""
-    log_group: aws.cloudwatch.LogGroup
-    """The worker's CloudWatch log group."""
+    TYPE = "prefect-fargate:ecs:AgentService"
+
     task_definition: aws.ecs.TaskDefinition
     """The worker's task definition; a new revision per image, key or setting change."""
     service: aws.ecs.Service
     """The ECS service keeping `desired_count` workers running."""
 
     def __init__(self, name: str, args: AgentServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("prefect-fargate:ecs:AgentService", name, None, opts)
+        super().__init__(self.TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
 
-        self.cluster = aws.ecs.Cluster(f"{name}-cluster", opts=child)
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs", name=args.log_group_name, retention_in_days=args.log_retention_days, opts=child
-        )
         container_definitions = pulumi.Output.all(
-            image=args.image, value_from=args.api_key_value_from, log_group=self.log_group.name, region=region
+            image=args.image, value_from=args.api_key_value_from, log_group=args.log_group_name, region=region
         ).apply(
             lambda v: json.dumps(
                 [
@@ -207,10 +202,9 @@ class AgentService(pulumi.ComponentResource):
             container_definitions=container_definitions,
             opts=child,
         )
-        needed = args.before_service(self.cluster, self.log_group) if args.before_service else []
         self.service = aws.ecs.Service(
             f"{name}-svc",
-            cluster=self.cluster.arn,
+            cluster=args.cluster_arn,
             task_definition=self.task_definition.arn,
             desired_count=args.desired_count,
             launch_type="FARGATE",
@@ -224,13 +218,6 @@ class AgentService(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
             wait_for_steady_state=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(needed)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.needs)),
         )
-        self.register_outputs(
-            {
-                "cluster_name": self.cluster.name,
-                "service_name": self.service.name,
-                "task_definition_arn": self.task_definition.arn,
-                "log_group_name": self.log_group.name,
-            }
-        )
+        self.register_outputs({"service_name": self.service.name, "task_definition_arn": self.task_definition.arn})

@@ -62,7 +62,7 @@ LOG_RETENTION_DAYS: tuple[int, ...] = (
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CPU_ARCHITECTURES = {"X86_64": "linux/amd64", "ARM64": "linux/arm64"}
-# `process`: the worker runs every flow run in its own container; `ecs`: each flow run is a Fargate task.
+# `process`: the worker runs every flow run as a process in its own task; `ecs`: each flow run is a Fargate task.
 WORK_POOL_TYPES = ("process", "ecs")
 
 _UUID_TEXT = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -70,7 +70,6 @@ _UUID = re.compile(rf"^{_UUID_TEXT}$")
 # A Prefect Cloud API URL, and the UI URL people paste instead (app.prefect.cloud/account/<a>/workspace/<w>/...).
 _CLOUD_API_PATH = re.compile(rf"^/api/accounts/{_UUID_TEXT}/workspaces/{_UUID_TEXT}$", re.IGNORECASE)
 _CLOUD_UI_PATH = re.compile(rf"^/account/(?P<account>{_UUID_TEXT})/workspace/(?P<workspace>{_UUID_TEXT})(/|$)", re.I)
-_PREFECT_VERSION = re.compile(r"^3\.\d+\.\d+$")
 _WORK_POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _AWS_ID = {prefix: re.compile(rf"^{prefix}-[0-9a-f]{{8}}([0-9a-f]{{9}})?$") for prefix in ("vpc", "subnet", "sg")}
 
@@ -105,7 +104,6 @@ class StackConfig:
     prefect_api_key: pulumi.Output[str] | None
     prefect_api_url: str
     work_pool: str = "fargate-pool"
-    prefect_version: str = "3.9.1"
     size: TaskSize = field(default_factory=TaskSize)
     cpu_architecture: str = "X86_64"
     desired_count: int = 1
@@ -172,7 +170,8 @@ class _Reader:
         return default
 
     def id_list(self, key: str, prefix: str) -> tuple[str, ...]:
-        """A list of AWS ids, set with `--path 'key[0]'` (a JSON array) or as a comma-separated string."""
+        """A list of AWS ids, set with `--path 'key[0]'` (the CLI hands the program a JSON array; Pulumi.yaml's
+        `type: array` makes the CLI refuse anything else, a comma-separated string included)."""
         value = self.raw(key)
         if value is None:
             return ()
@@ -180,8 +179,8 @@ class _Reader:
         fix = f"pulumi config set --path '{NAMESPACE}:{key}[0]' {example}"
         try:
             parsed: Any = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = [part.strip() for part in value.split(",") if part.strip()]
+        except json.JSONDecodeError:  # only with --skip-config-validation: shown as the bad value it is
+            parsed = value
         items = parsed if isinstance(parsed, list) else [parsed]
         bad = [item for item in items if not (isinstance(item, str) and _AWS_ID[prefix].match(item))]
         if bad:
@@ -204,13 +203,14 @@ def load_config() -> StackConfig:
         "letters, digits, '-', '_', '.', up to 128 characters",
         "fargate-pool",
     )
-    prefect_version = r.string(
-        "prefectVersion",
-        "3.9.1",
-        lambda v: bool(_PREFECT_VERSION.match(v)),
-        "a Prefect 3 release such as 3.9.1 (Prefect 2 agents are not supported)",
-        "3.9.1",
-    )
+    if r.raw("prefectVersion") is not None:
+        # Dropped: the image's Prefect must be the client's that `pulumi up` manages the pool with.
+        r.fail(
+            "prefectVersion",
+            "is no longer read: the worker image's Prefect is the version pinned in requirements.txt",
+            "no value; to change Prefect, edit prefect==... in requirements.txt, run pulumi install, then pulumi up",
+            f"pulumi config rm {NAMESPACE}:prefectVersion",
+        )
 
     size = _fargate_size(r, "cpu", "memory", TaskSize())
 
@@ -264,7 +264,6 @@ def load_config() -> StackConfig:
         prefect_api_key=None if api_key is None else pulumi.Output.secret(api_key),
         prefect_api_url=api_url,
         work_pool=work_pool,
-        prefect_version=prefect_version,
         size=size,
         cpu_architecture=architecture,
         desired_count=desired_count,

@@ -6,7 +6,7 @@
   describe subnets and VPCs (to check the network configuration), read this stack's logs, look up
   the (absent) observer queue by name, and pass
   only the flow-run task role and the execution role, only to ECS tasks.
-Needs the worker's roles (AgentRoles), the cluster and log group (AgentService), the flow bucket.
+Needs the worker's roles (AgentRoles), the cluster and log group (WorkerCluster), the flow bucket.
 Flow-run tasks reuse the worker's execution role: it already pulls this image, writes this log group
 and reads this secret, which is all a flow-run task needs to start.
 """

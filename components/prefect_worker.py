@@ -1,8 +1,8 @@
-"""PrefectWorker: the whole stack, composed from one component per AWS concern.
+"""PrefectWorker: the whole stack, composed from one component per AWS concern, top to bottom.
 
-AgentImage, FlowStorage, ApiKeySecret, AgentNetwork, AgentRoles, AgentService and the Prefect
-WorkPool, wired together from the validated StackConfig; for an `ecs` pool also EcsPoolRoles (the
-flow-run task role and the worker's ECS permissions).
+AgentImage, FlowStorage, ApiKeySecret, AgentNetwork, WorkerCluster, AgentRoles, (for an `ecs` pool)
+EcsPoolRoles with the flow-run task role and the worker's ECS permissions, the Prefect WorkPool, and
+last AgentService, whose workers start once the pool is configured. Wired from the validated StackConfig.
 Unless config `alarms` is false, Alerts watches the worker service (topic output `alertTopicArn`).
 """
 
@@ -24,6 +24,7 @@ from components.flow_storage import FlowStorage
 from components.job_templates import ecs_base_job_template, process_base_job_template
 from components.network import AgentNetwork
 from components.work_pool import WorkPool, WorkPoolArgs
+from components.worker_cluster import WorkerCluster, WorkerClusterArgs
 
 
 class PrefectWorker(pulumi.ComponentResource):
@@ -33,10 +34,11 @@ class PrefectWorker(pulumi.ComponentResource):
     storage: FlowStorage
     api_key: ApiKeySecret | None  # None: a self-hosted server without authentication
     network: AgentNetwork
+    cluster: WorkerCluster
     roles: AgentRoles
-    service: AgentService
     ecs_roles: EcsPoolRoles | None
     work_pool: WorkPool
+    service: AgentService
     alerts: Alerts | None
 
     def __init__(self, name: str, args: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -44,11 +46,7 @@ class PrefectWorker(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         log_group_name = f"/prefect-fargate/{pulumi.get_stack()}/{name}"
 
-        self.image = AgentImage(
-            f"{name}-image",
-            AgentImageArgs(prefect_version=args.prefect_version, platform=args.docker_platform),
-            opts=child,
-        )
+        self.image = AgentImage(f"{name}-image", AgentImageArgs(platform=args.docker_platform), opts=child)
         self.storage = FlowStorage(f"{name}-flows", opts=child)
         self.api_key = (
             ApiKeySecret(f"{name}-api-key", ApiKeySecretArgs(api_key=args.prefect_api_key), opts=child)
@@ -56,6 +54,16 @@ class PrefectWorker(pulumi.ComponentResource):
             else None
         )
         self.network = AgentNetwork(f"{name}-network", args.network, opts=child)
+        self.cluster = WorkerCluster(
+            f"{name}-worker",
+            WorkerClusterArgs(
+                log_group_name=log_group_name,
+                log_retention_days=args.log_retention_days,
+                # Stacks made before WorkerCluster existed hold these under the AgentService of the same name.
+                moved_from=pulumi.create_urn(f"{name}-worker", AgentService.TYPE, parent=self),
+            ),
+            opts=child,
+        )
         self.roles = AgentRoles(
             f"{name}-roles",
             AgentRolesArgs(
@@ -67,7 +75,34 @@ class PrefectWorker(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.ecs_roles = None
+        self.ecs_roles = (
+            EcsPoolRoles(
+                f"{name}-ecs-pool",
+                EcsPoolRolesArgs(
+                    bucket_arn=self.storage.bucket_arn,
+                    worker_task_role_name=self.roles.task_role.name,
+                    execution_role_arn=self.roles.execution_role.arn,
+                    cluster_arn=self.cluster.cluster.arn,
+                    cluster_name=self.cluster.cluster.name,
+                    log_group_name=self.cluster.log_group.name,
+                ),
+                opts=child,
+            )
+            if args.work_pool_type == "ecs"
+            else None
+        )
+        self.work_pool = WorkPool(
+            f"{name}-work-pool",
+            WorkPoolArgs(
+                name=args.work_pool,
+                type=args.work_pool_type,
+                base_job_template=self._base_job_template(args),
+                concurrency_limit=args.work_pool_concurrency,
+                prefect_api_url=args.prefect_api_url,
+                prefect_api_key=args.prefect_api_key,
+            ),
+            opts=child,
+        )
         self.service = AgentService(
             f"{name}-worker",
             AgentServiceArgs(
@@ -78,8 +113,8 @@ class PrefectWorker(pulumi.ComponentResource):
                 prefect_api_url=args.prefect_api_url,
                 work_pool=args.work_pool,
                 log_level=args.log_level,
-                log_group_name=log_group_name,
-                log_retention_days=args.log_retention_days,
+                cluster_arn=self.cluster.cluster.arn,
+                log_group_name=self.cluster.log_group.name,
                 size=args.size,
                 cpu_architecture=args.cpu_architecture,
                 desired_count=args.desired_count,
@@ -87,7 +122,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 security_group_ids=self.network.security_group_ids,
                 assign_public_ip=self.network.assign_public_ip,
                 worker_type=args.work_pool_type,
-                before_service=lambda cluster, log_group: self._work_pool(name, args, cluster, log_group),
+                needs=[self.work_pool, *([self.ecs_roles] if self.ecs_roles else [])],
             ),
             opts=child,
         )
@@ -99,8 +134,8 @@ class PrefectWorker(pulumi.ComponentResource):
         return Alerts(
             f"{name}-alerts",
             AlertsArgs(
-                cluster_name=self.service.cluster.name,
-                cluster_arn=self.service.cluster.arn,
+                cluster_name=self.cluster.cluster.name,
+                cluster_arn=self.cluster.cluster.arn,
                 service_name=self.service.service.name,
                 desired_count=args.desired_count,
                 log_retention_days=args.log_retention_days,
@@ -111,54 +146,20 @@ class PrefectWorker(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _work_pool(
-        self, name: str, args: StackConfig, cluster: aws.ecs.Cluster, log_group: aws.cloudwatch.LogGroup
-    ) -> list[pulumi.Resource]:
-        """The work pool, and for `ecs` its IAM: made before the workers start (see AgentServiceArgs)."""
-        child = pulumi.ResourceOptions(parent=self)
-        if args.work_pool_type == "ecs":
-            self.ecs_roles = EcsPoolRoles(
-                f"{name}-ecs-pool",
-                EcsPoolRolesArgs(
-                    bucket_arn=self.storage.bucket_arn,
-                    worker_task_role_name=self.roles.task_role.name,
-                    execution_role_arn=self.roles.execution_role.arn,
-                    cluster_arn=cluster.arn,
-                    cluster_name=cluster.name,
-                    log_group_name=log_group.name,
-                ),
-                opts=child,
-            )
-        self.work_pool = WorkPool(
-            f"{name}-work-pool",
-            WorkPoolArgs(
-                name=args.work_pool,
-                type=args.work_pool_type,
-                base_job_template=self._base_job_template(args, cluster, log_group),
-                concurrency_limit=args.work_pool_concurrency,
-                prefect_api_url=args.prefect_api_url,
-                prefect_api_key=args.prefect_api_key,
-            ),
-            opts=child,
-        )
-        return [self.work_pool, *([self.ecs_roles] if self.ecs_roles else [])]
-
-    def _base_job_template(
-        self, args: StackConfig, cluster: aws.ecs.Cluster, log_group: aws.cloudwatch.LogGroup
-    ) -> pulumi.Input[dict[str, Any]]:
+    def _base_job_template(self, args: StackConfig) -> pulumi.Input[dict[str, Any]]:
         """The pool's template: Prefect's own for `process`; for `ecs`, prefect-aws's filled from the stack."""
         if self.ecs_roles is None:
             return process_base_job_template()
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
         return pulumi.Output.all(
-            cluster_arn=cluster.arn,
+            cluster_arn=self.cluster.cluster.arn,
             vpc_id=self.network.vpc_id,
             subnet_ids=self.network.subnet_ids,
             security_group_ids=self.network.security_group_ids,
             execution_role_arn=self.roles.execution_role.arn,
             task_role_arn=self.ecs_roles.flow_run_role.arn,
             image=self.image.image_uri,
-            log_group_name=log_group.name,
+            log_group_name=self.cluster.log_group.name,
             region=region,
             api_key_value_from=self.api_key.value_from if self.api_key else None,
         ).apply(
@@ -177,10 +178,10 @@ class PrefectWorker(pulumi.ComponentResource):
         return {
             "imageUri": self.image.image_uri,
             "repositoryUrl": self.image.repository_url,
-            "clusterName": self.service.cluster.name,
+            "clusterName": self.cluster.cluster.name,
             "serviceName": self.service.service.name,
             "taskDefinitionArn": self.service.task_definition.arn,
-            "logGroupName": self.service.log_group.name,
+            "logGroupName": self.cluster.log_group.name,
             "flowBucketName": self.storage.bucket_name,
             **({"apiKeySecretArn": self.api_key.secret_arn} if self.api_key else {}),
             "workPool": args.work_pool,

@@ -4,7 +4,8 @@ It starts real processes (a Prefect API server on SQLite, a moto S3 server holdi
 and workers), plus a Slack webhook stand-in thread. Each process gets a free port and a temporary
 directory, and is ended by its PID. A worker is started with the command, environment and secrets
 of the container definition that the Pulumi program renders under mocks, so what runs here is what
-the task definition declares, on the Python environment that holds `agent_image/requirements.txt`.
+the task definition declares, on a Python environment that holds what the image holds (requirements.txt,
+which includes `agent_image/requirements.txt`, and `flows/requirements.txt`, through requirements-dev.txt).
 """
 
 from __future__ import annotations

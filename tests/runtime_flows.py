@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import httpx
-from prefect import flow
+from prefect import flow, get_run_logger
+from tabulate import tabulate  # from flows/requirements.txt, not in Prefect's image: the worker's image bakes it in
 
 FAILURE_MESSAGE = "deliberate failure from the runtime tests"
 
@@ -29,3 +30,11 @@ def tiny(n: int = 0, sink_url: str | None = None) -> int:
     if sink_url:
         httpx.post(sink_url, json={"n": n}, timeout=10).raise_for_status()
     return n
+
+
+@flow(name="tabulate-report")
+def tabulate_report(rows: list[list[str]]) -> str:
+    """A flow with a package of its own (flows/requirements.txt): logs its rows as a table."""
+    table = tabulate(rows, headers=["job", "status"])
+    get_run_logger().info("report:\n%s", table)
+    return table

@@ -1,18 +1,40 @@
-"""AgentImage: an ECR repository that stays bounded, and an image built for the task's platform."""
+"""AgentImage: an ECR repository that stays bounded, and an image built for the task's platform from inputs
+that name the same build wherever the project is checked out, with one Prefect version throughout."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from conftest import Run, run_pulumi
+import yaml
+from conftest import ROOT, Run, run_pulumi
+from docker.utils.build import exclude_paths
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
-from components.agent_image import IMAGE_CONTEXT, KEEP_IMAGES, AgentImage, AgentImageArgs
+from components.agent_image import (
+    BUILD_CONTEXT,
+    DOCKERFILE,
+    FLOW_REQUIREMENTS,
+    IMAGE_REQUIREMENTS,
+    KEEP_IMAGES,
+    AgentImage,
+    AgentImageArgs,
+    pinned_version,
+)
+
+PREFECT = pinned_version("prefect")
 
 
 @pytest.fixture(scope="module")
 def image_run() -> Run:
-    return run_pulumi(lambda: AgentImage("agent", AgentImageArgs(prefect_version="3.9.1", platform="linux/arm64")))
+    return run_pulumi(lambda: AgentImage("agent", AgentImageArgs(platform="linux/arm64")))
 
 
 def test_repository_scans_on_push_and_keeps_a_bounded_number_of_images(image_run: Run) -> None:
@@ -23,13 +45,15 @@ def test_repository_scans_on_push_and_keeps_a_bounded_number_of_images(image_run
     assert rule["action"] == {"type": "expire"}
 
 
-def test_image_is_built_from_agent_image_for_the_platform_and_pushed_to_the_repo(image_run: Run) -> None:
+def test_image_is_built_for_the_platform_on_the_pinned_prefect_and_pushed_to_the_repo(image_run: Run) -> None:
     image = image_run.one("docker:index/image:Image").plain_inputs
     repo = image_run.one("aws:ecr/repository:Repository").outputs
-    assert image["build"]["context"] == str(IMAGE_CONTEXT)
+    # Resolved as pulumi-docker does, against the project directory (where `pulumi up` runs the program).
+    assert (ROOT / image["build"]["context"]).resolve() == ROOT
+    assert (ROOT / image["build"]["dockerfile"]).is_file()
     assert image["build"]["platform"] == "linux/arm64"
-    assert image["build"]["args"] == {"PREFECT_VERSION": "3.9.1"}
-    assert image["imageName"].startswith(repo["repositoryUrl"] + ":")
+    assert image["build"]["args"] == {"PREFECT_VERSION": PREFECT}
+    assert image["imageName"] == f"{repo['repositoryUrl']}:prefect-{PREFECT}"
     assert image["registry"]["server"] == repo["repositoryUrl"]
     assert image.get("skipPush") in (None, False)
 
@@ -42,10 +66,69 @@ def test_registry_password_is_kept_secret(image_run: Run) -> None:
     assert registry["value"]["password"] == "ecr-token"
 
 
-def test_dockerfile_bakes_in_the_pinned_requirements() -> None:
-    """The image installs agent_image/requirements.txt at build time, on the configured Prefect base."""
-    dockerfile = (IMAGE_CONTEXT / "Dockerfile").read_text()
-    pins = [line for line in (IMAGE_CONTEXT / "requirements.txt").read_text().splitlines() if "==" in line]
-    assert {pin.split("==")[0] for pin in pins} >= {"s3fs", "prefect-aws"}
-    assert "FROM prefecthq/prefect:${PREFECT_VERSION}-python3.12" in dockerfile
-    assert "-r /opt/prefect-fargate/requirements.txt" in dockerfile
+def _image_inputs_from(checkout: Path) -> dict[str, object]:
+    """The docker Image's inputs when the whole program runs from `checkout` (its own interpreter, cwd and imports)."""
+    code = (
+        "import json, sys; sys.path[:0] = ['.', 'tests']; from conftest import run_program; "
+        "print(json.dumps(run_program().one('docker:index/image:Image').plain_inputs))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=checkout, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_two_checkout_locations_render_the_same_image_inputs(tmp_path: Path) -> None:
+    """pulumi-docker diffs `context` and `dockerfile` as strings: CI and a laptop must not rebuild and roll."""
+    ignore = shutil.ignore_patterns(".git", "venv", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache")
+    checkouts = [tmp_path / "ci" / "prefect-fargate", tmp_path / "laptop" / "src" / "infra"]
+    for checkout in checkouts:
+        shutil.copytree(ROOT, checkout, ignore=ignore)
+    first, second = (_image_inputs_from(checkout) for checkout in checkouts)
+    assert first == second
+    assert str(tmp_path) not in json.dumps(first)
+    for checkout in checkouts:  # and each names files that exist there
+        assert (checkout / first["build"]["dockerfile"]).is_file()  # type: ignore[index]
+
+
+def _sent_to_docker() -> set[str]:
+    """The files of the build context sent to Docker, by docker-py's implementation of .dockerignore's rules
+    (Docker also sends the Dockerfile and .dockerignore itself, whatever the patterns say)."""
+    patterns = (ROOT / BUILD_CONTEXT / ".dockerignore").read_text().splitlines()
+    patterns = [p.strip() for p in patterns if p.strip() and not p.startswith("#")]
+    context = ROOT / BUILD_CONTEXT
+    return {path for path in exclude_paths(str(context), patterns, DOCKERFILE) if (context / path).is_file()}
+
+
+def test_docker_gets_only_the_requirement_files_the_dockerfile_copies() -> None:
+    """Little is sent, and only these files (and the Dockerfile) make pulumi-docker's context hash change."""
+    copied = {
+        line.split()[1] for line in (ROOT / DOCKERFILE).read_text().splitlines() if line.startswith(("COPY ", "ADD "))
+    }
+    assert copied == {IMAGE_REQUIREMENTS, FLOW_REQUIREMENTS}
+    assert _sent_to_docker() == copied | {DOCKERFILE, ".dockerignore"}
+
+
+def _requirements(path: Path) -> list[Requirement]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [Requirement(line) for line in lines if line and not line.startswith("-")]
+
+
+def test_one_prefect_version_everywhere() -> None:
+    """requirements.txt's pin is the only Prefect version: nothing else pins another, and prefect-aws accepts it."""
+    version = Version(PREFECT)
+    for path in [*ROOT.glob("requirements*.txt"), *ROOT.glob("*/requirements.txt")]:
+        for requirement in _requirements(path):
+            if canonicalize_name(requirement.name) == "prefect":
+                assert version in requirement.specifier, f"{path.relative_to(ROOT)}: {requirement}"
+    assert importlib.metadata.version("prefect") == PREFECT  # what the tests and `pulumi up` run
+    prefect_aws = Requirement(f"prefect-aws=={pinned_version('prefect-aws', ROOT / IMAGE_REQUIREMENTS)}")
+    assert importlib.metadata.version("prefect-aws") in prefect_aws.specifier
+    (needs,) = [
+        Requirement(text)
+        for text in importlib.metadata.requires("prefect-aws") or []
+        if canonicalize_name(Requirement(text).name) == "prefect" and Requirement(text).marker is None
+    ]
+    assert version in needs.specifier, f"prefect-aws {prefect_aws.specifier} needs {needs}"
+    dockerfile = (ROOT / DOCKERFILE).read_text()
+    assert "ARG PREFECT_VERSION\n" in dockerfile  # no default of its own: the program passes the pin
+    assert "prefect-version" not in yaml.safe_load((ROOT / "flows" / "prefect.yaml").read_text())

@@ -56,13 +56,26 @@ def test_task_role_lists_and_reads_the_flow_bucket_only(roles_run: Run) -> None:
     }
 
 
-@pytest.mark.parametrize("role", ["execution", "task"])
-def test_roles_trust_ecs_tasks_of_this_account_only(roles_run: Run, role: str) -> None:
-    (statement,) = roles_run.one("aws:iam/role:Role", f"roles-{role}").json_input("assumeRolePolicy")["Statement"]
+def trust_statement(run: Run, role: str) -> dict[str, Any]:
+    (statement,) = run.one("aws:iam/role:Role", f"roles-{role}").json_input("assumeRolePolicy")["Statement"]
+    assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
     assert statement["Action"] == "sts:AssumeRole"
-    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
-    assert statement["Condition"]["ArnLike"] == {"aws:SourceArn": f"arn:aws:ecs:us-east-1:{ACCOUNT}:*"}
+    return statement
+
+
+def test_task_role_trusts_ecs_tasks_of_this_account_only(roles_run: Run) -> None:
+    """The confused-deputy conditions AWS documents for task roles (task-iam-roles.html)."""
+    assert trust_statement(roles_run, "task")["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:ecs:us-east-1:{ACCOUNT}:*"},
+    }
+
+
+def test_execution_role_trust_has_only_what_aws_documents_for_it(roles_run: Run) -> None:
+    """task_execution_IAM_role.html documents no condition for the execution role: one ECS does not send
+    would keep every task from starting ("unable to assume role")."""
+    assert "Condition" not in trust_statement(roles_run, "execution")
 
 
 def test_no_managed_policies(roles_run: Run) -> None:

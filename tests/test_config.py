@@ -63,7 +63,7 @@ INVALID = [
     ("cloud-url-without-key", {"prefectApiUrl": CLOUD_URL.format(ACCOUNT_ID, WORKSPACE_ID)}, None,
      "prefectApiKey", "Prefect Cloud needs one"),
     ("work-pool-spaces", {**BASE_CONFIG, "workPool": "my pool"}, None, "workPool", "not valid"),
-    ("prefect-2", {**BASE_CONFIG, "prefectVersion": "2.20.0"}, None, "prefectVersion", "not valid"),
+    ("prefect-version-gone", {**BASE_CONFIG, "prefectVersion": "3.9.1"}, None, "prefectVersion", "no longer read"),
     ("cpu-not-fargate", {**BASE_CONFIG, "cpu": "300"}, None, "cpu", "not a Fargate cpu size"),
     ("cpu-not-number", {**BASE_CONFIG, "cpu": "half"}, None, "cpu", "not a whole number"),
     ("memory-too-small", {**BASE_CONFIG, "cpu": "1024", "memory": "1024"}, None, "memory", "does not go with cpu"),
@@ -78,6 +78,8 @@ INVALID = [
     ("groups-without-vpc", {**BASE_CONFIG, "securityGroupIds": f'["{SG}"]'}, None, "securityGroupIds",
      "vpcId is not"),
     ("subnet-id-shape", {**BASE_CONFIG, "vpcId": VPC, "subnetIds": '["sub-1"]'}, None, "subnetIds", "not subnet ids"),
+    ("groups-comma-separated", {**BASE_CONFIG, "vpcId": VPC, "securityGroupIds": f"{SG},{SG}"}, None,
+     "securityGroupIds", "not sg ids"),
     ("no-public-ip-default-vpc", {**BASE_CONFIG, "assignPublicIp": "false"}, None, "assignPublicIp", "NAT"),
     ("public-ip-not-bool", {**BASE_CONFIG, "assignPublicIp": "yes"}, None, "assignPublicIp", "not a boolean"),
 ]  # fmt: skip
@@ -176,12 +178,12 @@ def test_a_mistyped_self_hosted_url_is_the_only_error_without_a_key() -> None:
     ]
 
 
-def test_own_vpc_with_json_and_comma_lists() -> None:
+def test_own_vpc_with_lists_as_the_cli_sends_them() -> None:
     config = {
         **BASE_CONFIG,
         "vpcId": VPC,
         "subnetIds": f'["{SUBNET}", "subnet-0123456789abcdef1"]',
-        "securityGroupIds": f"{SG}, sg-0123456789abcdef1",
+        "securityGroupIds": f'["{SG}", "sg-0123456789abcdef1"]',
         "assignPublicIp": "false",
     }
     assert load_stack_config(config).network == NetworkConfig(
@@ -257,7 +259,6 @@ def test_pulumi_yaml_declares_every_key_with_the_programs_defaults() -> None:
     defaults = load_stack_config(BASE_CONFIG)
     expected = {
         "workPool": defaults.work_pool,
-        "prefectVersion": defaults.prefect_version,
         "cpu": defaults.size.cpu,
         "memory": defaults.size.memory,
         "cpuArchitecture": defaults.cpu_architecture,
@@ -281,6 +282,19 @@ def test_pulumi_yaml_declares_every_key_with_the_programs_defaults() -> None:
     # refuses a plaintext key itself (case key-plaintext above).
     assert declared["prefectApiKey"]["default"] == ""
     assert "secret" not in declared["prefectApiKey"]
+
+
+def test_cli_lets_a_missing_or_plaintext_key_reach_the_programs_message() -> None:
+    """The Pulumi CLI checks Pulumi.yaml before the program runs (pkg/workspace/config.go, mergeConfig and
+    validateStackConfigValue): a declared key with no default and no value stops it as "missing configuration
+    value", a `secret: true` key holding plaintext as "must be encrypted", each without a fix. prefectApiKey
+    declares neither, so what a user sees is the program's message with the command to run."""
+    spec = yaml.safe_load(Path(ROOT / "Pulumi.yaml").read_text())["config"]["prefectApiKey"]
+    assert "default" in spec and not spec.get("secret")
+    for config, secret_keys in (({**BASE_CONFIG, "prefectApiKey": spec["default"]}, []), (BASE_CONFIG, [])):
+        with pytest.raises(ConfigError) as raised:
+            run_program(config, secret_keys)
+        assert "pulumi config set --secret prefect-fargate:prefectApiKey" in str(raised.value)
 
 
 def test_pulumi_yaml_defaults_pass_validation() -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
-from conftest import API_KEY, BASE_CONFIG, Run, name_values, run_program, strings_in
+import pytest
+from conftest import API_KEY, BASE_CONFIG, PROJECT, STACK, Run, name_values, run_program, strings_in
 
 EXPECTED_OUTPUTS = {
     "imageUri", "repositoryUrl", "clusterName", "serviceName", "taskDefinitionArn", "logGroupName",
@@ -84,3 +87,129 @@ def test_rotating_the_key_rolls_the_task_definition(default_run: Run) -> None:
 def test_same_key_keeps_the_task_definition(default_run: Run) -> None:
     """A `pulumi up` with nothing changed must not roll the workers."""
     assert run_program().container() == default_run.container()
+
+
+# -- URNs: existing stacks replace nothing -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One RegisterResource call as the engine gets it."""
+
+    urn: str  # as the mock monitor made it (its own short form; see engine_urns)
+    type: str
+    name: str
+    parent: str  # the parent's URN as the mock monitor made it
+    alias_specs: tuple[Any, ...]  # pulumi's Alias.Spec messages
+
+
+# The URNs of a stack deployed before WorkerCluster existed (the program at that commit, run as above):
+# every one must still be there or be aliased, or `pulumi up` would replace that resource.
+_WORKER = f"urn:pulumi:{STACK}::{PROJECT}::prefect-fargate:index:PrefectWorker"
+_BEFORE_BOTH = [
+    "$prefect-fargate:ecs:AgentService$aws:cloudwatch/logGroup:LogGroup::prefect-worker-logs",
+    "$prefect-fargate:ecs:AgentService$aws:ecs/cluster:Cluster::prefect-worker-cluster",
+    "$prefect-fargate:ecs:AgentService$aws:ecs/service:Service::prefect-worker-svc",
+    "$prefect-fargate:ecs:AgentService$aws:ecs/taskDefinition:TaskDefinition::prefect-worker-task",
+    "$prefect-fargate:ecs:AgentService::prefect-worker",
+    "$prefect-fargate:iam:AgentRoles$aws:iam/role:Role::prefect-roles-execution",
+    "$prefect-fargate:iam:AgentRoles$aws:iam/role:Role::prefect-roles-task",
+    "$prefect-fargate:iam:AgentRoles$aws:iam/rolePolicy:RolePolicy::prefect-roles-execution-policy",
+    "$prefect-fargate:iam:AgentRoles::prefect-roles",
+    "$prefect-fargate:image:AgentImage$aws:ecr/lifecyclePolicy:LifecyclePolicy::prefect-image-lifecycle",
+    "$prefect-fargate:image:AgentImage$aws:ecr/repository:Repository::prefect-image-repo",
+    "$prefect-fargate:image:AgentImage$docker:index/image:Image::prefect-image-image",
+    "$prefect-fargate:image:AgentImage::prefect-image",
+    "$prefect-fargate:network:AgentNetwork$aws:ec2/securityGroup:SecurityGroup::prefect-network-egress-only",
+    "$prefect-fargate:network:AgentNetwork::prefect-network",
+    "$prefect-fargate:prefect:WorkPool$pulumi-python:dynamic/prefect:WorkPool::prefect-work-pool-pool",
+    "$prefect-fargate:prefect:WorkPool::prefect-work-pool",
+    "$prefect-fargate:secrets:ApiKeySecret$aws:secretsmanager/secret:Secret::prefect-api-key-secret",
+    "$prefect-fargate:secrets:ApiKeySecret$aws:secretsmanager/secretVersion:SecretVersion::prefect-api-key-version",
+    "$prefect-fargate:secrets:ApiKeySecret::prefect-api-key",
+    "$prefect-fargate:storage:FlowStorage$aws:s3/bucket:Bucket::prefect-flows-bucket",
+    "$prefect-fargate:storage:FlowStorage$aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration::prefect-flows-lifecycle",
+    "$prefect-fargate:storage:FlowStorage$aws:s3/bucketPolicy:BucketPolicy::prefect-flows-policy",
+    "$prefect-fargate:storage:FlowStorage$aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock::prefect-flows-public-access",
+    "$prefect-fargate:storage:FlowStorage$aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration::prefect-flows-encryption",
+    "$prefect-fargate:storage:FlowStorage$aws:s3/bucketVersioning:BucketVersioning::prefect-flows-versioning",
+    "$prefect-fargate:storage:FlowStorage::prefect-flows",
+    "::prefect",
+]
+_BEFORE_PROCESS = [
+    "$prefect-fargate:iam:AgentRoles$aws:iam/rolePolicy:RolePolicy::prefect-roles-task-policy",
+]
+_BEFORE_ECS = [
+    "$prefect-fargate:iam:EcsPoolRoles$aws:iam/role:Role::prefect-ecs-pool-flow-run",
+    "$prefect-fargate:iam:EcsPoolRoles$aws:iam/rolePolicy:RolePolicy::prefect-ecs-pool-flow-run-policy",
+    "$prefect-fargate:iam:EcsPoolRoles$aws:iam/rolePolicy:RolePolicy::prefect-ecs-pool-worker-policy",
+    "$prefect-fargate:iam:EcsPoolRoles::prefect-ecs-pool",
+]
+URNS_BEFORE_WORKER_CLUSTER = {
+    "process": {_WORKER + suffix for suffix in _BEFORE_BOTH + _BEFORE_PROCESS},
+    "ecs": {_WORKER + suffix for suffix in _BEFORE_BOTH + _BEFORE_ECS},
+}
+
+
+def registrations(config: dict[str, str]) -> list[Registration]:
+    """Every resource the program registers with `config`, with its parent and aliases."""
+    from pulumi.runtime.mocks import MockMonitor
+
+    seen: list[Registration] = []
+    register = MockMonitor.RegisterResource
+
+    def recording(monitor: MockMonitor, request: Any) -> Any:
+        response = register(monitor, request)
+        specs = tuple(alias.spec for alias in request.aliases if alias.HasField("spec"))
+        seen.append(Registration(response.urn, request.type, request.name, request.parent, specs))
+        return response
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MockMonitor, "RegisterResource", recording)
+        run_program(config)
+    return seen
+
+
+def engine_urns(regs: list[Registration]) -> dict[str, set[str]]:
+    """Each resource's URN -> its alias URNs, as the Pulumi engine forms them: the type is the parent's
+    qualified type, '$', the resource's type, with the root stack left out (sdk/go/common/resource/urn.go).
+    An alias spec names the old parent by the URN `pulumi.create_urn` made for it (its parent's URN up to
+    the last '::', then '$', type, '::', name); providers add aliases of their own (renamed types)."""
+    by_urn = {r.urn: r for r in regs}
+
+    def qualified_type(r: Registration | None) -> str:
+        if r is None or r.type == "pulumi:pulumi:Stack":
+            return ""
+        parent = qualified_type(by_urn.get(r.parent))
+        return f"{parent}${r.type}" if parent else r.type
+
+    def urn(parent: Registration | None, type_: str, name: str) -> str:
+        parent_type = qualified_type(parent)
+        return f"urn:pulumi:{STACK}::{PROJECT}::{f'{parent_type}$' if parent_type else ''}{type_}::{name}"
+
+    by_sdk_urn = {f"{r.parent[: r.parent.rfind('::')]}${r.type}::{r.name}": r for r in regs if r.parent}
+    found: dict[str, set[str]] = {}
+    for r in regs:
+        if r.type == "pulumi:pulumi:Stack":
+            continue
+        aliases = set()
+        for spec in r.alias_specs:
+            parent = None if spec.noParent else by_sdk_urn[spec.parentUrn] if spec.parentUrn else by_urn.get(r.parent)
+            aliases.add(urn(parent, spec.type or r.type, spec.name or r.name))
+        found[urn(by_urn.get(r.parent), r.type, r.name)] = aliases
+    return found
+
+
+@pytest.mark.parametrize("pool_type", ["process", "ecs"])
+def test_every_resource_of_an_existing_stack_keeps_its_urn_or_is_aliased_to_it(pool_type: str) -> None:
+    """Stacks deployed before WorkerCluster hold the cluster and log group under AgentService: a URN that
+    neither exists nor is aliased would make `pulumi up` delete that resource and create a new one."""
+    before = URNS_BEFORE_WORKER_CLUSTER[pool_type]
+    now = engine_urns(registrations({**BASE_CONFIG, "workPoolType": pool_type}))
+    claimed = set(now) | set().union(*now.values())
+    assert before - claimed == set()
+    # A moved resource takes over exactly one old URN, and none that a resource still has.
+    moved = [aliases & before for urn, aliases in now.items() if urn not in before]
+    assert all(len(old) <= 1 for old in moved)
+    assert not set().union(*moved) & set(now)
+    assert sum(len(old) for old in moved) == len(set().union(*moved))

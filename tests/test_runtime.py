@@ -89,6 +89,18 @@ def test_post_slack_posts_exactly_the_message_with_url_from_secret_block(cluster
     assert "pull_from_s3" in cluster.run_logs(run_id), "the flow code did not come from the S3 pull step"
 
 
+def test_flow_importing_a_package_from_flows_requirements_completes(cluster: Cluster, worker: Process) -> None:
+    """flows/requirements.txt is installed where the worker runs, as the image installs it (here through
+    requirements-dev.txt), and a flow run that imports from it works with `--install-policy never`."""
+    rows = [["nightly-etl", "ok"], ["backfill", "late"]]
+    run_id = cluster.trigger(
+        _deployment_id(cluster, "runtime_flows.py:tabulate_report", "tabulate-report"), {"rows": rows}
+    )
+    run = cluster.wait_final([run_id], RUN_TIMEOUT)[run_id]
+    assert run.state.type == StateType.COMPLETED, cluster.run_logs(run_id)
+    wait_for(lambda: "nightly-etl  ok" in cluster.run_logs(run_id), 60, "the table in the run's logs")
+
+
 def test_failing_flow_ends_failed_with_its_error_logged_and_worker_serves_next_run(
     cluster: Cluster, worker: Process
 ) -> None:
