@@ -2,7 +2,7 @@
 
 AgentImage, FlowStorage, ApiKeySecret, AgentNetwork, AgentRoles, AgentService and the Prefect
 WorkPool, wired together from the validated StackConfig; for an `ecs` pool also EcsPoolRoles (the
-flow-run task role and the worker's ECS permissions).
+flow-run task role and the worker's ECS permissions) and EcsTaskEvents (the observer's queue).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from components.agent_service import FLOW_RUN_ENVIRONMENT, AgentService, AgentSe
 from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
 from components.config import StackConfig
 from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
+from components.ecs_task_events import EcsTaskEvents, EcsTaskEventsArgs, observer_queue_name
 from components.flow_storage import FlowStorage
 from components.job_templates import ecs_base_job_template, process_base_job_template
 from components.network import AgentNetwork
@@ -34,12 +35,14 @@ class PrefectWorker(pulumi.ComponentResource):
     roles: AgentRoles
     service: AgentService
     ecs_roles: EcsPoolRoles | None
+    task_events: EcsTaskEvents | None
     work_pool: WorkPool
 
     def __init__(self, name: str, args: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:index:PrefectWorker", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         log_group_name = f"/prefect-fargate/{pulumi.get_stack()}/{name}"
+        observer_queue = observer_queue_name(pulumi.get_stack(), name)
 
         self.image = AgentImage(
             f"{name}-image",
@@ -61,6 +64,7 @@ class PrefectWorker(pulumi.ComponentResource):
             opts=child,
         )
         self.ecs_roles = None
+        self.task_events = None
         self.service = AgentService(
             f"{name}-worker",
             AgentServiceArgs(
@@ -81,6 +85,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 assign_public_ip=self.network.assign_public_ip,
                 worker_type=args.work_pool_type,
                 before_service=lambda cluster, log_group: self._work_pool(name, args, cluster, log_group),
+                observer_queue_name=observer_queue if args.work_pool_type == "ecs" else None,
             ),
             opts=child,
         )
@@ -89,9 +94,15 @@ class PrefectWorker(pulumi.ComponentResource):
     def _work_pool(
         self, name: str, args: StackConfig, cluster: aws.ecs.Cluster, log_group: aws.cloudwatch.LogGroup
     ) -> list[pulumi.Resource]:
-        """The work pool, and for `ecs` its IAM: made before the workers start (see AgentServiceArgs)."""
+        """The work pool, and for `ecs` its IAM and the observer's queue: made before the workers start (see
+        AgentServiceArgs; the observer gives up for good on a queue that does not exist yet)."""
         child = pulumi.ResourceOptions(parent=self)
         if args.work_pool_type == "ecs":
+            self.task_events = EcsTaskEvents(
+                f"{name}-ecs-events",
+                EcsTaskEventsArgs(cluster_arn=cluster.arn, queue_name=observer_queue_name(pulumi.get_stack(), name)),
+                opts=child,
+            )
             self.ecs_roles = EcsPoolRoles(
                 f"{name}-ecs-pool",
                 EcsPoolRolesArgs(
@@ -101,6 +112,7 @@ class PrefectWorker(pulumi.ComponentResource):
                     cluster_arn=cluster.arn,
                     cluster_name=cluster.name,
                     log_group_name=log_group.name,
+                    observer_queue_arn=self.task_events.queue.arn,
                 ),
                 opts=child,
             )
@@ -116,7 +128,7 @@ class PrefectWorker(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        return [self.work_pool, *([self.ecs_roles] if self.ecs_roles else [])]
+        return [self.work_pool, *([self.ecs_roles, self.task_events] if self.ecs_roles and self.task_events else [])]
 
     def _base_job_template(
         self, args: StackConfig, cluster: aws.ecs.Cluster, log_group: aws.cloudwatch.LogGroup
