@@ -2,7 +2,7 @@
 
 AgentImage, FlowStorage, ApiKeySecret, AgentNetwork, AgentRoles, AgentService and the Prefect
 WorkPool, wired together from the validated StackConfig; for an `ecs` pool also EcsPoolRoles (the
-flow-run task role and the worker's ECS permissions) and EcsTaskEvents (the observer's queue).
+flow-run task role and the worker's ECS permissions).
 """
 
 from __future__ import annotations
