@@ -108,11 +108,11 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[st
         out["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{plain['name']}"
     elif typ == "aws:ec2/securityGroup:SecurityGroup":
         rid = "sg-0" + _digest(name)[:16]
-    elif typ == "aws:sqs/queue:Queue":
-        out.update(arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{plain['name']}", url=f"{SQS_URL}/{plain['name']}")
+    elif typ == "aws:sqs/queue:Queue":  # named as given, or after the resource (Pulumi's auto-name)
+        out.update(arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{out['name']}", url=f"{SQS_URL}/{out['name']}")
         rid = out["url"]
     elif typ == "aws:cloudwatch/eventRule:EventRule":
-        out["arn"] = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{plain['name']}"
+        out["arn"] = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{out['name']}"
     return rid, {**inputs, **out}
 
 

@@ -25,17 +25,17 @@ class ObserverAws:
     rule_arn: str
 
 
+COMPONENT = "prefect-ecs-events"  # EcsTaskEvents' name in the program: its resources' names start with it
+
+
 def rendered(run: Run) -> dict[str, Any]:
-    """The program's observer resources, by role."""
-    queues = run.of_type("aws:sqs/queue:Queue")
-    (dead_letter,) = [q for q in queues if q.name.endswith("-dlq")]
-    (queue,) = [q for q in queues if q is not dead_letter]
+    """The program's observer resources (EcsTaskEvents'), by role."""
     return {
-        "queue": queue,
-        "dead_letter": dead_letter,
-        "rule": run.one("aws:cloudwatch/eventRule:EventRule"),
-        "target": run.one("aws:cloudwatch/eventTarget:EventTarget"),
-        "policy": run.one("aws:sqs/queuePolicy:QueuePolicy"),
+        "queue": run.one("aws:sqs/queue:Queue", f"{COMPONENT}-queue"),
+        "dead_letter": run.one("aws:sqs/queue:Queue", f"{COMPONENT}-dlq"),
+        "rule": run.one("aws:cloudwatch/eventRule:EventRule", COMPONENT),
+        "target": run.one("aws:cloudwatch/eventTarget:EventTarget", COMPONENT),
+        "policy": run.one("aws:sqs/queuePolicy:QueuePolicy", COMPONENT),
     }
 
 

@@ -109,7 +109,7 @@ def test_ecs_worker_only_submits(ecs_run: Run) -> None:
     container = ecs_run.container()
     assert container["command"][5:7] == ["--type", "ecs"]
     env = name_values(container["environment"])
-    queue = next(q for q in ecs_run.of_type("aws:sqs/queue:Queue") if not q.name.endswith("-dlq"))
+    queue = ecs_run.one("aws:sqs/queue:Queue", "ecs-events-queue")
     assert env["PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME"] == queue.outputs["name"]
 
 
@@ -212,7 +212,7 @@ def test_ecs_worker_gets_exactly_what_it_calls(ecs_run: Run) -> None:
     tasks = f"{ECS_ARN}:task/{cluster['name']}/*"
     log_streams = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{ecs_run.outputs['logGroupName']}:log-stream:*"
     on_cluster = {"ArnEquals": {"ecs:cluster": cluster["arn"]}}
-    (queue,) = [q.outputs["arn"] for q in ecs_run.of_type("aws:sqs/queue:Queue") if not q.name.endswith("-dlq")]
+    queue = ecs_run.one("aws:sqs/queue:Queue", "ecs-events-queue").outputs["arn"]
     expected = {
         "TaskDefinitions": (["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"], ["*"], None),
         "RunOnThisCluster": (["ecs:RunTask"], [f"{ECS_ARN}:task-definition/*"], on_cluster),

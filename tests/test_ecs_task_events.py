@@ -10,13 +10,18 @@ from typing import Any
 import boto3
 import pytest
 from conftest import STACK, Run, name_values, run_program
-from ecs_task_event import capacity_failure, create_observer_aws, image_pull_failure, rendered, send_task_event
+from ecs_task_event import (
+    COMPONENT,
+    capacity_failure,
+    create_observer_aws,
+    image_pull_failure,
+    rendered,
+    send_task_event,
+)
 from test_ecs_pool import ECS_CONFIG, statements
 
 from components.agent_service import ECS_OBSERVER_QUEUE_SETTING
 from components.ecs_task_events import observer_queue_name
-
-OBSERVER_TYPES = ("aws:sqs/queue:Queue", "aws:sqs/queuePolicy:QueuePolicy", "aws:cloudwatch/eventRule:EventRule")
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +47,12 @@ def test_the_worker_is_told_the_stacks_queue(ecs_run: Run, found: dict[str, Any]
     assert name_values(ecs_run.container()["environment"])[ECS_OBSERVER_QUEUE_SETTING] == queue
 
 
-def test_process_pools_get_none_of_it(default_run: Run) -> None:
-    assert not [r for r in default_run.resources if r.typ in OBSERVER_TYPES or "eventTarget" in r.typ]
+def test_process_pools_get_none_of_it(default_run: Run, ecs_run: Run) -> None:
+    def observer_resources(run: Run) -> list[str]:
+        return [r.name for r in run.resources if r.typ.startswith("aws:sqs/") or COMPONENT in r.name]
+
+    assert observer_resources(default_run) == []
+    assert len(observer_resources(ecs_run)) == 5  # the check finds them where they are
     assert ECS_OBSERVER_QUEUE_SETTING not in name_values(default_run.container()["environment"])
 
 
