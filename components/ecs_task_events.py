@@ -91,8 +91,9 @@ class EcsTaskEvents(pulumi.ComponentResource):
         super().__init__("prefect-fargate:events:EcsTaskEvents", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        # SQS-managed keys (SSE-SQS): EventBridge can send to such a queue with no KMS key policy, and
-        # the worker reads it with no KMS permission; the AWS-managed aws/sqs KMS key would refuse EventBridge.
+        # SQS-managed keys (SSE-SQS): EventBridge sends and the worker reads with no KMS permission. A KMS
+        # key would need a key policy letting EventBridge use it (SQS developer guide, "Configure KMS
+        # permissions for AWS services"), which the AWS-managed aws/sqs key's fixed policy cannot give.
         self.dead_letter_queue = aws.sqs.Queue(
             f"{name}-dlq",
             name=f"{args.queue_name}-dlq",
