@@ -70,15 +70,19 @@ class AgentServiceArgs:
     # so `pulumi destroy` stops the workers first: a running worker would otherwise create its pool
     # again right after the pool is deleted.
     needs: Sequence[pulumi.Resource] = ()
+    observer_queue_name: str | None = None  # an `ecs` worker's observer queue (EcsTaskEvents)
 
 
-# prefect-aws's ECS worker always starts its observer, which follows tasks through an SQS queue fed
-# by EventBridge (its `..._OBSERVER_ENABLED` setting is read nowhere in prefect-aws 0.7.12). This
-# stack creates no queue: the worker may look the queue up by this name (EcsPoolRoles), so the
-# observer logs once that it does not exist and stops, instead of crashing on AccessDenied and
-# restarting five times.
-ECS_OBSERVER_QUEUE = "prefect-ecs-tasks-events"
-ECS_WORKER_ENVIRONMENT = [{"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME", "value": ECS_OBSERVER_QUEUE}]
+# prefect-aws's ECS worker always starts its observer (its `..._OBSERVER_ENABLED` setting is read
+# nowhere in prefect-aws 0.7.12), which follows flow-run tasks through the stack's SQS queue that
+# EventBridge fills (EcsTaskEvents), found by this setting's name. It reads the setting once, when
+# prefect_aws.observers.ecs is imported, and gives up for good if the queue does not exist then.
+ECS_OBSERVER_QUEUE_SETTING = "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME"
+
+
+def ecs_worker_environment(observer_queue_name: str) -> list[dict[str, str]]:
+    """What an `ecs` worker adds to its environment: its observer's queue."""
+    return [{"name": ECS_OBSERVER_QUEUE_SETTING, "value": observer_queue_name}]
 
 
 def run_limit(memory_mib: int) -> int:
@@ -115,6 +119,7 @@ def worker_container(
     region: str,
     worker_type: str = "process",
     memory_mib: int | None = None,
+    observer_queue_name: str | None = None,
 ) -> dict[str, Any]:
     """The worker's container definition, as ECS's RegisterTaskDefinition takes it; a process worker in a
     task of `memory_mib` gets the --limit that fits."""
@@ -131,7 +136,7 @@ def worker_container(
             {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": str(HEALTH_PORT)},
             {"name": "PREFECT_WORKER_QUERY_SECONDS", "value": str(WORKER_QUERY_SECONDS)},
             *({"name": name, "value": value} for name, value in FLOW_RUN_ENVIRONMENT.items()),
-            *(ECS_WORKER_ENVIRONMENT if worker_type == "ecs" else []),
+            *(ecs_worker_environment(observer_queue_name) if observer_queue_name else []),
         ],
         "secrets": [{"name": "PREFECT_API_KEY", "valueFrom": api_key_value_from}] if api_key_value_from else [],
         "healthCheck": {
@@ -183,6 +188,7 @@ class AgentService(pulumi.ComponentResource):
                         region=v["region"],
                         worker_type=args.worker_type,
                         memory_mib=args.size.memory,
+                        observer_queue_name=args.observer_queue_name,
                     )
                 ]
             )

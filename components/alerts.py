@@ -85,7 +85,7 @@ class AlertsArgs:
     log_retention_days: int  # for the log of stopped tasks
     alarm_prefix: str  # unique per stack; every alarm's name starts with it
     alert_email: str | None = None  # subscribed to the topic; the recipient must confirm
-    dead_letter_queue_name: pulumi.Input[str] | None = None  # the `ecs` observer's DLQ, when it exists
+    dead_letter_queue_name: pulumi.Input[str] | None = None  # the `ecs` observer's DLQ (EcsTaskEvents)
 
 
 @dataclass(frozen=True, kw_only=True)

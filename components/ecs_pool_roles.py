@@ -3,10 +3,11 @@
 - flow-run task role (what flow code runs as): list and read the flow bucket, nothing else;
 - a policy on the worker's task role with exactly what prefect-aws's ECS worker calls: register and
   describe task definitions, run tasks on this cluster only, stop/describe/tag this cluster's tasks,
-  describe subnets and VPCs (to check the network configuration), read this stack's logs, look up
-  the (absent) observer queue by name, and pass
-  only the flow-run task role and the execution role, only to ECS tasks.
-Needs the worker's roles (AgentRoles), the cluster and log group (WorkerCluster), the flow bucket.
+  describe subnets and VPCs (to check the network configuration), read this stack's logs, read and
+  delete its observer's messages on this stack's queue only, and pass only the flow-run task role and
+  the execution role, only to ECS tasks.
+Needs the worker's roles (AgentRoles), the cluster and log group (WorkerCluster), the flow bucket and
+the observer's queue (EcsTaskEvents).
 Flow-run tasks reuse the worker's execution role: it already pulls this image, writes this log group
 and reads this secret, which is all a flow-run task needs to start.
 """
@@ -26,7 +27,6 @@ from components.agent_roles import (
     ecs_tasks_trust,
     policy_document,
 )
-from components.agent_service import ECS_OBSERVER_QUEUE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +39,7 @@ class EcsPoolRolesArgs:
     cluster_arn: pulumi.Input[str]
     cluster_name: pulumi.Input[str]
     log_group_name: pulumi.Input[str]
+    observer_queue_arn: pulumi.Input[str]
 
 
 def ecs_worker_statements(
@@ -49,6 +50,7 @@ def ecs_worker_statements(
     cluster_arn: pulumi.Input[str],
     cluster_name: pulumi.Input[str],
     log_group_name: pulumi.Input[str],
+    observer_queue_arn: pulumi.Input[str],
     passed_role_arns: list[pulumi.Input[str]],
 ) -> list[Statement]:
     """What prefect-aws's ECS worker calls, each on the narrowest resource AWS accepts."""
@@ -95,13 +97,16 @@ def ecs_worker_statements(
                 "arn:{0}:logs:{1}:{2}:log-group:{3}:log-stream:*", partition, region, account, log_group_name
             ),
         },
-        # The observer's queue lookup: the queue does not exist, and "does not exist" (rather than
-        # AccessDenied) makes the observer log it once and stop.
+        # The observer (prefect_aws/observers/ecs.py, SqsSubscriber.stream_messages) finds its queue by
+        # name, receives, deletes a handled message (`ack`) and extends a message's visibility while its
+        # handlers run (`extend_visibility`). Its other calls are granted above: DescribeTasks for a
+        # task's tags (EcsTaskTagsReader.read_tags), DescribeTaskDefinition and GetLogEvents to forward
+        # a crashed run's last logs (_forward_cloudwatch_logs).
         {
-            "Sid": "ObserverQueueLookup",
+            "Sid": "ObserverQueue",
             "Effect": "Allow",
-            "Action": "sqs:GetQueueUrl",
-            "Resource": pulumi.Output.format("arn:{0}:sqs:{1}:{2}:{3}", partition, region, account, ECS_OBSERVER_QUEUE),
+            "Action": ["sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+            "Resource": observer_queue_arn,
         },
         {
             "Sid": "PassFlowRunRoles",
@@ -146,6 +151,7 @@ class EcsPoolRoles(pulumi.ComponentResource):
                     cluster_arn=args.cluster_arn,
                     cluster_name=args.cluster_name,
                     log_group_name=args.log_group_name,
+                    observer_queue_arn=args.observer_queue_arn,
                     passed_role_arns=[args.execution_role_arn, self.flow_run_role.arn],
                 )
             ),

@@ -20,6 +20,7 @@ from components.alerts import Alerts, AlertsArgs
 from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
 from components.config import StackConfig
 from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
+from components.ecs_task_events import EcsTaskEvents, EcsTaskEventsArgs, observer_queue_name
 from components.flow_storage import FlowStorage
 from components.job_templates import ecs_base_job_template, process_base_job_template
 from components.network import AgentNetwork
@@ -37,6 +38,7 @@ class PrefectWorker(pulumi.ComponentResource):
     cluster: WorkerCluster
     roles: AgentRoles
     ecs_roles: EcsPoolRoles | None
+    task_events: EcsTaskEvents | None
     work_pool: WorkPool
     service: AgentService
     alerts: Alerts | None
@@ -45,6 +47,7 @@ class PrefectWorker(pulumi.ComponentResource):
         super().__init__("prefect-fargate:index:PrefectWorker", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         log_group_name = f"/prefect-fargate/{pulumi.get_stack()}/{name}"
+        observer_queue = observer_queue_name(pulumi.get_stack(), name)
 
         self.image = AgentImage(f"{name}-image", AgentImageArgs(platform=args.docker_platform), opts=child)
         self.storage = FlowStorage(f"{name}-flows", opts=child)
@@ -75,6 +78,15 @@ class PrefectWorker(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.task_events = (
+            EcsTaskEvents(
+                f"{name}-ecs-events",
+                EcsTaskEventsArgs(cluster_arn=self.cluster.cluster.arn, queue_name=observer_queue),
+                opts=child,
+            )
+            if args.work_pool_type == "ecs"
+            else None
+        )
         self.ecs_roles = (
             EcsPoolRoles(
                 f"{name}-ecs-pool",
@@ -85,6 +97,7 @@ class PrefectWorker(pulumi.ComponentResource):
                     cluster_arn=self.cluster.cluster.arn,
                     cluster_name=self.cluster.cluster.name,
                     log_group_name=self.cluster.log_group.name,
+                    observer_queue_arn=self.task_events.queue.arn,
                 ),
                 opts=child,
             )
@@ -122,7 +135,9 @@ class PrefectWorker(pulumi.ComponentResource):
                 security_group_ids=self.network.security_group_ids,
                 assign_public_ip=self.network.assign_public_ip,
                 worker_type=args.work_pool_type,
-                needs=[self.work_pool, *([self.ecs_roles] if self.ecs_roles else [])],
+                # The observer gives up for good on a queue that does not exist yet when the worker starts.
+                needs=[self.work_pool, *(need for need in (self.ecs_roles, self.task_events) if need is not None)],
+                observer_queue_name=observer_queue if args.work_pool_type == "ecs" else None,
             ),
             opts=child,
         )
@@ -141,7 +156,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 log_retention_days=args.log_retention_days,
                 alarm_prefix=f"prefect-fargate-{pulumi.get_stack()}",
                 alert_email=args.alert_email,
-                dead_letter_queue_name=None,  # the `ecs` observer's DLQ, once the stack creates it
+                dead_letter_queue_name=self.task_events.dead_letter_queue.name if self.task_events else None,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

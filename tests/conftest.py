@@ -28,6 +28,7 @@ PROJECT = "prefect-fargate"
 STACK = "test"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+SQS_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}"
 API_KEY = "pnu_TestKeyThatMustNeverLeak0123456789"
 ACCOUNT_ID = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
 WORKSPACE_ID = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"
@@ -107,6 +108,11 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[st
         out["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{plain['name']}"
     elif typ == "aws:ec2/securityGroup:SecurityGroup":
         rid = "sg-0" + _digest(name)[:16]
+    elif typ == "aws:sqs/queue:Queue":  # named as given, or after the resource (Pulumi's auto-name)
+        out.update(arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{out['name']}", url=f"{SQS_URL}/{out['name']}")
+        rid = out["url"]
+    elif typ == "aws:cloudwatch/eventRule:EventRule":
+        out["arn"] = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{out['name']}"
     return rid, {**inputs, **out}
 
 

@@ -224,6 +224,13 @@ def test_dead_letter_queue_alarm_fires_on_one_message() -> None:
     assert "observer-dead-letters" not in alarms(alerts_run())
 
 
+def test_an_ecs_stack_watches_its_own_observer_dead_letter_queue() -> None:
+    ecs = run_program({**BASE_CONFIG, "workPoolType": "ecs"})
+    dlq = ecs.one("aws:sqs/queue:Queue", "dlq")
+    assert alarms(ecs)["observer-dead-letters"]["dimensions"] == {"QueueName": dlq.outputs["name"]}
+    assert "observer-dead-letters" not in alarms(run_program())  # a process stack has no observer
+
+
 # -- what AWS does with it (moto) ------------------------------------------------------------------------
 
 

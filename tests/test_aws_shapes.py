@@ -125,6 +125,12 @@ def test_every_policy_document_is_valid(case: str, default_run: Run) -> None:
     assert policy_problems(documents) == []
 
 
+def test_every_kind_of_policy_document_is_registered_by_some_config() -> None:
+    """POLICY_DOCUMENTS lists no kind that no run registers (its check would never run)."""
+    kinds = {typ for config in POLICY_CONFIGS.values() for typ, _ in registered_policies(run_program(config)).values()}
+    assert kinds == set(POLICY_DOCUMENTS)
+
+
 TRUST = {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
 READ = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}
 DENY = {**READ, "Effect": "Deny", "Principal": "*"}

@@ -109,7 +109,8 @@ def test_ecs_worker_only_submits(ecs_run: Run) -> None:
     container = ecs_run.container()
     assert container["command"][5:7] == ["--type", "ecs"]
     env = name_values(container["environment"])
-    assert env["PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME"] == "prefect-ecs-tasks-events"
+    queue = ecs_run.one("aws:sqs/queue:Queue", "ecs-events-queue")
+    assert env["PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME"] == queue.outputs["name"]
 
 
 def test_template_defaults_are_the_stacks_resources(ecs_run: Run) -> None:
@@ -206,14 +207,12 @@ def test_flow_run_role_reads_the_flow_bucket_and_nothing_else(ecs_run: Run) -> N
     assert trust["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
 
 
-QUEUE = "prefect-ecs-tasks-events"  # prefect-aws's default observer queue name, looked up only
-
-
 def test_ecs_worker_gets_exactly_what_it_calls(ecs_run: Run) -> None:
     cluster = ecs_run.one("aws:ecs/cluster:Cluster").outputs
     tasks = f"{ECS_ARN}:task/{cluster['name']}/*"
     log_streams = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{ecs_run.outputs['logGroupName']}:log-stream:*"
     on_cluster = {"ArnEquals": {"ecs:cluster": cluster["arn"]}}
+    queue = ecs_run.one("aws:sqs/queue:Queue", "ecs-events-queue").outputs["arn"]
     expected = {
         "TaskDefinitions": (["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"], ["*"], None),
         "RunOnThisCluster": (["ecs:RunTask"], [f"{ECS_ARN}:task-definition/*"], on_cluster),
@@ -221,7 +220,11 @@ def test_ecs_worker_gets_exactly_what_it_calls(ecs_run: Run) -> None:
         "TagOnRunTask": (["ecs:TagResource"], [tasks], {"StringEquals": {"ecs:CreateAction": "RunTask"}}),
         "Network": (["ec2:DescribeSubnets", "ec2:DescribeVpcs"], ["*"], None),
         "FlowRunLogs": (["logs:GetLogEvents"], [log_streams], None),
-        "ObserverQueueLookup": (["sqs:GetQueueUrl"], [f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE}"], None),
+        "ObserverQueue": (
+            ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+            [queue],
+            None,
+        ),
         "PassFlowRunRoles": (
             ["iam:PassRole"],
             sorted([role_arn(ecs_run, "roles-execution"), role_arn(ecs_run, "ecs-pool-flow-run")]),
@@ -398,11 +401,13 @@ def test_the_programs_template_makes_a_valid_job_configuration(ecs_run: Run) -> 
 def test_workers_start_after_their_pool_and_stop_before_it_goes(
     config: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The service depends on the pool (and the ECS IAM): created after it, destroyed before it, so
-    a running worker cannot create the pool again once `pulumi destroy` has deleted it."""
+    """The service depends on the pool (and the ECS IAM and observer queue): created after it, destroyed
+    before it, so a running worker cannot create the pool again once `pulumi destroy` has deleted it,
+    and the observer finds its queue when the worker starts."""
     import pulumi_aws as aws
 
     from components.ecs_pool_roles import EcsPoolRoles
+    from components.ecs_task_events import EcsTaskEvents
     from components.work_pool import WorkPool
 
     depends_on: list[Any] = []
@@ -415,5 +420,6 @@ def test_workers_start_after_their_pool_and_stop_before_it_goes(
     monkeypatch.setattr(aws.ecs.Service, "__init__", recording)
     run_program(config)
     kinds = sorted(type(resource).__name__ for resource in depends_on)
-    expected = [EcsPoolRoles.__name__, WorkPool.__name__] if config is ECS_CONFIG else [WorkPool.__name__]
+    ecs = [EcsPoolRoles.__name__, EcsTaskEvents.__name__, WorkPool.__name__]
+    expected = ecs if config is ECS_CONFIG else [WorkPool.__name__]
     assert kinds == expected
