@@ -17,6 +17,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.kms import decrypt_through
+
 ECS_TASKS = "ecs-tasks.amazonaws.com"
 Statement = dict[str, Any]
 
@@ -32,6 +34,7 @@ class AgentRolesArgs:
     # False for an `ecs` pool: flow runs are their own tasks, and the worker only submits them
     # (EcsPoolRoles gives its task role the ECS worker's policy instead of the bucket).
     worker_runs_flows: bool = True
+    kms_key_arn: str | None = None  # the user's key (config kmsKeyArn) on the secret and the bucket
 
 
 def ecs_tasks_trust(
@@ -145,7 +148,11 @@ class AgentRoles(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-execution-policy",
             role=self.execution_role.id,
-            policy=policy_document(*execution_statements(args, log_group_arn)),
+            policy=policy_document(
+                *execution_statements(args, log_group_arn),
+                # ECS reads the secret through Secrets Manager; its logs need no KMS permission (kms.py).
+                *(decrypt_through(self, "ApiKeyKey", args.kms_key_arn, "secretsmanager") if args.secret_arn else []),
+            ),
             opts=child,
         )
         self.task_role = aws.iam.Role(
@@ -155,7 +162,10 @@ class AgentRoles(pulumi.ComponentResource):
             aws.iam.RolePolicy(
                 f"{name}-task-policy",
                 role=self.task_role.id,
-                policy=policy_document(*bucket_read_statements(args.bucket_arn)),
+                policy=policy_document(
+                    *bucket_read_statements(args.bucket_arn),
+                    *decrypt_through(self, "FlowCodeKey", args.kms_key_arn, "s3"),
+                ),
                 opts=child,
             )
         self.register_outputs(

@@ -1,7 +1,8 @@
 """Alerts: tell someone when the worker is down, crash-looping, short of memory or CPU.
 
 Creates an SNS topic encrypted with its own KMS key (CloudWatch cannot publish to a topic encrypted
-with the AWS-managed `alias/aws/sns` key, whose policy nobody can change), an optional email
+with the AWS-managed `alias/aws/sns` key, whose policy nobody can change), or with the user's key when
+config `kmsKeyArn` is set (whose policy must then allow CloudWatch: components/kms.py), an optional email
 subscription, and CloudWatch alarms that publish to it:
 - the worker service has no running task for 5 minutes;
 - worker tasks stop unexpectedly (an EventBridge rule records each stop in a log group; alarms on
@@ -22,6 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.agent_roles import Statement, arn_context, policy_document
+from components.kms import CLOUDWATCH_ALARMS_ENCRYPT
 
 # ECS publishes the service's CPU and memory utilization every minute, but only while the service has
 # a RUNNING task: "If a cluster, service, or other resource has no running tasks, no metrics will be
@@ -86,6 +88,8 @@ class AlertsArgs:
     alarm_prefix: str  # unique per stack; every alarm's name starts with it
     alert_email: str | None = None  # subscribed to the topic; the recipient must confirm
     dead_letter_queue_name: pulumi.Input[str] | None = None  # the `ecs` observer's DLQ (EcsTaskEvents)
+    # The user's key (config kmsKeyArn) for the topic and the stopped-task log instead of a key of our own.
+    kms_key_arn: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -279,10 +283,7 @@ def topic_policy(
 def key_policy(account_id: pulumi.Input[str], partition: pulumi.Input[str]) -> pulumi.Output[str]:
     """The topic key: the account administers it (IAM decides who), CloudWatch may encrypt alarm messages.
 
-    In a key policy, "Resource": "*" means this key. CloudWatch's statement is the one the SNS guide
-    gives AWS event sources ("Enable compatibility between event sources from AWS services and
-    encrypted topics"), without conditions: a condition key CloudWatch does not send to KMS would drop
-    every alert silently, and the topic policy already names the alarms that may publish.
+    In a key policy, "Resource": "*" means this key. CloudWatch's statement: see CLOUDWATCH_ALARMS_ENCRYPT.
     """
     return policy_document(
         {
@@ -292,13 +293,7 @@ def key_policy(account_id: pulumi.Input[str], partition: pulumi.Input[str]) -> p
             "Action": "kms:*",
             "Resource": "*",
         },
-        {
-            "Sid": "CloudWatchAlarmsEncrypt",
-            "Effect": "Allow",
-            "Principal": {"Service": "cloudwatch.amazonaws.com"},
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-            "Resource": "*",
-        },
+        CLOUDWATCH_ALARMS_ENCRYPT,
     )
 
 
@@ -319,17 +314,11 @@ class Alerts(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         account_id, partition, region = arn_context(self)
 
-        # No automatic rotation: each of a key's first two rotations adds $1 a month (KMS pricing), and
-        # this key protects alert texts only (alarm names, states and descriptions).
-        key = aws.kms.Key(
-            f"{name}-key",
-            description="Encrypts the prefect-fargate alert topic",
-            enable_key_rotation=False,
-            deletion_window_in_days=7,
-            policy=key_policy(account_id, partition),
+        self.topic = aws.sns.Topic(
+            f"{name}-topic",
+            kms_master_key_id=args.kms_key_arn or self._own_key(name, account_id, partition).arn,
             opts=child,
         )
-        self.topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=key.arn, opts=child)
         if args.alert_email:
             aws.sns.TopicSubscription(
                 f"{name}-email", topic=self.topic.arn, protocol="email", endpoint=args.alert_email, opts=child
@@ -339,6 +328,7 @@ class Alerts(pulumi.ComponentResource):
             f"{name}-stopped-tasks",
             name=stopped_tasks_log_name(args.alarm_prefix),
             retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn,
             opts=child,
         )
         aws.cloudwatch.LogResourcePolicy(
@@ -413,3 +403,17 @@ class Alerts(pulumi.ComponentResource):
             opts=child,
         )
         self.register_outputs({"topic_arn": self.topic.arn})
+
+    def _own_key(self, name: str, account_id: pulumi.Output[str], partition: pulumi.Output[str]) -> aws.kms.Key:
+        """The topic's key when the user gives none. With kmsKeyArn the user's key serves instead: a team that
+        must hold its data under its own key holds alert texts there too, and saves this key's $1 a month."""
+        # No automatic rotation: each of a key's first two rotations adds $1 a month (KMS pricing), and
+        # this key protects alert texts only (alarm names, states and descriptions).
+        return aws.kms.Key(
+            f"{name}-key",
+            description="Encrypts the prefect-fargate alert topic",
+            enable_key_rotation=False,
+            deletion_window_in_days=7,
+            policy=key_policy(account_id, partition),
+            opts=pulumi.ResourceOptions(parent=self),
+        )

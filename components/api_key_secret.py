@@ -18,6 +18,7 @@ class ApiKeySecretArgs:
     """The key, as a Pulumi secret."""
 
     api_key: pulumi.Input[str]
+    kms_key_arn: str | None = None  # None: Secrets Manager's AWS-managed key (aws/secretsmanager)
 
 
 def version_pinned_value_from(secret_arn: str, version_id: str) -> str:
@@ -41,6 +42,7 @@ class ApiKeySecret(pulumi.ComponentResource):
             f"{name}-secret",
             description="Prefect API key for the prefect-fargate worker (managed by Pulumi)",
             recovery_window_in_days=7,
+            kms_key_id=args.kms_key_arn,
             opts=child,
         )
         version = aws.secretsmanager.SecretVersion(

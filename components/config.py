@@ -71,6 +71,12 @@ _UUID = re.compile(rf"^{_UUID_TEXT}$")
 _CLOUD_API_PATH = re.compile(rf"^/api/accounts/{_UUID_TEXT}/workspaces/{_UUID_TEXT}$", re.IGNORECASE)
 _CLOUD_UI_PATH = re.compile(rf"^/account/(?P<account>{_UUID_TEXT})/workspace/(?P<workspace>{_UUID_TEXT})(/|$)", re.I)
 _WORK_POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# A KMS key's ARN (a single-Region key's id is a UUID, a multi-Region key's `mrk-` and 32 hex digits).
+_KMS_KEY_ARN = re.compile(
+    rf"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z]{{2}}(-[a-z]+)+-\d):(?P<account>\d{{12}}):"
+    rf"key/({_UUID_TEXT}|mrk-[0-9a-f]{{32}})$"
+)
+_KMS_ALIAS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:alias/")
 _AWS_ID = {prefix: re.compile(rf"^{prefix}-[0-9a-f]{{8}}([0-9a-f]{{9}})?$") for prefix in ("vpc", "subnet", "sg")}
 
 
@@ -115,6 +121,7 @@ class StackConfig:
     flow_run_size: TaskSize = field(default_factory=lambda: TaskSize(cpu=1024, memory=2048))  # `ecs` only
     alarms: bool = True  # the alert topic and alarms (components/alerts.py)
     alert_email: str | None = None  # subscribed to the alert topic
+    kms_key_arn: str | None = None  # None: AWS-managed encryption (components/kms.py)
 
     @property
     def docker_platform(self) -> str:
@@ -250,6 +257,7 @@ def load_config() -> StackConfig:
         )
 
     alarms, alert_email = _alerts(r)
+    kms_key_arn = _kms_key(r)
 
     if r.errors:
         raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
@@ -275,6 +283,7 @@ def load_config() -> StackConfig:
         flow_run_size=flow_run_size,
         alarms=alarms,
         alert_email=alert_email,
+        kms_key_arn=kms_key_arn,
     )
 
 
@@ -489,3 +498,40 @@ def _alerts(r: _Reader) -> tuple[bool, str | None]:
             f"{set_command('alarms', 'true')}  (or: pulumi config rm {NAMESPACE}:alertEmail)",
         )
     return alarms, email
+
+
+def _kms_key(r: _Reader) -> str | None:
+    """kmsKeyArn: a key's ARN in the stack's region. Not an alias's: IAM policies and key grants are
+    evaluated on the key's ARN, so a role's statement on an alias ARN would never match, and an alias
+    can be repointed to another key without `pulumi up` noticing."""
+    raw = r.raw("kmsKeyArn")
+    if raw is None:
+        return None
+    key = "kmsKeyArn"
+    example = "arn:aws:kms:<region>:<account>:key/<key-id>"
+    allowed = "the ARN of a symmetric KMS key, arn:<partition>:kms:<region>:<account>:key/<key-id>"
+    match = _KMS_KEY_ARN.match(raw)
+    if _KMS_ALIAS_ARN.match(raw) or raw.startswith("alias/"):
+        lookup = f"$(aws kms describe-key --key-id {raw} --query KeyMetadata.Arn --output text)"
+        r.fail(
+            key,
+            f"{raw!r} is an alias, not a key (IAM conditions match the key's ARN)",
+            allowed,
+            set_command(key, lookup),
+        )
+        return None
+    if match is None:
+        lookup = f"$(aws kms describe-key --key-id {raw} --query KeyMetadata.Arn --output text)"
+        fix = set_command(key, lookup if _UUID.match(raw) or raw.startswith("mrk-") else example)
+        r.fail(key, f"{raw!r} is not a KMS key ARN", allowed, fix)
+        return None
+    region = pulumi.runtime.get_config("aws:region")
+    if region and match["region"] != region:
+        r.fail(
+            key,
+            f"the key is in {match['region']}, the stack in {region} (a KMS key serves its own region)",
+            f"a key in {region}",
+            set_command(key, f"arn:{match['partition']}:kms:{region}:{match['account']}:key/<key-id>"),
+        )
+        return None
+    return raw

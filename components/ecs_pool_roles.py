@@ -27,6 +27,7 @@ from components.agent_roles import (
     ecs_tasks_trust,
     policy_document,
 )
+from components.kms import decrypt_through
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +41,7 @@ class EcsPoolRolesArgs:
     cluster_name: pulumi.Input[str]
     log_group_name: pulumi.Input[str]
     observer_queue_arn: pulumi.Input[str]
+    kms_key_arn: str | None = None  # the user's key (config kmsKeyArn) on the bucket and the queue
 
 
 def ecs_worker_statements(
@@ -137,7 +139,10 @@ class EcsPoolRoles(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-flow-run-policy",
             role=self.flow_run_role.id,
-            policy=policy_document(*bucket_read_statements(args.bucket_arn)),
+            policy=policy_document(
+                *bucket_read_statements(args.bucket_arn),
+                *decrypt_through(self, "FlowCodeKey", args.kms_key_arn, "s3"),
+            ),
             opts=child,
         )
         self.worker_policy = aws.iam.RolePolicy(
@@ -153,7 +158,9 @@ class EcsPoolRoles(pulumi.ComponentResource):
                     log_group_name=args.log_group_name,
                     observer_queue_arn=args.observer_queue_arn,
                     passed_role_arns=[args.execution_role_arn, self.flow_run_role.arn],
-                )
+                ),
+                # ReceiveMessage decrypts the observer's messages through SQS.
+                *decrypt_through(self, "ObserverQueueKey", args.kms_key_arn, "sqs"),
             ),
             opts=child,
         )

@@ -75,6 +75,7 @@ class EcsTaskEventsArgs:
 
     cluster_arn: pulumi.Input[str]
     queue_name: str
+    kms_key_arn: str | None = None  # None: SQS-managed encryption
 
 
 class EcsTaskEvents(pulumi.ComponentResource):
@@ -92,13 +93,16 @@ class EcsTaskEvents(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         # SQS-managed keys (SSE-SQS): EventBridge sends and the worker reads with no KMS permission. A KMS
-        # key would need a key policy letting EventBridge use it (SQS developer guide, "Configure KMS
-        # permissions for AWS services"), which the AWS-managed aws/sqs key's fixed policy cannot give.
+        # key needs a key policy letting EventBridge use it (SQS developer guide, "Configure KMS
+        # permissions for AWS services"), which the AWS-managed aws/sqs key's fixed policy cannot give:
+        # only the user's own key (config kmsKeyArn, whose policy the user extends) replaces SSE-SQS.
+        sse_sqs = None if args.kms_key_arn else True
         self.dead_letter_queue = aws.sqs.Queue(
             f"{name}-dlq",
             name=f"{args.queue_name}-dlq",
             message_retention_seconds=DEAD_LETTER_RETENTION_SECONDS,
-            sqs_managed_sse_enabled=True,
+            sqs_managed_sse_enabled=sse_sqs,
+            kms_master_key_id=args.kms_key_arn,
             opts=child,
         )
         self.queue = aws.sqs.Queue(
@@ -106,7 +110,8 @@ class EcsTaskEvents(pulumi.ComponentResource):
             name=args.queue_name,
             message_retention_seconds=RETENTION_SECONDS,
             visibility_timeout_seconds=VISIBILITY_TIMEOUT_SECONDS,
-            sqs_managed_sse_enabled=True,
+            sqs_managed_sse_enabled=sse_sqs,
+            kms_master_key_id=args.kms_key_arn,
             redrive_policy=pulumi.Output.json_dumps(
                 {"deadLetterTargetArn": self.dead_letter_queue.arn, "maxReceiveCount": MAX_RECEIVES}
             ),

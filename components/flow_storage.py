@@ -41,7 +41,7 @@ class FlowStorage(pulumi.ComponentResource):
     bucket_arn: pulumi.Output[str]
     """ARN of the bucket, for IAM policies."""
 
-    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, kms_key_arn: str | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:storage:FlowStorage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -61,8 +61,11 @@ class FlowStorage(pulumi.ComponentResource):
             rules=[
                 aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
                     apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="AES256"
+                        # SSE-KMS with the user's key (config kmsKeyArn), else S3-managed keys.
+                        sse_algorithm="aws:kms" if kms_key_arn else "AES256",
+                        kms_master_key_id=kms_key_arn,
                     ),
+                    # With SSE-KMS, S3 asks KMS for a bucket-level key instead of one per object.
                     bucket_key_enabled=True,
                 )
             ],

@@ -50,9 +50,13 @@ class PrefectWorker(pulumi.ComponentResource):
         observer_queue = observer_queue_name(pulumi.get_stack(), name)
 
         self.image = AgentImage(f"{name}-image", AgentImageArgs(platform=args.docker_platform), opts=child)
-        self.storage = FlowStorage(f"{name}-flows", opts=child)
+        self.storage = FlowStorage(f"{name}-flows", kms_key_arn=args.kms_key_arn, opts=child)
         self.api_key = (
-            ApiKeySecret(f"{name}-api-key", ApiKeySecretArgs(api_key=args.prefect_api_key), opts=child)
+            ApiKeySecret(
+                f"{name}-api-key",
+                ApiKeySecretArgs(api_key=args.prefect_api_key, kms_key_arn=args.kms_key_arn),
+                opts=child,
+            )
             if args.prefect_api_key is not None
             else None
         )
@@ -62,6 +66,7 @@ class PrefectWorker(pulumi.ComponentResource):
             WorkerClusterArgs(
                 log_group_name=log_group_name,
                 log_retention_days=args.log_retention_days,
+                kms_key_arn=args.kms_key_arn,
                 # Stacks made before WorkerCluster existed hold these under the AgentService of the same name.
                 moved_from=pulumi.create_urn(f"{name}-worker", AgentService.TYPE, parent=self),
             ),
@@ -75,13 +80,16 @@ class PrefectWorker(pulumi.ComponentResource):
                 secret_arn=self.api_key.secret_arn if self.api_key else None,
                 bucket_arn=self.storage.bucket_arn,
                 worker_runs_flows=args.work_pool_type == "process",
+                kms_key_arn=args.kms_key_arn,
             ),
             opts=child,
         )
         self.task_events = (
             EcsTaskEvents(
                 f"{name}-ecs-events",
-                EcsTaskEventsArgs(cluster_arn=self.cluster.cluster.arn, queue_name=observer_queue),
+                EcsTaskEventsArgs(
+                    cluster_arn=self.cluster.cluster.arn, queue_name=observer_queue, kms_key_arn=args.kms_key_arn
+                ),
                 opts=child,
             )
             if args.work_pool_type == "ecs"
@@ -98,6 +106,7 @@ class PrefectWorker(pulumi.ComponentResource):
                     cluster_name=self.cluster.cluster.name,
                     log_group_name=self.cluster.log_group.name,
                     observer_queue_arn=self.task_events.queue.arn,
+                    kms_key_arn=args.kms_key_arn,
                 ),
                 opts=child,
             )
@@ -157,6 +166,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 alarm_prefix=f"prefect-fargate-{pulumi.get_stack()}",
                 alert_email=args.alert_email,
                 dead_letter_queue_name=self.task_events.dead_letter_queue.name if self.task_events else None,
+                kms_key_arn=args.kms_key_arn,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -19,6 +19,7 @@ class WorkerClusterArgs:
 
     log_group_name: str
     log_retention_days: int
+    kms_key_arn: str | None = None  # None: CloudWatch Logs' own encryption
     # URN of the component these two were children of before this one existed (AgentService): aliased,
     # so `pulumi up` on an existing stack moves them here instead of replacing them.
     moved_from: pulumi.Input[str] | None = None
@@ -39,6 +40,10 @@ class WorkerCluster(pulumi.ComponentResource):
 
         self.cluster = aws.ecs.Cluster(f"{name}-cluster", opts=child)
         self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs", name=args.log_group_name, retention_in_days=args.log_retention_days, opts=child
+            f"{name}-logs",
+            name=args.log_group_name,
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn,
+            opts=child,
         )
         self.register_outputs({"cluster_name": self.cluster.name, "log_group_name": self.log_group.name})
