@@ -8,13 +8,14 @@ Unless config `alarms` is false, Alerts watches the worker service (topic output
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from components.agent_image import AgentImage, AgentImageArgs
-from components.agent_roles import AgentRoles, AgentRolesArgs
+from components.agent_roles import AgentRoles, AgentRolesArgs, arn_context
 from components.agent_service import FLOW_RUN_ENVIRONMENT, AgentService, AgentServiceArgs
 from components.alerts import Alerts, AlertsArgs
 from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
@@ -23,6 +24,7 @@ from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
 from components.ecs_task_events import EcsTaskEvents, EcsTaskEventsArgs, observer_queue_name
 from components.flow_storage import FlowStorage
 from components.job_templates import ecs_base_job_template, process_base_job_template
+from components.kms import key_policy_statements
 from components.network import AgentNetwork
 from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker_cluster import WorkerCluster, WorkerClusterArgs
@@ -214,4 +216,22 @@ class PrefectWorker(pulumi.ComponentResource):
             "prefectApiUrl": args.prefect_api_url,
             **({"flowRunRoleArn": self.ecs_roles.flow_run_role.arn} if self.ecs_roles else {}),
             **({"alertTopicArn": self.alerts.topic.arn} if self.alerts else {}),
+            **({"kmsKeyPolicyStatements": self._key_policy_statements(args)} if args.kms_key_arn else {}),
         }
+
+    def _key_policy_statements(self, args: StackConfig) -> pulumi.Output[str]:
+        """What the user's key policy must allow for this stack, known at preview (README, "Security")."""
+        account, partition, region = arn_context(self)
+        return pulumi.Output.all(partition, region, account).apply(
+            lambda v: json.dumps(
+                key_policy_statements(
+                    partition=v[0],
+                    region=v[1],
+                    account=v[2],
+                    stack=pulumi.get_stack(),
+                    ecs_pool=self.task_events is not None,
+                    alarms=self.alerts is not None,
+                ),
+                indent=2,
+            )
+        )
