@@ -511,8 +511,8 @@ def _kms_key(r: _Reader) -> str | None:
     example = "arn:aws:kms:<region>:<account>:key/<key-id>"
     allowed = "the ARN of a symmetric KMS key, arn:<partition>:kms:<region>:<account>:key/<key-id>"
     match = _KMS_KEY_ARN.match(raw)
+    lookup = f"$(aws kms describe-key --key-id {raw} --query KeyMetadata.Arn --output text)"  # the key's ARN
     if _KMS_ALIAS_ARN.match(raw) or raw.startswith("alias/"):
-        lookup = f"$(aws kms describe-key --key-id {raw} --query KeyMetadata.Arn --output text)"
         r.fail(
             key,
             f"{raw!r} is an alias, not a key (IAM conditions match the key's ARN)",
@@ -521,7 +521,6 @@ def _kms_key(r: _Reader) -> str | None:
         )
         return None
     if match is None:
-        lookup = f"$(aws kms describe-key --key-id {raw} --query KeyMetadata.Arn --output text)"
         fix = set_command(key, lookup if _UUID.match(raw) or raw.startswith("mrk-") else example)
         r.fail(key, f"{raw!r} is not a KMS key ARN", allowed, fix)
         return None
