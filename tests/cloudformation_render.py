@@ -35,9 +35,9 @@ CASES = {
 
 
 def pascal(value: Any) -> Any:
-    """camelCase keys to CloudFormation's PascalCase, all the way down."""
+    """camelCase keys to CloudFormation's PascalCase, all the way down (a log driver's options are free-form)."""
     if isinstance(value, dict):
-        return {k[:1].upper() + k[1:]: pascal(v) for k, v in value.items()}
+        return {k[:1].upper() + k[1:]: v if k == "options" else pascal(v) for k, v in value.items()}
     if isinstance(value, list):
         return [pascal(v) for v in value]
     return value
@@ -68,7 +68,9 @@ def template(run: Run) -> dict[str, Any]:
             keys = {"kmsMasterKeyId": "KmsMasterKeyId", "sqsManagedSseEnabled": "SqsManagedSseEnabled"}
             put(r.name, "AWS::SQS::Queue", {cfn: i[key] for key, cfn in keys.items() if key in i})
         elif r.typ == "aws:sns/topic:Topic":
-            put(r.name, "AWS::SNS::Topic", {"KmsMasterKeyId": i["kmsMasterKeyId"]})
+            # The stack's own topic key by reference, as a template names a key it creates.
+            own = {k.outputs["arn"]: {"Fn::GetAtt": [logical(k.name), "Arn"]} for k in run.of_type("aws:kms/key:Key")}
+            put(r.name, "AWS::SNS::Topic", {"KmsMasterKeyId": own.get(i["kmsMasterKeyId"], i["kmsMasterKeyId"])})
         elif r.typ == "aws:kms/key:Key":
             put(
                 r.name,
@@ -104,9 +106,18 @@ def template(run: Run) -> dict[str, Any]:
                 {"LaunchType": i["launchType"], "NetworkConfiguration": {"AwsvpcConfiguration": vpc}},
             )
         elif r.typ == "aws:ec2/securityGroup:SecurityGroup":
+            cidr_keys = {"cidrBlocks": "CidrIp", "ipv6CidrBlocks": "CidrIpv6"}
             egress = [
-                pascal({k: v for k, v in rule.items() if k != "cidrBlocks"}) | {"CidrIp": rule["cidrBlocks"][0]}
+                {
+                    "IpProtocol": rule["protocol"],
+                    "FromPort": int(rule["fromPort"]),
+                    "ToPort": int(rule["toPort"]),
+                    "Description": rule["description"],
+                    cfn: cidr,
+                }
                 for rule in i["egress"]
+                for key, cfn in cidr_keys.items()
+                for cidr in rule.get(key, [])
             ]
             put(
                 r.name,
@@ -127,7 +138,11 @@ def template(run: Run) -> dict[str, Any]:
             if r.typ.endswith("ServerSideEncryptionConfiguration"):
                 rules = [
                     {
-                        "ServerSideEncryptionByDefault": pascal(rule["applyServerSideEncryptionByDefault"]),
+                        "ServerSideEncryptionByDefault": {
+                            cfn: rule["applyServerSideEncryptionByDefault"][key]
+                            for key, cfn in (("sseAlgorithm", "SSEAlgorithm"), ("kmsMasterKeyId", "KMSMasterKeyID"))
+                            if key in rule["applyServerSideEncryptionByDefault"]
+                        },
                         "BucketKeyEnabled": rule["bucketKeyEnabled"],
                     }
                     for rule in i["rules"]

@@ -8,8 +8,10 @@ import json
 import re
 from typing import Any
 
+import cloudformation_render
 import pulumi
 import pytest
+from cloudformation_render import CASES
 from conftest import ACCOUNT, BASE_CONFIG, PROJECT, REGION, ROOT, STACK, RecordingMocks, Run, run_program
 from test_aws_shapes import POLICY_CONFIGS, policy_problems, registered_policies
 
@@ -241,3 +243,16 @@ def test_a_key_in_another_region_is_refused() -> None:
     assert f"{PROJECT}:kmsKeyArn: the key is in {REGION}, the stack in eu-west-1" in message
     assert f"pulumi config set {PROJECT}:kmsKeyArn arn:aws:kms:eu-west-1:{ACCOUNT}:key/<key-id>" in message
     assert load({**BASE_CONFIG, "kmsKeyArn": KEY}, region=REGION).kms_key_arn == KEY
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_template_scanners_read_is_valid_cloudformation(case: str) -> None:
+    """The README's checkov results are only as good as this rendering: cfn-lint finds no error in it
+    (a warning stays: the egress rule's ports 0-0 with protocol -1, as the program sets them)."""
+    from cfnlint.api import ManualArgs, lint
+
+    rendered = cloudformation_render.template(run_program(CASES[case]))
+    types = {resource["Type"] for resource in rendered["Resources"].values()}
+    assert {"AWS::S3::Bucket", "AWS::SecretsManager::Secret", "AWS::Logs::LogGroup", "AWS::IAM::Role"} <= types
+    errors = [m for m in lint(json.dumps(rendered), config=ManualArgs(regions=[REGION])) if m.rule.id.startswith("E")]
+    assert [f"{m.rule.id} {m.path}: {m.message}" for m in errors] == []
