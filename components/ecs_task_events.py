@@ -96,6 +96,8 @@ class EcsTaskEvents(pulumi.ComponentResource):
         # key needs a key policy letting EventBridge use it (SQS developer guide, "Configure KMS
         # permissions for AWS services"), which the AWS-managed aws/sqs key's fixed policy cannot give:
         # only the user's own key (config kmsKeyArn, whose policy the user extends) replaces SSE-SQS.
+        # With a key, sqs_managed_sse_enabled stays unset: the schema pulumi-aws wraps makes it Optional,
+        # Computed and ConflictsWith kms_master_key_id (terraform-provider-aws internal/service/sqs/queue.go).
         sse_sqs = None if args.kms_key_arn else True
         self.dead_letter_queue = aws.sqs.Queue(
             f"{name}-dlq",
