@@ -1,7 +1,8 @@
 """EcsTaskEvents: the queue prefect-aws's ECS observer reads, filled by EventBridge, for an `ecs` pool.
 
-- an SQS queue (SQS-managed encryption, one day's retention) that receives this cluster's ECS Task
-  State Change events, and a dead-letter queue (14 days) for events the observer failed on 3 times;
+- an SQS queue (SQS-managed encryption, or the user's key with config kmsKeyArn; one day's retention)
+  that receives this cluster's ECS Task State Change events, and a dead-letter queue (14 days) for
+  events the observer failed on 3 times;
 - an EventBridge rule matching those events on `detail.clusterArn` (the field the event carries, per
   AWS's documented "Task state change event" example), with the queue as its target;
 - a queue policy that lets EventBridge send for that rule only (`aws:SourceArn`).
