@@ -3,6 +3,7 @@ that name the same build wherever the project is checked out, with one Prefect v
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import shutil
@@ -13,19 +14,20 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, Run, run_pulumi
-from docker.utils.build import exclude_paths
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from components.agent_image import (
-    BUILD_CONTEXT,
     DOCKERFILE,
     FLOW_REQUIREMENTS,
     IMAGE_REQUIREMENTS,
     KEEP_IMAGES,
     AgentImage,
     AgentImageArgs,
+    build_spec,
+    build_tag,
+    context_files,
     pinned_version,
 )
 
@@ -37,9 +39,10 @@ def image_run() -> Run:
     return run_pulumi(lambda: AgentImage("agent", AgentImageArgs(platform="linux/arm64")))
 
 
-def test_repository_scans_on_push_and_keeps_a_bounded_number_of_images(image_run: Run) -> None:
+def test_repository_scans_on_push_keeps_tags_immutable_and_a_bounded_number_of_images(image_run: Run) -> None:
     repo = image_run.one("aws:ecr/repository:Repository").plain_inputs
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repo["imageTagMutability"] == "IMMUTABLE"
     (rule,) = json.loads(image_run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").plain_inputs["policy"])["rules"]
     assert rule["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": KEEP_IMAGES}
     assert rule["action"] == {"type": "expire"}
@@ -53,7 +56,7 @@ def test_image_is_built_for_the_platform_on_the_pinned_prefect_and_pushed_to_the
     assert (ROOT / image["build"]["dockerfile"]).is_file()
     assert image["build"]["platform"] == "linux/arm64"
     assert image["build"]["args"] == {"PREFECT_VERSION": PREFECT}
-    assert image["imageName"] == f"{repo['repositoryUrl']}:prefect-{PREFECT}"
+    assert image["imageName"] == f"{repo['repositoryUrl']}:{build_tag(AgentImageArgs(platform='linux/arm64'))}"
     assert image["registry"]["server"] == repo["repositoryUrl"]
     assert image.get("skipPush") in (None, False)
 
@@ -90,22 +93,16 @@ def test_two_checkout_locations_render_the_same_image_inputs(tmp_path: Path) -> 
         assert (checkout / first["build"]["dockerfile"]).is_file()  # type: ignore[index]
 
 
-def _sent_to_docker() -> set[str]:
-    """The files of the build context sent to Docker, by docker-py's implementation of .dockerignore's rules
-    (Docker also sends the Dockerfile and .dockerignore itself, whatever the patterns say)."""
-    patterns = (ROOT / BUILD_CONTEXT / ".dockerignore").read_text().splitlines()
-    patterns = [p.strip() for p in patterns if p.strip() and not p.startswith("#")]
-    context = ROOT / BUILD_CONTEXT
-    return {path for path in exclude_paths(str(context), patterns, DOCKERFILE) if (context / path).is_file()}
-
-
 def test_docker_gets_only_the_requirement_files_the_dockerfile_copies() -> None:
     """Little is sent, and only these files (and the Dockerfile) make pulumi-docker's context hash change."""
     copied = {
         line.split()[1] for line in (ROOT / DOCKERFILE).read_text().splitlines() if line.startswith(("COPY ", "ADD "))
     }
     assert copied == {IMAGE_REQUIREMENTS, FLOW_REQUIREMENTS}
-    assert _sent_to_docker() == copied | {DOCKERFILE, ".dockerignore"}
+    # Docker also sends the Dockerfile and .dockerignore, whatever the patterns say.
+    assert set(context_files()) == copied | {DOCKERFILE, ".dockerignore"}
+    # pulumi-docker and Docker would prefer a <Dockerfile>.dockerignore (getIgnorePatterns); there is none.
+    assert not (ROOT / f"{DOCKERFILE}.dockerignore").exists()
 
 
 def _requirements(path: Path) -> list[Requirement]:
@@ -132,3 +129,62 @@ def test_one_prefect_version_everywhere() -> None:
     dockerfile = (ROOT / DOCKERFILE).read_text()
     assert "ARG PREFECT_VERSION\n" in dockerfile  # no default of its own: the program passes the pin
     assert "prefect-version" not in yaml.safe_load((ROOT / "flows" / "prefect.yaml").read_text())
+
+
+# -- The tag: a hash of the build inputs -----------------------------------------------------------------------
+
+ARGS = AgentImageArgs(platform="linux/amd64")
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A copy of the files the image is built from, in the same layout (enough for `build_tag`)."""
+    for name in [*context_files(), "README.md"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def test_unchanged_inputs_keep_the_tag_and_the_image_inputs(checkout: Path) -> None:
+    """Same tag, and inputs equal to the last deployment's: pulumi-docker's Diff finds nothing, so it builds and
+    pushes nothing (the repository's immutable tags are never pushed twice)."""
+    assert build_tag(ARGS, checkout) == build_tag(ARGS, ROOT)
+    first, second = (
+        run_pulumi(lambda: AgentImage("agent", ARGS)).one("docker:index/image:Image").plain_inputs for _ in range(2)
+    )
+    assert first == second
+    assert first["imageName"].endswith(f":{build_tag(ARGS)}")
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["flows/requirements.txt", "agent_image/requirements.txt", "agent_image/Dockerfile", ".dockerignore"],
+)
+def test_a_changed_file_docker_is_sent_gives_a_new_tag(checkout: Path, change: str) -> None:
+    before = build_tag(ARGS, checkout)
+    with (checkout / change).open("a") as file:
+        file.write("\n# changed\n")
+    assert build_tag(ARGS, checkout) != before
+
+
+def test_a_mode_change_gives_a_new_tag(checkout: Path) -> None:
+    """pulumi-docker's context hash includes each file's mode: so must the tag, or a chmod would rebuild and push
+    an existing tag, which the immutable repository refuses."""
+    before = build_tag(ARGS, checkout)
+    (checkout / FLOW_REQUIREMENTS).chmod(0o755)
+    assert build_tag(ARGS, checkout) != before
+
+
+def test_a_new_file_docker_is_not_sent_keeps_the_tag(checkout: Path) -> None:
+    before = build_tag(ARGS, checkout)
+    (checkout / "README.md").write_text("edited")
+    (checkout / "flows" / "new_flow.py").write_text("print('hi')")
+    assert build_tag(ARGS, checkout) == before
+
+
+@pytest.mark.parametrize(
+    "other", [dataclasses.replace(ARGS, platform="linux/arm64"), dataclasses.replace(ARGS, prefect_version="3.9.2")]
+)
+def test_other_build_args_or_platform_give_a_new_tag(other: AgentImageArgs) -> None:
+    assert build_spec(other) != build_spec(ARGS)
+    assert build_tag(other) != build_tag(ARGS)
