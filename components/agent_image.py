@@ -6,6 +6,8 @@ with a hash of its build inputs (`build_tag`). The image is Prefect (the version
 plus agent_image/requirements.txt (what pulling flow code from S3 needs) plus flows/requirements.txt (what
 the flows import). Needs a Docker engine where `pulumi up` runs. The task definition should use
 `image_uri`, the digest-pinned reference, so that every rebuilt image rolls the service.
+With config workerImage, the image is built and pushed elsewhere (a CI pipeline): nothing of the above is
+created, and `pulumi preview`/`up` need no Docker.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import pulumi_docker as docker
 from docker.utils.build import exclude_paths
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from components.config import WorkerImage
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # to read files here; never part of a resource input
 # The build context and Dockerfile, relative to the project directory, where `pulumi up` runs the program
@@ -62,6 +66,7 @@ class AgentImageArgs:
 
     platform: str  # docker platform matching the task's cpu architecture, e.g. linux/amd64
     prefect_version: str = pinned_version("prefect")  # tag of the prefecthq/prefect base image, without -python
+    given: WorkerImage | None = None  # config workerImage: used as it is, nothing built or pushed
 
 
 def build_spec(args: AgentImageArgs) -> dict[str, Any]:
@@ -123,20 +128,46 @@ def lifecycle_policy(keep: int = KEEP_IMAGES) -> str:
 
 
 class AgentImage(pulumi.ComponentResource):
-    """ECR repository and the digest-pinned worker image."""
+    """The digest-pinned worker image: built here into the stack's own ECR repository, or given (config
+    workerImage, built and pushed by your pipeline), in which case this registers nothing and needs no Docker."""
 
-    repository: aws.ecr.Repository
-    """The ECR repository the image is pushed to."""
+    repository: aws.ecr.Repository | None
+    """The stack's ECR repository the image is pushed to; None for a given image."""
     repository_url: pulumi.Output[str]
-    """URL of the ECR repository."""
+    """URL of the repository the image is in."""
+    repository_arn: pulumi.Output[str] | None
+    """The ECR repository the execution role pulls from; None for a given image outside ECR."""
+    registry_credentials_arn: str | None
+    """The Secrets Manager secret ECS logs in to a non-ECR registry with (ECS private registry auth), or None."""
     image_uri: pulumi.Output[str]
     """Digest-pinned image reference (repo@sha256:...), changes with every rebuilt image."""
 
     def __init__(self, name: str, args: AgentImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:image:AgentImage", name, None, opts)
+        self.repository = None
+        self.registry_credentials_arn = None
+        if args.given is not None:
+            self._use(args.given)
+        else:
+            self._build(name, args)
+        self.register_outputs({"repository_url": self.repository_url, "image_uri": self.image_uri})
+
+    def _use(self, given: WorkerImage) -> None:
+        """A given image: no resource, no Docker, no ECR token; the role pulls from its repository only. The
+        ARN takes the stack's partition: a role can pull only from an ECR registry of its own partition."""
+        self.repository_url = pulumi.Output.from_input(f"{given.registry}/{given.repository}")
+        self.image_uri = pulumi.Output.from_input(given.reference)
+        self.registry_credentials_arn = given.credentials_secret_arn
+        self.repository_arn = None
+        if given.ecr_account is not None:
+            partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
+            self.repository_arn = pulumi.Output.format(
+                "arn:{0}:ecr:{1}:{2}:repository/{3}", partition, given.ecr_region, given.ecr_account, given.repository
+            )
+
+    def _build(self, name: str, args: AgentImageArgs) -> None:
         child = pulumi.ResourceOptions(parent=self)
         tag = build_tag(args)
-
         self.repository = aws.ecr.Repository(
             f"{name}-repo",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
@@ -162,5 +193,5 @@ class AgentImage(pulumi.ComponentResource):
             opts=child,
         )
         self.repository_url = self.repository.repository_url
+        self.repository_arn = self.repository.arn
         self.image_uri = image.repo_digest
-        self.register_outputs({"repository_url": self.repository_url, "image_uri": self.image_uri})

@@ -70,6 +70,7 @@ class AgentServiceArgs:
     # so `pulumi destroy` stops the workers first: a running worker would otherwise create its pool
     # again right after the pool is deleted.
     needs: Sequence[pulumi.Resource] = ()
+    repository_credentials_arn: str | None = None  # a non-ECR image's registry login (Secrets Manager ARN)
 
 
 # prefect-aws's ECS worker always starts its observer, which follows tasks through an SQS queue fed
@@ -115,6 +116,7 @@ def worker_container(
     region: str,
     worker_type: str = "process",
     memory_mib: int | None = None,
+    repository_credentials_arn: str | None = None,
 ) -> dict[str, Any]:
     """The worker's container definition, as ECS's RegisterTaskDefinition takes it; a process worker in a
     task of `memory_mib` gets the --limit that fits."""
@@ -122,6 +124,11 @@ def worker_container(
     return {
         "name": CONTAINER_NAME,
         "image": image,
+        **(
+            {"repositoryCredentials": {"credentialsParameter": repository_credentials_arn}}
+            if repository_credentials_arn
+            else {}
+        ),
         "essential": True,
         "command": worker_command(work_pool, worker_type, limit),
         "environment": [
@@ -183,6 +190,7 @@ class AgentService(pulumi.ComponentResource):
                         region=v["region"],
                         worker_type=args.worker_type,
                         memory_mib=args.size.memory,
+                        repository_credentials_arn=args.repository_credentials_arn,
                     )
                 ]
             )

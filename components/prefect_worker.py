@@ -46,7 +46,9 @@ class PrefectWorker(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         log_group_name = f"/prefect-fargate/{pulumi.get_stack()}/{name}"
 
-        self.image = AgentImage(f"{name}-image", AgentImageArgs(platform=args.docker_platform), opts=child)
+        self.image = AgentImage(
+            f"{name}-image", AgentImageArgs(platform=args.docker_platform, given=args.worker_image), opts=child
+        )
         self.storage = FlowStorage(f"{name}-flows", opts=child)
         self.api_key = (
             ApiKeySecret(f"{name}-api-key", ApiKeySecretArgs(api_key=args.prefect_api_key), opts=child)
@@ -67,7 +69,8 @@ class PrefectWorker(pulumi.ComponentResource):
         self.roles = AgentRoles(
             f"{name}-roles",
             AgentRolesArgs(
-                repository_arn=self.image.repository.arn,
+                repository_arn=self.image.repository_arn,
+                registry_credentials_arn=self.image.registry_credentials_arn,
                 log_group_name=log_group_name,
                 secret_arn=self.api_key.secret_arn if self.api_key else None,
                 bucket_arn=self.storage.bucket_arn,
@@ -123,6 +126,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 assign_public_ip=self.network.assign_public_ip,
                 worker_type=args.work_pool_type,
                 needs=[self.work_pool, *([self.ecs_roles] if self.ecs_roles else [])],
+                repository_credentials_arn=self.image.registry_credentials_arn,
             ),
             opts=child,
         )
@@ -170,6 +174,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 memory=args.flow_run_size.memory,
                 cpu_architecture=args.cpu_architecture,
                 flow_run_env=FLOW_RUN_ENVIRONMENT,
+                repository_credentials_arn=self.image.registry_credentials_arn,
             )
         )
 

@@ -6,17 +6,37 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+import logging
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
+import boto3
+import pulumi
 import pytest
 import yaml
-from conftest import ROOT, Run, run_pulumi
+from conftest import (
+    ACCOUNT,
+    API_KEY,
+    BASE_CONFIG,
+    REGION,
+    ROOT,
+    RecordingMocks,
+    Run,
+    moto_ecs_network,
+    record_aws_calls,
+    run_program,
+    run_pulumi,
+)
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+from test_agent_roles import grants
+from test_aws_shapes import policy_problems, registered_policies
+from test_ecs_pool import _job_configuration
 
 from components.agent_image import (
     DOCKERFILE,
@@ -188,3 +208,164 @@ def test_a_new_file_docker_is_not_sent_keeps_the_tag(checkout: Path) -> None:
 def test_other_build_args_or_platform_give_a_new_tag(other: AgentImageArgs) -> None:
     assert build_spec(other) != build_spec(ARGS)
     assert build_tag(other) != build_tag(ARGS)
+
+
+# -- A given image (config workerImage): built by your pipeline, nothing built or pushed here ------------------
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+OTHER_ACCOUNT = "210987654321"
+ECR_IMAGE = f"{OTHER_ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/team/prefect-worker@{DIGEST}"
+GHCR_IMAGE = f"ghcr.io/example-org/prefect-worker@{DIGEST}"
+CREDENTIALS_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ghcr-login-Ab12Cd"
+GIVEN_ECR = {**BASE_CONFIG, "workerImage": ECR_IMAGE}
+GIVEN_GHCR = {**BASE_CONFIG, "workerImage": GHCR_IMAGE, "workerImageRegistryCredentialsSecretArn": CREDENTIALS_ARN}
+IMAGE_BUILDING = {
+    "docker:index/image:Image",
+    "aws:ecr/repository:Repository",
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+}
+
+
+@pytest.fixture(scope="module", params=["process", "ecs"])
+def ecr_run(request: pytest.FixtureRequest) -> Run:
+    return run_program({**GIVEN_ECR, "workPoolType": request.param})
+
+
+@pytest.fixture(scope="module", params=["process", "ecs"])
+def ghcr_run(request: pytest.FixtureRequest) -> Run:
+    return run_program({**GIVEN_GHCR, "workPoolType": request.param})
+
+
+def execution_grants(run: Run) -> dict[str, set[str]]:
+    return grants(run, "roles-execution-policy")
+
+
+def pool_template(run: Run) -> dict[str, Any] | None:
+    """The `ecs` pool's template (None for a `process` pool, whose template names no image)."""
+    template = json.loads(run.one("pulumi-python:dynamic/prefect:WorkPool").plain_inputs["base_job_template"])
+    return template if "task_definition" in template["job_configuration"] else None
+
+
+def test_a_given_image_registers_nothing_to_build_and_asks_for_no_ecr_token(default_run: Run, ecr_run: Run) -> None:
+    """No docker.Image (so no Docker where `pulumi up` runs), no repository of ours, no ECR token invoke."""
+    built = {r.typ for r in default_run.resources} & IMAGE_BUILDING
+    assert built == IMAGE_BUILDING  # what the default (building) stack has, and a given image drops
+    assert not {r.typ for r in ecr_run.resources} & IMAGE_BUILDING
+    assert not any(r.typ.startswith("docker:") for r in ecr_run.resources)
+    invoked = {token for token, _ in ecr_run.mocks.invokes}
+    assert "aws:ecr/getAuthorizationToken:getAuthorizationToken" in {t for t, _ in default_run.mocks.invokes}
+    assert not any(token.startswith(("aws:ecr/", "docker:")) for token in invoked)
+
+
+def test_the_worker_and_the_ecs_pools_flow_runs_run_the_given_image(ecr_run: Run) -> None:
+    assert ecr_run.container()["image"] == ECR_IMAGE
+    assert ecr_run.outputs["imageUri"] == ECR_IMAGE
+    assert ecr_run.outputs["repositoryUrl"] == ECR_IMAGE.split("@")[0]
+    template = pool_template(ecr_run)
+    if template is not None:
+        assert template["variables"]["properties"]["image"]["default"] == ECR_IMAGE
+        (container,) = template["job_configuration"]["task_definition"]["containerDefinitions"]
+        assert "repositoryCredentials" not in container
+
+
+def test_execution_role_pulls_from_the_given_ecr_repository_only(ecr_run: Run) -> None:
+    """Another account's repository, in another region: the ARN is its, with the stack's partition."""
+    repo_arn = f"arn:aws:ecr:eu-west-1:{OTHER_ACCOUNT}:repository/team/prefect-worker"
+    ecr = {action: resources for action, resources in execution_grants(ecr_run).items() if action.startswith("ecr:")}
+    assert ecr == {
+        "ecr:GetAuthorizationToken": {"*"},  # AWS accepts no resource for it
+        "ecr:BatchCheckLayerAvailability": {repo_arn},
+        "ecr:GetDownloadUrlForLayer": {repo_arn},
+        "ecr:BatchGetImage": {repo_arn},
+    }
+
+
+class ChinaMocks(RecordingMocks):
+    """Mocks of a stack in the aws-cn partition."""
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        if args.token == "aws:index/getPartition:getPartition":
+            self.invokes.append((args.token, dict(args.args)))
+            return {"partition": "aws-cn", "dnsSuffix": "amazonaws.com.cn"}
+        return super().call(args)
+
+
+def test_the_repository_arn_takes_the_stacks_partition() -> None:
+    image = f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn/prefect-worker@{DIGEST}"
+    run = run_program({**BASE_CONFIG, "workerImage": image}, mocks=ChinaMocks())
+    repo_arn = f"arn:aws-cn:ecr:cn-north-1:{ACCOUNT}:repository/prefect-worker"
+    assert execution_grants(run)["ecr:BatchGetImage"] == {repo_arn}
+
+
+def test_a_non_ecr_image_is_pulled_with_its_registry_credentials_only(ghcr_run: Run) -> None:
+    """ECS private registry authentication: the container names the secret, the execution role reads exactly that
+    secret, and holds no ECR permission at all."""
+    allowed = execution_grants(ghcr_run)
+    assert not any(action.startswith("ecr:") for action in allowed)
+    assert CREDENTIALS_ARN in allowed["secretsmanager:GetSecretValue"]
+    assert allowed["secretsmanager:GetSecretValue"] - {CREDENTIALS_ARN} == {
+        ghcr_run.one("aws:secretsmanager/secret:Secret").outputs["arn"]  # the API key's, as before
+    }
+    credentials = {"credentialsParameter": CREDENTIALS_ARN}
+    assert ghcr_run.container()["repositoryCredentials"] == credentials
+    template = pool_template(ghcr_run)
+    if template is not None:
+        (container,) = template["job_configuration"]["task_definition"]["containerDefinitions"]
+        assert container["repositoryCredentials"] == credentials
+        assert template["variables"]["properties"]["image"]["default"] == GHCR_IMAGE
+
+
+def test_given_ecr_image_policies_are_valid_iam_documents(ecr_run: Run) -> None:
+    assert policy_problems(registered_policies(ecr_run)) == []
+
+
+def test_non_ecr_image_policies_are_valid_iam_documents(ghcr_run: Run) -> None:
+    assert policy_problems(registered_policies(ghcr_run)) == []
+
+
+def test_the_worker_task_definition_with_registry_credentials_registers_with_ecs(aws_env: None, ghcr_run: Run) -> None:
+    """botocore checks the container definitions against RegisterTaskDefinition's shape; ECS keeps the login."""
+    task = ghcr_run.one("aws:ecs/taskDefinition:TaskDefinition").plain_inputs
+    registered = boto3.client("ecs").register_task_definition(
+        family=task["family"],
+        containerDefinitions=[ghcr_run.container()],
+        cpu=task["cpu"],
+        memory=task["memory"],
+        networkMode=task["networkMode"],
+        requiresCompatibilities=task["requiresCompatibilities"],
+        executionRoleArn=task["executionRoleArn"],
+    )["taskDefinition"]
+    assert registered["containerDefinitions"][0]["repositoryCredentials"] == {"credentialsParameter": CREDENTIALS_ARN}
+
+
+def test_the_ecs_workers_flow_run_task_definition_keeps_the_registry_credentials(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real prefect-aws worker, from the pool's template, registers the flow-run task definition (botocore
+    checks its shape) with the image's registry login."""
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+    from prefect_aws.workers.ecs_worker import ECSWorker
+
+    run = run_program({**GIVEN_GHCR, "workPoolType": "ecs"})
+    template = pool_template(run)
+    assert template is not None
+    ecs = boto3.client("ecs")
+    vpc, subnet, group, cluster = moto_ecs_network()
+    properties = template["variables"]["properties"]
+    properties["cluster"]["default"] = cluster
+    properties["vpc_id"]["default"] = vpc
+    properties["network_configuration"]["default"].update(subnets=[subnet], securityGroups=[group])
+    record_aws_calls(monkeypatch)  # answers RunTask after botocore's shape check (moto cannot size Fargate tasks)
+    flow_run = FlowRun(flow_id=uuid.uuid4(), deployment_id=uuid.uuid4(), name="sample-run")
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_API_KEY: API_KEY}):
+        configuration = _job_configuration(template)
+        configuration.prepare_for_flow_run(flow_run)
+        ECSWorker(work_pool_name="fargate-pool")._prepare_and_create_task(
+            logging.getLogger("test"), configuration.aws_credentials.get_client("ecs"), configuration, flow_run
+        )
+    monkeypatch.undo()
+    (registered,) = ecs.list_task_definitions()["taskDefinitionArns"]
+    (container,) = ecs.describe_task_definition(taskDefinition=registered)["taskDefinition"]["containerDefinitions"]
+    assert container["image"] == GHCR_IMAGE
+    assert container["repositoryCredentials"] == {"credentialsParameter": CREDENTIALS_ARN}
