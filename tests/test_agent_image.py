@@ -369,3 +369,13 @@ def test_the_ecs_workers_flow_run_task_definition_keeps_the_registry_credentials
     (container,) = ecs.describe_task_definition(taskDefinition=registered)["taskDefinition"]["containerDefinitions"]
     assert container["image"] == GHCR_IMAGE
     assert container["repositoryCredentials"] == {"credentialsParameter": CREDENTIALS_ARN}
+
+
+def test_the_readmes_ci_build_is_the_programs_build() -> None:
+    """The pipeline the README documents builds what `pulumi up` would: same context, Dockerfile and build args."""
+    readme = (ROOT / "README.md").read_text()
+    (command,) = [block for block in readme.split("```") if "docker buildx build" in block]
+    spec = build_spec(ARGS)
+    assert f"docker buildx build {spec['context']} -f {spec['dockerfile']} " in command
+    assert [f"--build-arg {arg}=" in command for arg in spec["args"]] == [True] * len(spec["args"])
+    assert "pinned_version('prefect')" in command and "containerimage.digest" in command
