@@ -82,6 +82,8 @@ _ECR_REGISTRY = re.compile(
     r"^(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z]{2}(-[a-z]+)+-[0-9])\.amazonaws\.com(\.cn)?$"
 )
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z]{2}(-[a-z]+)+-[0-9]:[0-9]{12}:secret:[\w/+=.@-]+-\w{6}$")
+IMAGE_EXAMPLE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/prefect-worker@sha256:<64-hex-digits>"
+CREDENTIALS_KEY = "workerImageRegistryCredentialsSecretArn"
 _AWS_ID = {prefix: re.compile(rf"^{prefix}-[0-9a-f]{{8}}([0-9a-f]{{9}})?$") for prefix in ("vpc", "subnet", "sg")}
 
 
@@ -517,10 +519,6 @@ def _alerts(r: _Reader) -> tuple[bool, str | None]:
     return alarms, email
 
 
-IMAGE_EXAMPLE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/prefect-worker@sha256:<64-hex-digits>"
-CREDENTIALS_KEY = "workerImageRegistryCredentialsSecretArn"
-
-
 def _worker_image(r: _Reader) -> WorkerImage | None:
     """workerImage, a `<registry>/<repository>@sha256:<digest>` reference read with docker-py's own reference
     helpers; a non-ECR registry only with workerImageRegistryCredentialsSecretArn (ECS private registry auth)."""
@@ -536,7 +534,7 @@ def _worker_image(r: _Reader) -> WorkerImage | None:
         return None
     fix = set_command("workerImage", IMAGE_EXAMPLE)
     allowed = "<registry>/<repository>@sha256:<64 hex digits>, the digest your registry reported for the push"
-    name, digest = parse_repository_tag(raw) if "@" in raw else (raw, None)
+    name, digest = parse_repository_tag(raw)  # a tag in place of a digest comes back as the "digest"
     registry, repository = split_repo_name(name)
     if digest is None or not _DIGEST.match(digest):
         r.fail("workerImage", f"{raw!r} is not pinned by a sha256 digest", allowed, fix)
