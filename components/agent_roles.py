@@ -1,7 +1,7 @@
 """AgentRoles: the worker task's two IAM roles, each scoped to this stack's resources.
 
-- execution role (used by ECS to start the task): pull from this one ECR repository, write to this
-  one log group, read this one secret;
+- execution role (used by ECS to start the task): pull from this one ECR repository (or read the one
+  secret with a non-ECR registry's credentials), write to this one log group, read this one secret;
 - task role (used by the worker and its flow runs): list and read the flow bucket (`process` pool;
   for an `ecs` pool EcsPoolRoles gives it the ECS worker's policy instead).
 Both are trusted by `ecs-tasks.amazonaws.com`, each with exactly the conditions AWS documents for it
@@ -27,7 +27,7 @@ Statement = dict[str, Any]
 class AgentRolesArgs:
     """ARNs of the resources the roles may touch."""
 
-    repository_arn: pulumi.Input[str]
+    repository_arn: pulumi.Input[str] | None  # None: the image is not in ECR (pulled with registry credentials)
     log_group_name: str  # created by WorkerCluster; named up front so neither waits for the other
     secret_arn: pulumi.Input[str] | None  # None: no API key (a self-hosted server without authentication)
     bucket_arn: pulumi.Input[str]
@@ -35,6 +35,8 @@ class AgentRolesArgs:
     # (EcsPoolRoles gives its task role the ECS worker's policy instead of the bucket).
     worker_runs_flows: bool = True
     kms_key_arn: str | None = None  # the user's key (config kmsKeyArn) on the secret and the bucket
+    # A non-ECR registry's login (ECS private registry authentication): a Secrets Manager secret's full ARN.
+    registry_credentials_arn: str | None = None
 
 
 def ecs_tasks_trust(
@@ -93,15 +95,19 @@ def policy_document(*statements: Statement) -> pulumi.Output[str]:
 
 
 def execution_statements(args: AgentRolesArgs, log_group_arn: pulumi.Input[str]) -> list[Statement]:
-    statements: list[Statement] = [
-        # GetAuthorizationToken is account-wide: AWS does not accept a resource for it.
-        {"Sid": "EcrToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
-        {
-            "Sid": "EcrPull",
-            "Effect": "Allow",
-            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
-            "Resource": args.repository_arn,
-        },
+    statements: list[Statement] = []
+    if args.repository_arn is not None:
+        statements += [
+            # GetAuthorizationToken is account-wide: AWS does not accept a resource for it.
+            {"Sid": "EcrToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+            {
+                "Sid": "EcrPull",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+                "Resource": args.repository_arn,
+            },
+        ]
+    statements += [
         {
             "Sid": "Logs",
             "Effect": "Allow",
@@ -109,6 +115,16 @@ def execution_statements(args: AgentRolesArgs, log_group_arn: pulumi.Input[str])
             "Resource": pulumi.Output.concat(log_group_arn, ":log-stream:*"),
         },
     ]
+    if args.registry_credentials_arn is not None:
+        # "Private registry authentication for tasks": the execution role reads the secret when a task starts.
+        statements.append(
+            {
+                "Sid": "RegistryCredentials",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": args.registry_credentials_arn,
+            }
+        )
     if args.secret_arn is not None:
         statements.append(
             {"Sid": "ApiKey", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": args.secret_arn}

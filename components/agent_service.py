@@ -71,6 +71,7 @@ class AgentServiceArgs:
     # again right after the pool is deleted.
     needs: Sequence[pulumi.Resource] = ()
     observer_queue_name: str | None = None  # an `ecs` worker's observer queue (EcsTaskEvents)
+    repository_credentials_arn: str | None = None  # a non-ECR image's registry login (Secrets Manager ARN)
 
 
 # prefect-aws's ECS worker always starts its observer (its `..._OBSERVER_ENABLED` setting is read
@@ -120,6 +121,7 @@ def worker_container(
     worker_type: str = "process",
     memory_mib: int | None = None,
     observer_queue_name: str | None = None,
+    repository_credentials_arn: str | None = None,
 ) -> dict[str, Any]:
     """The worker's container definition, as ECS's RegisterTaskDefinition takes it; a process worker in a
     task of `memory_mib` gets the --limit that fits."""
@@ -127,6 +129,11 @@ def worker_container(
     return {
         "name": CONTAINER_NAME,
         "image": image,
+        **(
+            {"repositoryCredentials": {"credentialsParameter": repository_credentials_arn}}
+            if repository_credentials_arn
+            else {}
+        ),
         "essential": True,
         "command": worker_command(work_pool, worker_type, limit),
         "environment": [
@@ -189,6 +196,7 @@ class AgentService(pulumi.ComponentResource):
                         worker_type=args.worker_type,
                         memory_mib=args.size.memory,
                         observer_queue_name=args.observer_queue_name,
+                        repository_credentials_arn=args.repository_credentials_arn,
                     )
                 ]
             )

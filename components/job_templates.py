@@ -39,6 +39,7 @@ def ecs_base_job_template(
     memory: int,
     cpu_architecture: str,
     flow_run_env: dict[str, str],
+    repository_credentials_arn: str | None = None,
 ) -> dict[str, Any]:
     """prefect-aws's default ECS template with this stack's resources as the variables' defaults.
 
@@ -84,4 +85,7 @@ def ecs_base_job_template(
         "cpuArchitecture": cpu_architecture,
         "operatingSystemFamily": "LINUX",
     }
+    if repository_credentials_arn:  # the image's registry login; prefect-aws keeps the container's other keys
+        (container,) = template["job_configuration"]["task_definition"]["containerDefinitions"]
+        container["repositoryCredentials"] = {"credentialsParameter": repository_credentials_arn}
     return template

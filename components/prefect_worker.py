@@ -51,7 +51,9 @@ class PrefectWorker(pulumi.ComponentResource):
         log_group_name = f"/prefect-fargate/{pulumi.get_stack()}/{name}"
         observer_queue = observer_queue_name(pulumi.get_stack(), name)
 
-        self.image = AgentImage(f"{name}-image", AgentImageArgs(platform=args.docker_platform), opts=child)
+        self.image = AgentImage(
+            f"{name}-image", AgentImageArgs(platform=args.docker_platform, given=args.worker_image), opts=child
+        )
         self.storage = FlowStorage(f"{name}-flows", kms_key_arn=args.kms_key_arn, opts=child)
         self.api_key = (
             ApiKeySecret(
@@ -77,7 +79,8 @@ class PrefectWorker(pulumi.ComponentResource):
         self.roles = AgentRoles(
             f"{name}-roles",
             AgentRolesArgs(
-                repository_arn=self.image.repository.arn,
+                repository_arn=self.image.repository_arn,
+                registry_credentials_arn=self.image.registry_credentials_arn,
                 log_group_name=log_group_name,
                 secret_arn=self.api_key.secret_arn if self.api_key else None,
                 bucket_arn=self.storage.bucket_arn,
@@ -149,6 +152,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 # The observer gives up for good on a queue that does not exist yet when the worker starts.
                 needs=[self.work_pool, *(need for need in (self.ecs_roles, self.task_events) if need is not None)],
                 observer_queue_name=observer_queue if args.work_pool_type == "ecs" else None,
+                repository_credentials_arn=self.image.registry_credentials_arn,
             ),
             opts=child,
         )
@@ -197,6 +201,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 memory=args.flow_run_size.memory,
                 cpu_architecture=args.cpu_architecture,
                 flow_run_env=FLOW_RUN_ENVIRONMENT,
+                repository_credentials_arn=self.image.registry_credentials_arn,
             )
         )
 

@@ -49,6 +49,20 @@ def test_execution_role_reaches_only_this_repo_log_group_and_secret(roles_run: R
     }
 
 
+def test_an_image_outside_ecr_gets_its_registry_login_and_no_ecr_permission() -> None:
+    login = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:registry-login-Xy12Zq"
+    args = AgentRolesArgs(
+        repository_arn=None,
+        registry_credentials_arn=login,
+        log_group_name=LOG_GROUP,
+        secret_arn=SECRET_ARN,
+        bucket_arn=BUCKET_ARN,
+    )
+    allowed = grants(run_pulumi(lambda: AgentRoles("roles", args)), "execution-policy")
+    assert not any(action.startswith("ecr:") for action in allowed)
+    assert allowed["secretsmanager:GetSecretValue"] == {SECRET_ARN, login}
+
+
 def test_task_role_lists_and_reads_the_flow_bucket_only(roles_run: Run) -> None:
     assert grants(roles_run, "task-policy") == {
         "s3:ListBucket": {BUCKET_ARN},

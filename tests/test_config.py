@@ -24,6 +24,7 @@ from components.config import (
     ConfigError,
     NetworkConfig,
     TaskSize,
+    WorkerImage,
 )
 
 VPC = "vpc-0123456789abcdef0"
@@ -31,6 +32,10 @@ SUBNET = "subnet-0123456789abcdef0"
 SG = "sg-0123456789abcdef0"
 CLOUD_URL = "https://api.prefect.cloud/api/accounts/{}/workspaces/{}"
 CLOUD_KEYS = ("prefectAccountId", "prefectWorkspaceId")
+ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+DIGEST = "sha256:" + "ab" * 32
+LOGIN_KEY = "workerImageRegistryCredentialsSecretArn"
+LOGIN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:registry-login-Ab12Cd"
 CLOUD_UI_URL = f"https://app.prefect.cloud/account/{ACCOUNT_ID}/workspace/{WORKSPACE_ID}/deployments?tab=all"
 
 
@@ -82,6 +87,27 @@ INVALID = [
      "securityGroupIds", "not sg ids"),
     ("no-public-ip-default-vpc", {**BASE_CONFIG, "assignPublicIp": "false"}, None, "assignPublicIp", "NAT"),
     ("public-ip-not-bool", {**BASE_CONFIG, "assignPublicIp": "yes"}, None, "assignPublicIp", "not a boolean"),
+    ("image-tag-only", {**BASE_CONFIG, "workerImage": f"{ECR}/worker:latest"}, None, "workerImage",
+     "not pinned by a sha256 digest"),
+    ("image-short-digest", {**BASE_CONFIG, "workerImage": f"{ECR}/worker@sha256:abc123"}, None, "workerImage",
+     "not pinned by a sha256 digest"),
+    ("image-tag-and-digest", {**BASE_CONFIG, "workerImage": f"{ECR}/worker:1.0@{DIGEST}"}, None, "workerImage",
+     "not an image reference"),
+    ("image-uppercase", {**BASE_CONFIG, "workerImage": f"{ECR}/Worker@{DIGEST}"}, None, "workerImage",
+     "not an image reference"),
+    ("image-no-registry", {**BASE_CONFIG, "workerImage": f"prefecthq/prefect@{DIGEST}"}, None, "workerImage",
+     "names no registry"),
+    ("image-not-ecr-without-login", {**BASE_CONFIG, "workerImage": f"ghcr.io/org/worker@{DIGEST}"}, None,
+     "workerImage", "not in a private ECR registry"),
+    ("login-with-ecr-image", {**BASE_CONFIG, "workerImage": f"{ECR}/worker@{DIGEST}", LOGIN_KEY: LOGIN}, None,
+     LOGIN_KEY, "is in ECR"),
+    ("login-without-image", {**BASE_CONFIG, LOGIN_KEY: LOGIN}, None, LOGIN_KEY, "workerImage is not"),
+    ("login-not-an-arn", {**BASE_CONFIG, "workerImage": f"ghcr.io/org/worker@{DIGEST}", LOGIN_KEY: "ghcr-login"},
+     None, LOGIN_KEY, "not the full ARN"),
+    ("login-partial-arn", {**BASE_CONFIG, "workerImage": f"ghcr.io/org/worker@{DIGEST}", LOGIN_KEY: LOGIN[:-7]},
+     None, LOGIN_KEY, "not the full ARN"),
+    ("login-not-secrets-manager", {**BASE_CONFIG, "workerImage": f"ghcr.io/org/worker@{DIGEST}",
+     LOGIN_KEY: LOGIN.replace("secretsmanager", "ssm")}, None, LOGIN_KEY, "not the full ARN"),
 ]  # fmt: skip
 
 
@@ -100,6 +126,39 @@ def test_invalid_config_fails_clearly_before_any_resource(
     assert "pulumi config set" in line or "pulumi config rm" in line
     assert API_KEY not in message
     assert mocks.resources == []
+
+
+@pytest.mark.parametrize(
+    ("image", "login", "expected"),
+    [
+        (f"{ECR}/team/worker@{DIGEST}", None,
+         WorkerImage(reference=f"{ECR}/team/worker@{DIGEST}", registry=ECR, repository="team/worker",
+                     ecr_account="123456789012", ecr_region="us-east-1")),
+        (f"210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn/worker@{DIGEST}", None,
+         WorkerImage(reference=f"210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn/worker@{DIGEST}",
+                     registry="210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn", repository="worker",
+                     ecr_account="210987654321", ecr_region="cn-north-1")),
+        (f"registry.example.com:5000/team/worker@{DIGEST}", LOGIN,
+         WorkerImage(reference=f"registry.example.com:5000/team/worker@{DIGEST}",
+                     registry="registry.example.com:5000", repository="team/worker", credentials_secret_arn=LOGIN)),
+        (f"docker.io/example/worker@{DIGEST}", LOGIN,
+         WorkerImage(reference=f"docker.io/example/worker@{DIGEST}", registry="docker.io", repository="example/worker",
+                     credentials_secret_arn=LOGIN)),
+    ],
+    ids=["ecr", "ecr-china", "registry-with-port", "docker-hub"],
+)  # fmt: skip
+def test_a_digest_pinned_worker_image_is_read_into_its_parts(
+    image: str, login: str | None, expected: WorkerImage
+) -> None:
+    config = {**BASE_CONFIG, "workerImage": image, **({LOGIN_KEY: login} if login else {})}
+    assert load_stack_config(config).worker_image == expected
+    assert load_stack_config(BASE_CONFIG).worker_image is None
+
+
+def test_a_bad_worker_image_gets_the_command_with_the_shape_to_set() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config({**BASE_CONFIG, "workerImage": "prefect-worker:latest"})
+    assert f"pulumi config set {PROJECT}:workerImage {ECR}/prefect-worker@sha256:" in str(raised.value)
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -272,6 +331,8 @@ def test_pulumi_yaml_declares_every_key_with_the_programs_defaults() -> None:
         "prefectAccountId": "",
         "prefectWorkspaceId": "",
         "prefectApiUrl": "",
+        "workerImage": "",
+        LOGIN_KEY: "",
     }
     for key, value in expected.items():
         assert declared[key]["default"] == value, key
