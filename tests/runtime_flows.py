@@ -6,6 +6,7 @@ import time
 
 import httpx
 from prefect import flow
+from prefect.runtime import flow_run
 
 FAILURE_MESSAGE = "deliberate failure from the runtime tests"
 
@@ -29,3 +30,14 @@ def tiny(n: int = 0, sink_url: str | None = None) -> int:
     if sink_url:
         httpx.post(sink_url, json={"n": n}, timeout=10).raise_for_status()
     return n
+
+
+@flow(name="sleep-first-attempt", log_prints=True)
+def sleep_first_attempt(seconds: float = 600) -> int:
+    """Sleeps on its first attempt only, so a run handed back at a worker's stop completes on the next one;
+    returns which attempt it was (Prefect's run count), as a flow that must tolerate a re-run can tell."""
+    attempt = flow_run.run_count
+    print(f"attempt {attempt}")
+    if attempt == 1:
+        time.sleep(seconds)
+    return attempt
