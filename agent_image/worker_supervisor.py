@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from uuid import UUID
 
 FLOW_RUN_ID = b"PREFECT__FLOW_RUN_ID="
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
@@ -150,8 +151,6 @@ class Supervisor:
         if not runs:
             return
         self.end([pid for pids in runs.values() for pid in pids])
-        from uuid import UUID
-
         from prefect.client.orchestration import get_client
         from prefect.states import AwaitingRetry, Cancelled
 
@@ -198,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if stopping:
         supervisor.freeze_worker()
+        if runs_in_flight(os.getpid()):
+            import prefect.client.orchestration  # noqa: F401  (seconds of CPU: spent now, not at the hand-back)
         supervisor.wait_for_runs(until=stopping[0] + args.stop_timeout - args.hand_back_seconds)
     else:
         log(f"the worker exited with code {supervisor.worker_code}")
@@ -205,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     supervisor.end(supervisor.worker_processes())
     supervisor.reap()
     log("stopped")
-    return 0 if stopping else (supervisor.worker_code or 0)
+    if stopping or not supervisor.worker_code:
+        return 0
+    return supervisor.worker_code if supervisor.worker_code > 0 else 128 - supervisor.worker_code  # as a shell does
 
 
 if __name__ == "__main__":

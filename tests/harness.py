@@ -99,7 +99,7 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _describe(pid: int) -> str:
+def describe_live(pid: int) -> str:
     """`pid state command` of a live process, "" for one that is gone or a zombie."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -184,7 +184,7 @@ class Process:
         if not exited:
             self.popen.kill()
             self.popen.wait()
-        left = [_describe(pid) for pid in self._descendants_seen | set(self.tree())]
+        left = [describe_live(pid) for pid in self._descendants_seen | set(self.tree())]
         self.kill_leftovers()
         return StopResult(seconds=seconds, exited_in_time=exited, processes_left=[p for p in left if p])
 
