@@ -548,6 +548,15 @@ class Cluster:
 
         return wait_for(all_final, timeout, f"{len(ids)} flow run(s) final", interval=0.5)
 
+    def wait_running(self, ids: list[uuid.UUID], timeout: float) -> None:
+        """Wait until every run is RUNNING at once as the server sees it (its process started: in flight)."""
+
+        def all_running() -> bool:
+            runs = self.flow_runs(ids)
+            return len(runs) == len(ids) and all(r.state is not None and r.state.is_running() for r in runs.values())
+
+        wait_for(all_running, timeout, f"{len(ids)} flow run(s) RUNNING", interval=0.5)
+
     def run_events(self, flow_run_id: uuid.UUID) -> list[str]:
         """The event names the server recorded for a flow run, oldest first (what its automations saw)."""
         from prefect.events.filters import EventFilter, EventResourceFilter

@@ -128,12 +128,6 @@ def test_failing_flow_ends_failed_with_its_error_logged_and_worker_serves_next_r
     assert worker.alive()
 
 
-def _running(cluster: Cluster, ids: list[UUID]) -> bool:
-    """Every run RUNNING as the server sees it, with its process started (what a stop must hand over)."""
-    runs = cluster.flow_runs(ids)
-    return len(runs) == len(ids) and all(r.state is not None and r.state.is_running() for r in runs.values())
-
-
 def _attempts(cluster: Cluster, run_id: UUID) -> list[str]:
     return [line for line in cluster.run_logs(run_id).splitlines() if line.startswith("attempt ")]
 
@@ -159,7 +153,7 @@ def test_ecs_stop_short_run_finishes_in_place_and_long_run_completes_on_the_repl
     deployment = _deployment_id(cluster, "runtime_flows.py:sleep_first_attempt", "sleep-first-attempt")
     short = cluster.trigger(deployment, {"seconds": SHORT_RUN_SECONDS})
     long = cluster.trigger(deployment, {"seconds": 900})
-    wait_for(lambda: _running(cluster, [short, long]), RUN_TIMEOUT, "both runs RUNNING")
+    cluster.wait_running([short, long], RUN_TIMEOUT)
     replacement = cluster.start_worker()  # ECS starts the new task first on a deploy
     stop = stoppable_worker.ecs_stop(TEST_STOP_TIMEOUT)
     assert stop.exited_in_time, (
@@ -181,7 +175,7 @@ def test_ecs_stop_with_limit_runs_in_flight_loses_none(cluster: Cluster, stoppab
     limit = int(command[command.index("--limit") + 1])
     deployment = _deployment_id(cluster, "runtime_flows.py:sleep_first_attempt", "sleep-first-attempt")
     ids = [cluster.trigger(deployment, {"seconds": SHORT_RUN_SECONDS if n % 2 else 900}) for n in range(limit)]
-    wait_for(lambda: _running(cluster, ids), RUN_TIMEOUT, f"{limit} runs RUNNING at once")
+    cluster.wait_running(ids, RUN_TIMEOUT)
     replacement = cluster.start_worker()
     stop = stoppable_worker.ecs_stop(TEST_STOP_TIMEOUT)
     assert stop.exited_in_time, stoppable_worker.log()[-3000:]
