@@ -83,11 +83,6 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def children(pid: int) -> list[int]:
-    """Live direct children of `pid` (for a process worker: one per flow run)."""
-    return _children_map().get(pid, [])
-
-
 def descendants(pid: int) -> list[int]:
     """All live descendants of `pid`."""
     tree = _children_map()
