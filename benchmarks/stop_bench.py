@@ -40,7 +40,8 @@ def main() -> None:
         deployment = cluster.add_deployment("runtime_flows.py:sleep_first_attempt", "bench-stop")
         worker = cluster.start_worker(stop_timeout=stop_timeout)
         assert worker.health_port is not None
-        wait_for(lambda: cluster.probe_health(worker.health_port) == 0, 120, "worker healthy")
+        wait_for(lambda: cluster.probe_health(worker.health_port) == 0 or not worker.alive(), 120, "worker healthy")
+        assert worker.alive(), worker.log()[-3000:]
         seconds = [SHORT_RUN_SECONDS if n % 2 else LONG_RUN_SECONDS for n in range(limit)]
         ids = [cluster.trigger(deployment, {"seconds": s}) for s in seconds]
         cluster.wait_running(ids, RUN_TIMEOUT)

@@ -31,7 +31,7 @@ OUTAGE_SECONDS = 30
 RUN_TIMEOUT = 180  # generous: a run that never resolves fails the test instead of hanging it
 # The deadline the stop tests give the supervisor instead of the declared 120 s (the supervisor keeps its
 # declared hand-back time of it), so a test waits seconds, not minutes; the logic is the same.
-TEST_STOP_TIMEOUT = 40
+TEST_STOP_TIMEOUT = 30
 SHORT_RUN_SECONDS = 3  # finishes well inside the test's deadline
 
 
