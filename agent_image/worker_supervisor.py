@@ -162,8 +162,7 @@ class Supervisor:
                     if state is not None and state.is_final() and not state.is_crashed():
                         log(f"flow run {run_id} already ended {state.type.value}; left as it is")
                         continue
-                    # The run's processes are gone, so nothing else reports a state for it: force, as
-                    # a Pending run cannot otherwise go back to Scheduled.
+                    # Forced: the run's processes are gone, so no engine reports a state after this one.
                     new = Cancelled() if state is not None and state.is_cancelling() else AwaitingRetry(message=message)
                     result = client.set_flow_run_state(UUID(run_id), new, force=True)
                     log(f"flow run {run_id} handed back: {new.name} ({result.status.value})")

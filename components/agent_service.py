@@ -119,7 +119,9 @@ def worker_command(work_pool: str, worker_type: str = "process", limit: int | No
         "--with-healthcheck",
         "--install-policy",
         "never",
-        "--no-create-pool-if-not-found",  # the pool is made and kept by `pulumi up`
+        # The pool is `pulumi up`'s: a worker that finds none logs "not found" and keeps polling instead
+        # of making one of its own type (prefect/workers/_worker_channel/_sync.py, _sync_rest_work_pool).
+        "--no-create-pool-if-not-found",
         *(["--limit", str(limit)] if limit is not None else []),
     ]
 
