@@ -24,8 +24,10 @@ from uuid import UUID
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the program's components
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the harness
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent_image"))  # the worker's supervisor
 
-from harness import Cluster, Process, children, descendants, local_cluster, rss_bytes, wait_for
+from harness import Cluster, Process, descendants, local_cluster, rss_bytes, wait_for
+from worker_supervisor import runs_in_flight
 
 from components.agent_service import USABLE_MEMORY
 
@@ -48,25 +50,28 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 class RssSampler:
-    """Samples the worker's process tree: the worker's own RSS, each flow run's (a child of the worker and
-    everything under it) and the whole tree's, each at its peak."""
+    """Samples the worker's process tree: the worker's own RSS (its supervisor included), each flow run's (all
+    the processes carrying its id) and the whole tree's, each at its peak."""
 
     def __init__(self, worker: Process) -> None:
         self.worker = worker
         self.worker_peak = 0
         self.tree_peak = 0
-        self.run_peaks: dict[int, int] = {}
+        self.run_peaks: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            worker_rss = rss_bytes(self.worker.pid)
+            runs = runs_in_flight(self.worker.pid)
+            in_runs = {pid for pids in runs.values() for pid in pids}
+            worker_pids = [self.worker.pid, *(pid for pid in descendants(self.worker.pid) if pid not in in_runs)]
+            worker_rss = sum(rss_bytes(pid) for pid in worker_pids)
             self.worker_peak = max(self.worker_peak, worker_rss)
             total = worker_rss
-            for child in children(self.worker.pid):
-                run_rss = rss_bytes(child) + sum(rss_bytes(pid) for pid in descendants(child))
-                self.run_peaks[child] = max(self.run_peaks.get(child, 0), run_rss)
+            for run_id, pids in runs.items():
+                run_rss = sum(rss_bytes(pid) for pid in pids)
+                self.run_peaks[run_id] = max(self.run_peaks.get(run_id, 0), run_rss)
                 total += run_rss
             self.tree_peak = max(self.tree_peak, total)
             time.sleep(0.1)
@@ -84,7 +89,8 @@ def healthy_worker(cluster: Cluster, limit: int | None = None, **env: str) -> tu
     """Start a worker as declared; return it and the seconds from process start to a passing health check."""
     start = time.monotonic()
     worker = cluster.start_worker(limit=limit, **env)
-    wait_for(lambda: cluster.probe_health() == 0, 120, "worker healthy", interval=0.05)
+    assert worker.health_port is not None
+    wait_for(lambda: cluster.probe_health(worker.health_port) == 0, 120, "worker healthy", interval=0.05)
     return worker, time.monotonic() - start
 
 
@@ -155,7 +161,7 @@ def main() -> None:
         for _ in range(3):
             worker, seconds = healthy_worker(cluster)
             time.sleep(5)
-            idle.append(rss_bytes(worker.pid))
+            idle.append(sum(rss_bytes(pid) for pid in [worker.pid, *descendants(worker.pid)]))
             worker.stop()
             starts.append(seconds)
         rows.append(("worker cold start, process start to healthy (median of 3)", f"{statistics.median(starts):.1f} s"))

@@ -2,8 +2,8 @@
 
 Needs the digest-pinned image, the two roles, the version-pinned API key reference, the network, the
 cluster and log group (WorkerCluster) and what the workers need first (the work pool). The container
-runs `prefect worker start` directly (no shell), so SIGTERM from ECS reaches the worker through the
-image's tini entrypoint.
+runs agent_image/worker_supervisor.py directly (no shell), which starts `prefect worker start` and,
+when ECS stops the task, lets the runs in flight finish or hands them back to Prefect before the deadline.
 """
 
 from __future__ import annotations
@@ -20,11 +20,18 @@ from components.config import TaskSize
 
 CONTAINER_NAME = "prefect-worker"
 HEALTH_PORT = 8080  # the worker's /health, bound to loopback: only the container's own probe reads it
-STOP_TIMEOUT_SECONDS = 30
-# Flow runs inherit the worker's environment. A SIGTERM stops the worker at once and the task's end
-# kills its flow runs, which then stay RUNNING unless their missing heartbeats are noticed: beat
-# every 30 s (Prefect's minimum; its default is 180) so the zombie automation in flows/ marks them
-# CRASHED after 90 s.
+# When ECS stops the worker (deploy, key rotation, scale-in), runs in flight may finish until the
+# supervisor's hand-back time before this deadline; the rest are put back to Scheduled and run again
+# from their start by another worker. Fargate's maximum: the longest runs that still finish in place,
+# at the cost of a deploy or scale-in waiting up to two minutes per old task.
+STOP_TIMEOUT_SECONDS = 120
+# Kept before the deadline to end the unfinished runs and reschedule them through Prefect's API.
+HAND_BACK_SECONDS = 15
+# Where the Dockerfile copies agent_image/worker_supervisor.py.
+SUPERVISOR_PATH = "/opt/prefect-fargate/worker_supervisor.py"
+# Flow runs inherit the worker's environment. A task killed without a stop (out of memory) kills its
+# flow runs, which then stay RUNNING unless their missing heartbeats are noticed: beat every 30 s
+# (Prefect's minimum; its default is 180) so the zombie automation marks them CRASHED after 90 s.
 FLOW_HEARTBEAT_SECONDS = 30
 # What a flow run needs in its environment wherever it runs: the worker's process, or its own ECS task.
 FLOW_RUN_ENVIRONMENT = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_SECONDS)}
@@ -93,8 +100,20 @@ def run_limit(memory_mib: int) -> int:
 
 def worker_command(work_pool: str, worker_type: str = "process", limit: int | None = None) -> list[str]:
     """The worker's command line, run without a shell; `worker_type` is the pool's type, `limit` caps
-    concurrent flow runs (a process worker's runs share the task's memory)."""
+    concurrent flow runs (a process worker's runs share the task's memory). A process worker runs behind
+    the supervisor, which hands its runs in flight over on a stop; an ECS worker's runs are tasks of
+    their own, which outlive it."""
+    supervisor = [
+        "python",
+        SUPERVISOR_PATH,
+        "--stop-timeout",
+        str(STOP_TIMEOUT_SECONDS),
+        "--hand-back-seconds",
+        str(HAND_BACK_SECONDS),
+        "--",
+    ]
     return [
+        *(supervisor if worker_type == "process" else []),
         "prefect",
         "worker",
         "start",
@@ -105,6 +124,9 @@ def worker_command(work_pool: str, worker_type: str = "process", limit: int | No
         "--with-healthcheck",
         "--install-policy",
         "never",
+        # The pool is `pulumi up`'s: a worker that finds none logs "not found" and keeps polling instead
+        # of making one of its own type (prefect/workers/_worker_channel/_sync.py, _sync_rest_work_pool).
+        "--no-create-pool-if-not-found",
         *(["--limit", str(limit)] if limit is not None else []),
     ]
 

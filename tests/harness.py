@@ -84,11 +84,6 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def children(pid: int) -> list[int]:
-    """Live direct children of `pid` (for a process worker: one per flow run)."""
-    return _children_map().get(pid, [])
-
-
 def descendants(pid: int) -> list[int]:
     """All live descendants of `pid`."""
     tree = _children_map()
@@ -98,6 +93,16 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def describe_live(pid: int) -> str:
+    """`pid state command` of a live process, "" for one that is gone or a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, IndexError):
+        return ""
+    return "" if state in "ZX" else f"{pid} {state} {command[:200]}"
 
 
 def rss_bytes(pid: int) -> int:
@@ -118,6 +123,7 @@ class Process:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    health_port: int | None = None  # a worker's /health port
     _descendants_seen: set[int] = field(default_factory=set)
 
     @classmethod
@@ -160,6 +166,24 @@ class Process:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
+    def ecs_stop(self, stop_timeout: float) -> StopResult:
+        """Stop this process as ECS stops a container: SIGTERM to its process group (the image's `tini -g`),
+        then, when it exits or at `stop_timeout`, SIGKILL everything it started that still runs."""
+        self.tree()
+        start = time.monotonic()
+        self.signal_group(signal.SIGTERM)
+        while self.alive() and time.monotonic() - start < stop_timeout:
+            self.tree()  # remember what it starts meanwhile: the container's end kills that too
+            time.sleep(0.1)
+        exited = not self.alive()
+        seconds = time.monotonic() - start
+        if not exited:
+            self.popen.kill()
+            self.popen.wait()
+        left = [describe_live(pid) for pid in self._descendants_seen | set(self.tree())]
+        self.kill_leftovers()
+        return StopResult(seconds=seconds, exited_in_time=exited, processes_left=[p for p in left if p])
+
     def stop(self, timeout: float = 20) -> int | None:
         """SIGTERM by PID, SIGKILL after `timeout`; then end anything it left behind."""
         self.tree()
@@ -173,6 +197,15 @@ class Process:
                 self.popen.wait()
         self.kill_leftovers()
         return self.popen.returncode
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """How an ECS-style stop went: seconds to exit (or to the deadline), and what the deadline had to kill."""
+
+    seconds: float
+    exited_in_time: bool
+    processes_left: list[str]  # still running when the main process exited: the container's end kills them
 
 
 class WebhookRecorder:
@@ -202,6 +235,17 @@ class WebhookRecorder:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def image_files() -> dict[str, str]:
+    """What the Dockerfile COPYs into the image: its path there -> this checkout's file, so the worker's command
+    runs here the files the image holds."""
+    files = {}
+    for line in (ROOT / "agent_image" / "Dockerfile").read_text().splitlines():
+        parts = line.split()
+        if parts[:1] == ["COPY"] and len(parts) == 3:
+            files[parts[2]] = str(ROOT / parts[1])  # the build context is the project root
+    return files
 
 
 def rendered_worker_container() -> dict[str, Any]:
@@ -341,27 +385,35 @@ class Cluster:
         self,
         *extra_args: str,
         pool: str | None = None,
-        health_port: int | None = None,
         limit: int | None = None,
+        stop_timeout: int | None = None,
         **env: str,
     ) -> Process:
-        """A worker run with the task definition's command; `pool` swaps the pool's name (so one test's runs go to
-        one worker), `health_port` moves /health off the declared port (so workers can run side by side),
-        `limit` replaces the declared --limit (benchmarks compare limits)."""
-        overrides = dict(env)
-        if health_port is not None:
-            overrides["PREFECT_WORKER_WEBSERVER_PORT"] = str(health_port)
-        argv = list(self.container["command"])
+        """A worker run with the task definition's command on a free health port (so workers run side by side and
+        whatever holds the declared port does not matter); `pool` swaps the pool's name (so one test's runs go to
+        one worker), `limit` replaces the declared --limit (benchmarks compare limits), `stop_timeout` the
+        deadline the supervisor is told (so a test need not wait Fargate's two minutes)."""
+        health_port = free_port()
+        overrides = {"PREFECT_WORKER_WEBSERVER_PORT": str(health_port), **env}
+        argv = self.worker_argv()
         if pool is not None:
             argv[argv.index("--pool") + 1] = pool
+        if stop_timeout is not None:
+            argv[argv.index("--stop-timeout") + 1] = str(stop_timeout)
         if limit is not None:
             if "--limit" in argv:
                 del argv[argv.index("--limit") : argv.index("--limit") + 2]
             argv += ["--limit", str(limit)]
         argv += extra_args
         worker = Process.start("worker", argv, self.worker_env(**overrides), self.logs)
+        worker.health_port = health_port
         self.workers.append(worker)
         return worker
+
+    def worker_argv(self) -> list[str]:
+        """The container's command, with the image's files it names replaced by this checkout's."""
+        in_image = image_files()
+        return [in_image.get(part, part) for part in self.container["command"]]
 
     def health_probe_argv(self) -> list[str]:
         """The container health check command, as ECS runs it (`CMD` form: exec the rest as is)."""
@@ -369,14 +421,13 @@ class Cluster:
         assert command[0] == "CMD", command
         return list(command[1:])
 
-    def probe_health(self, port: int | None = None) -> int:
-        """Run the task definition's health check; returns its exit code (0 = healthy)."""
+    def probe_health(self, port: int) -> int:
+        """Run the task definition's health check against /health on `port`; returns its exit code (0 = healthy)."""
+        declared = f":{self.container_env()['PREFECT_WORKER_WEBSERVER_PORT']}/"
         argv = self.health_probe_argv()
-        if port is not None:
-            declared = self.container_env()["PREFECT_WORKER_WEBSERVER_PORT"]
-            argv = [part.replace(f":{declared}/", f":{port}/") for part in argv]
-        env = self.base_env()
-        return subprocess.run(argv, env=env, capture_output=True, timeout=30).returncode
+        assert any(declared in part for part in argv), f"the health check does not probe the declared port: {argv}"
+        argv = [part.replace(declared, f":{port}/") for part in argv]
+        return subprocess.run(argv, env=self.base_env(), capture_output=True, timeout=30).returncode
 
     def container_env(self) -> dict[str, str]:
         return {item["name"]: item["value"] for item in self.container["environment"]}
@@ -492,6 +543,15 @@ class Cluster:
             return runs if len(final) == len(ids) else None
 
         return wait_for(all_final, timeout, f"{len(ids)} flow run(s) final", interval=0.5)
+
+    def wait_running(self, ids: list[uuid.UUID], timeout: float) -> None:
+        """Wait until every run is RUNNING at once as the server sees it (its process started: in flight)."""
+
+        def all_running() -> bool:
+            runs = self.flow_runs(ids)
+            return len(runs) == len(ids) and all(r.state is not None and r.state.is_running() for r in runs.values())
+
+        wait_for(all_running, timeout, f"{len(ids)} flow run(s) RUNNING", interval=0.5)
 
     def run_events(self, flow_run_id: uuid.UUID) -> list[str]:
         """The event names the server recorded for a flow run, oldest first (what its automations saw)."""

@@ -6,6 +6,7 @@ import time
 
 import httpx
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 from tabulate import tabulate  # from flows/requirements.txt, not in Prefect's image: the worker's image bakes it in
 
 FAILURE_MESSAGE = "deliberate failure from the runtime tests"
@@ -38,3 +39,14 @@ def tabulate_report(rows: list[list[str]]) -> str:
     table = tabulate(rows, headers=["job", "status"])
     get_run_logger().info("report:\n%s", table)
     return table
+
+
+@flow(name="sleep-first-attempt", log_prints=True)
+def sleep_first_attempt(seconds: float = 600) -> int:
+    """Sleeps on its first attempt only, so a run handed back at a worker's stop completes on the next one;
+    returns which attempt it was (Prefect's run count), as a flow that must tolerate a re-run can tell."""
+    attempt = flow_run.run_count
+    print(f"attempt {attempt}")
+    if attempt == 1:
+        time.sleep(seconds)
+    return attempt

@@ -113,12 +113,13 @@ def test_two_checkout_locations_render_the_same_image_inputs(tmp_path: Path) -> 
         assert (checkout / first["build"]["dockerfile"]).is_file()  # type: ignore[index]
 
 
-def test_docker_gets_only_the_requirement_files_the_dockerfile_copies() -> None:
-    """Little is sent, and only these files (and the Dockerfile) make pulumi-docker's context hash change."""
+def test_docker_gets_only_the_files_the_dockerfile_copies() -> None:
+    """Little is sent (the requirement files and the worker's supervisor), and only these files (and the
+    Dockerfile) make pulumi-docker's context hash change."""
     copied = {
         line.split()[1] for line in (ROOT / DOCKERFILE).read_text().splitlines() if line.startswith(("COPY ", "ADD "))
     }
-    assert copied == {IMAGE_REQUIREMENTS, FLOW_REQUIREMENTS}
+    assert copied == {IMAGE_REQUIREMENTS, FLOW_REQUIREMENTS, "agent_image/worker_supervisor.py"}
     # Docker also sends the Dockerfile and .dockerignore, whatever the patterns say.
     assert set(context_files()) == copied | {DOCKERFILE, ".dockerignore"}
     # pulumi-docker and Docker would prefer a <Dockerfile>.dockerignore (getIgnorePatterns); there is none.

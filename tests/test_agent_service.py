@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import ACCOUNT, REGION, Run, name_values, run_pulumi
 
-from components.agent_service import STOP_TIMEOUT_SECONDS, AgentService, AgentServiceArgs
+from components.agent_service import STOP_TIMEOUT_SECONDS, SUPERVISOR_PATH, AgentService, AgentServiceArgs
 from components.config import TaskSize
 
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/agent@sha256:{'a' * 64}"
@@ -53,12 +53,16 @@ def service_run() -> Run:
     return run_pulumi(lambda: AgentService("svc", service_args()))
 
 
-def test_container_runs_the_worker_without_a_shell(service_run: Run) -> None:
+def test_container_runs_the_worker_behind_its_supervisor_without_a_shell(service_run: Run) -> None:
     container = service_run.container()
     assert container["image"] == IMAGE
-    assert container["command"][:3] == ["prefect", "worker", "start"]
     assert "entryPoint" not in container  # the image's tini entrypoint stays, and passes SIGTERM on
-    argv = container["command"]
+    command = container["command"]
+    assert command[:2] == ["python", SUPERVISOR_PATH]
+    assert command[command.index("--stop-timeout") + 1] == str(container["stopTimeout"])
+    argv = command[command.index("--") + 1 :]
+    assert argv[:3] == ["prefect", "worker", "start"]
+    assert "--no-create-pool-if-not-found" in argv  # the pool is `pulumi up`'s: a worker never makes one
     assert argv[argv.index("--pool") + 1] == "etl-pool"
     assert argv[argv.index("--type") + 1] == "process"
     assert "--with-healthcheck" in argv

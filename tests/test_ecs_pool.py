@@ -93,7 +93,8 @@ def test_process_stays_the_default_with_prefects_own_template(default_run: Run) 
     assert (pool["name"], pool["type"], pool.get("concurrency_limit")) == ("fargate-pool", "process", None)
     assert pool["base_job_template"] == process_base_job_template()
     assert pool["api_url"] == default_run.outputs["prefectApiUrl"]
-    assert default_run.container()["command"][5:7] == ["--type", "process"]
+    command = default_run.container()["command"]
+    assert command[command.index("--type") + 1] == "process"
     assert default_run.outputs["workPoolType"] == "process"
     assert "flowRunRoleArn" not in default_run.outputs
     assert len(default_run.of_type("aws:iam/role:Role")) == 2
@@ -107,6 +108,7 @@ def test_ecs_pool_is_declared_with_its_limit(ecs_run: Run) -> None:
 
 def test_ecs_worker_only_submits(ecs_run: Run) -> None:
     container = ecs_run.container()
+    assert container["command"][:5] == ["prefect", "worker", "start", "--pool", "fargate-pool"]  # no supervisor
     assert container["command"][5:7] == ["--type", "ecs"]
     env = name_values(container["environment"])
     queue = ecs_run.one("aws:sqs/queue:Queue", "ecs-events-queue")

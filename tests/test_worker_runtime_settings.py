@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from conftest import BASE_CONFIG, ROOT, Run, name_values, run_program
+from harness import image_files
 
-from components.agent_service import FLOW_RUN_RSS_MIB, USABLE_MEMORY, WORKER_RSS_MIB, run_limit
+from components.agent_service import (
+    FLOW_RUN_RSS_MIB,
+    HAND_BACK_SECONDS,
+    SUPERVISOR_PATH,
+    USABLE_MEMORY,
+    WORKER_RSS_MIB,
+    run_limit,
+)
 
 
 def _limit(command: list[str]) -> int | None:
@@ -33,3 +43,13 @@ def test_flow_runs_beat_often_enough_for_the_zombie_automation(default_run: Run)
     automation = yaml.safe_load((ROOT / "flows/automations/crash-zombie-flow-runs.yaml").read_text())
     assert int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) * 3 <= automation["trigger"]["within"]
     assert automation["actions"][0]["state"] == "CRASHED"
+
+
+def test_the_supervisor_the_command_runs_is_in_the_image_and_told_the_container_deadline(default_run: Run) -> None:
+    container = default_run.container()
+    command = container["command"]
+    in_image = image_files()  # the Dockerfile's COPY lines: what the harness runs in its place
+    assert command[:2] == ["python", SUPERVISOR_PATH] and SUPERVISOR_PATH in in_image
+    assert Path(in_image[SUPERVISOR_PATH]).is_file()
+    assert command[command.index("--stop-timeout") + 1] == str(container["stopTimeout"])
+    assert 0 < HAND_BACK_SECONDS < container["stopTimeout"] <= 120  # Fargate's maximum
