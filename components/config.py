@@ -108,6 +108,7 @@ class StackConfig:
     work_pool_type: str = "process"
     work_pool_concurrency: int | None = None  # None: no limit
     flow_run_size: TaskSize = field(default_factory=lambda: TaskSize(cpu=1024, memory=2048))  # `ecs` only
+    stuck_run_minutes: int = 15  # a run Pending or Late this long is crashed (run_automations.py)
 
     @property
     def docker_platform(self) -> str:
@@ -243,6 +244,15 @@ def load_config() -> StackConfig:
 
     log_level = r.string("logLevel", "INFO", lambda v: v in LOG_LEVELS, ", ".join(LOG_LEVELS), "INFO")
 
+    stuck_run_minutes = r.integer("stuckRunMinutes", 15, "1 to 1440 minutes (a day)", "15")
+    if not 1 <= stuck_run_minutes <= 1440:
+        r.fail(
+            "stuckRunMinutes",
+            f"{stuck_run_minutes} is out of range",
+            "1 to 1440 minutes (a day)",
+            set_command("stuckRunMinutes", "15"),
+        )
+
     network = _network(r)
     work_pool_type, concurrency, flow_run_size = _work_pool(r)
     if work_pool_type == "ecs" and "." in work_pool:
@@ -270,6 +280,7 @@ def load_config() -> StackConfig:
         work_pool_type=work_pool_type,
         work_pool_concurrency=concurrency,
         flow_run_size=flow_run_size,
+        stuck_run_minutes=stuck_run_minutes,
     )
 
 

@@ -7,6 +7,7 @@ flow-run task role and the worker's ECS permissions).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pulumi
@@ -21,6 +22,7 @@ from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
 from components.flow_storage import FlowStorage
 from components.job_templates import ecs_base_job_template, process_base_job_template
 from components.network import AgentNetwork
+from components.run_automations import RunAutomations, RunAutomationsArgs
 from components.work_pool import WorkPool, WorkPoolArgs
 
 
@@ -35,6 +37,7 @@ class PrefectWorker(pulumi.ComponentResource):
     service: AgentService
     ecs_roles: EcsPoolRoles | None
     work_pool: WorkPool
+    automations: RunAutomations
 
     def __init__(self, name: str, args: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:index:PrefectWorker", name, None, opts)
@@ -81,6 +84,16 @@ class PrefectWorker(pulumi.ComponentResource):
                 assign_public_ip=self.network.assign_public_ip,
                 worker_type=args.work_pool_type,
                 before_service=lambda cluster, log_group: self._work_pool(name, args, cluster, log_group),
+            ),
+            opts=child,
+        )
+        self.automations = RunAutomations(
+            f"{name}-automations",
+            RunAutomationsArgs(
+                pool_name=args.work_pool,
+                stuck_after=timedelta(minutes=args.stuck_run_minutes),
+                prefect_api_url=args.prefect_api_url,
+                prefect_api_key=args.prefect_api_key,
             ),
             opts=child,
         )
