@@ -38,7 +38,6 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
-from components.agent_service import FLOW_HEARTBEAT_SECONDS
 from components.prefect_api import (
     PrefectApiError,
     PrefectApiProvider,
@@ -53,6 +52,10 @@ MISSED_HEARTBEATS = 3
 
 def zombie_runs_automation(owner: str) -> dict[str, Any]:
     """A run whose heartbeats stop is CRASHED after MISSED_HEARTBEATS beats (90 s)."""
+    # Imported here: the provider host loads this module to find AutomationProvider, and need not
+    # import pulumi_aws (which agent_service does) for it.
+    from components.agent_service import FLOW_HEARTBEAT_SECONDS
+
     silence = MISSED_HEARTBEATS * FLOW_HEARTBEAT_SECONDS
     return {
         "name": f"{owner}: crash flow runs whose heartbeats stop",
