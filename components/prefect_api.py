@@ -183,6 +183,9 @@ class PrefectApiProvider(pulumi.dynamic.ResourceProvider):
                 raise self.error(
                     self._message(props, f"reading it at {props.get('api_url')} failed: {reason(exc)}")
                 ) from None
+            # In the provider host `pulumi.log` has no engine and prints "warning: ..." to stderr, which
+            # the CLI shows for the dynamic provider (`isDynamicPluginBinary`: its output is not hidden,
+            # sdk/go/common/resource/plugin/plugin.go, `newPlugin`).
             pulumi.log.warn(
                 self._message(
                     props,
