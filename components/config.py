@@ -148,6 +148,7 @@ class StackConfig:
     alert_email: str | None = None  # subscribed to the alert topic
     kms_key_arn: str | None = None  # None: AWS-managed encryption (components/kms.py)
     worker_image: WorkerImage | None = None  # None: built from agent_image/ by `pulumi up`
+    stuck_run_minutes: int = 15  # a run Pending this long is crashed (run_automations.py)
 
     @property
     def docker_platform(self) -> str:
@@ -271,6 +272,15 @@ def load_config() -> StackConfig:
 
     log_level = r.string("logLevel", "INFO", lambda v: v in LOG_LEVELS, ", ".join(LOG_LEVELS), "INFO")
 
+    stuck_run_minutes = r.integer("stuckRunMinutes", 15, "1 to 1440 minutes (a day)", "15")
+    if not 1 <= stuck_run_minutes <= 1440:
+        r.fail(
+            "stuckRunMinutes",
+            f"{stuck_run_minutes} is out of range",
+            "1 to 1440 minutes (a day)",
+            set_command("stuckRunMinutes", "15"),
+        )
+
     network = _network(r)
     work_pool_type, concurrency, flow_run_size = _work_pool(r)
     if work_pool_type == "ecs" and "." in work_pool:
@@ -312,6 +322,7 @@ def load_config() -> StackConfig:
         alert_email=alert_email,
         kms_key_arn=kms_key_arn,
         worker_image=worker_image,
+        stuck_run_minutes=stuck_run_minutes,
     )
 
 

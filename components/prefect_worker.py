@@ -9,6 +9,7 @@ Unless config `alarms` is false, Alerts watches the worker service (topic output
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pulumi
@@ -26,6 +27,7 @@ from components.flow_storage import FlowStorage
 from components.job_templates import ecs_base_job_template, process_base_job_template
 from components.kms import key_policy_statements
 from components.network import AgentNetwork
+from components.run_automations import RunAutomations, RunAutomationsArgs
 from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker_cluster import WorkerCluster, WorkerClusterArgs
 
@@ -44,6 +46,7 @@ class PrefectWorker(pulumi.ComponentResource):
     work_pool: WorkPool
     service: AgentService
     alerts: Alerts | None
+    automations: RunAutomations
 
     def __init__(self, name: str, args: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:index:PrefectWorker", name, None, opts)
@@ -153,6 +156,16 @@ class PrefectWorker(pulumi.ComponentResource):
                 needs=[self.work_pool, *(need for need in (self.ecs_roles, self.task_events) if need is not None)],
                 observer_queue_name=observer_queue if args.work_pool_type == "ecs" else None,
                 repository_credentials_arn=self.image.registry_credentials_arn,
+            ),
+            opts=child,
+        )
+        self.automations = RunAutomations(
+            f"{name}-automations",
+            RunAutomationsArgs(
+                pool_name=args.work_pool,
+                stuck_after=timedelta(minutes=args.stuck_run_minutes),
+                prefect_api_url=args.prefect_api_url,
+                prefect_api_key=args.prefect_api_key,
             ),
             opts=child,
         )

@@ -2,47 +2,74 @@
 
 Creates a dynamic resource (`pulumi-python:dynamic/prefect:WorkPool`) whose provider creates,
 reads, updates and deletes the pool on the stack's Prefect API. Needs the API URL, the API key (a
-Pulumi secret: kept encrypted in state, never in a message), the pool's type, base job template and
-concurrency limit.
+Pulumi secret: kept encrypted in state, never in a message), the pool's type, base job template,
+concurrency limit, and the stack that owns it. The shared plumbing (client, errors, outages,
+pickling by reference) is `prefect_api.PrefectApiProvider`.
 
 The template travels as a JSON string: Pulumi drops `None` values inside objects, and Prefect's
 templates are full of `"default": null`.
 
 `diff` compares the wanted pool with the pool as it is on the server, not only with the last
 state, so a pool changed by hand in the UI is put back by the next `pulumi up`, and a pool deleted
-by hand is created again. Name, type or API URL changes replace the pool.
+by hand is created again. It compares what we declare: keys the server adds to the template are
+not drift. With the Prefect API unreachable it warns and reports no drift, so an outage of Prefect
+does not block an AWS-only change. Name, type or API URL changes replace the pool.
+
+**Ownership.** Work pools have no labels in Prefect 3.9 (`WorkPool`: name, description, type,
+base job template, is_paused, concurrency limit, storage configuration), so the owner is written
+into the description, which the provider keeps as declared: "Managed by Pulumi stack
+<project>/<stack> ...". An existing pool of the same name is adopted only if it carries this
+stack's mark, or nobody's (with a warning); another stack's pool is refused with the fix, never
+updated, and never deleted by this stack's `destroy`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi.dynamic
 
-DESCRIPTION = "Managed by Pulumi (prefect-fargate): changes made here are put back by the next `pulumi up`."
+from components.prefect_api import (
+    PrefectApiError,
+    PrefectApiProvider,
+    carries_code,
+    declared_in,
+    parse_json,
+    stack_owner,
+)
+
 # Fields that identify the pool: a change means a new pool (Prefect cannot change a pool's type).
 REPLACE_ON = ("name", "type", "api_url")
 # Fields the server holds that `pulumi up` keeps as declared.
 MANAGED = ("base_job_template", "concurrency_limit", "description")
-TIMEOUT_SECONDS = 30.0
+_OWNER = re.compile(r"^Managed by Pulumi stack (\S+) \(prefect-fargate\)")
 
 
-class WorkPoolError(Exception):
-    """A Prefect API failure, described in one line that never contains the API key."""
+def description_for(owner: str) -> str:
+    """The pool's description: what a person sees in the UI, and the owner mark the provider reads."""
+    return f"Managed by Pulumi stack {owner} (prefect-fargate): changes made here are put back by its next `pulumi up`."
 
 
-class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
+def owner_of(description: str | None) -> str | None:
+    """The `<project>/<stack>` a pool's description names as its owner, or None (made by hand or a worker)."""
+    match = _OWNER.match(description or "")
+    return match.group(1) if match else None
+
+
+class WorkPoolError(PrefectApiError):
+    """A work pool operation failed; one line, without the API key."""
+
+
+class WorkPoolProvider(PrefectApiProvider):
     """CRUD of one Prefect work pool. Props: api_url, api_key, name, type, base_job_template,
-    concurrency_limit, description.
+    concurrency_limit, description, owner."""
 
-    Everything the provider runs is a method and Prefect is imported inside them: Pulumi pickles
-    this class into the state and runs it in a separate process.
-    """
-
-    serialize_as_secret_always = False
+    kind = "work pool"
+    error = WorkPoolError
 
     # -- Pulumi operations ------------------------------------------------------------------------
 
@@ -51,7 +78,7 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
 
         failures = []
         try:
-            template = self._template(news)
+            template = parse_json(news.get("base_job_template"))
         except (TypeError, ValueError):
             template = None
         known = news.get("base_job_template") != rpc.UNKNOWN  # unknown until upstream resources exist (preview)
@@ -86,28 +113,23 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
         changed = [key for key in MANAGED if olds.get(key) != news.get(key)]
         if olds.get("api_key") != news.get("api_key"):
             changed.append("api_key")  # a rotated key: the state must hold the new one
+        if carries_code(olds.get("__provider", "")):
+            changed.append("__provider")  # written by an older version: store the provider by reference
         if not changed:
             # Same wish as last time: is the server still as we left it?
-            pool = self._call(news, "reading", self._read)
-            if pool is None or self._drift(news, pool):
+            known, pool = self._read_for_diff(news, self._read)
+            if known and (pool is None or self._drift(news, pool)):
                 changed.append("base_job_template")
         return pulumi.dynamic.DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
-        pool = self._call(news, "updating", self._update)
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+        pool = self._call(news, "updating", lambda client, props: self._update(client, props, olds.get("owner")))
         return pulumi.dynamic.UpdateResult(outs=self._outs(news, pool))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         self._call(props, "deleting", self._delete)
 
     # -- Prefect calls ----------------------------------------------------------------------------
-
-    def _client(self, props: dict[str, Any]) -> Any:
-        from prefect.client.orchestration import SyncPrefectClient
-
-        return SyncPrefectClient(
-            props["api_url"], api_key=props.get("api_key") or None, httpx_settings={"timeout": TIMEOUT_SECONDS}
-        )
 
     def _read(self, client: Any, props: dict[str, Any]) -> Any:
         from prefect.exceptions import ObjectNotFound
@@ -127,36 +149,40 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
                     name=props["name"],
                     type=props["type"],
                     description=props.get("description"),
-                    base_job_template=self._template(props),
+                    base_job_template=parse_json(props.get("base_job_template")),
                     concurrency_limit=self._limit(props),
                 )
             )
         except ObjectAlreadyExists:
-            # Made by a worker started before the pool (`--create-pool-if-not-found`) or by hand:
-            # adopt it if it is the same kind of pool, and make it as declared.
+            # Made by a worker, by hand, or by this stack before its state was lost: adopt it if it
+            # is the same kind of pool and no other stack owns it, and make it as declared.
             existing = client.read_work_pool(props["name"])
             if existing.type != props["type"]:
                 raise WorkPoolError(
                     f"a pool with this name already exists with type {existing.type!r}, not {props['type']!r}; "
                     "delete it in Prefect or choose another workPool name"
                 ) from None
-            return self._update(client, props)
+            self._claim(existing, props)
+            return self._write(client, props)
 
-    def _update(self, client: Any, props: dict[str, Any]) -> Any:
-        from prefect.client.schemas.actions import WorkPoolUpdate
-        from prefect.exceptions import ObjectNotFound
-
-        try:
-            client.update_work_pool(
-                props["name"],
-                WorkPoolUpdate(
-                    description=props.get("description"),
-                    base_job_template=self._template(props),
-                    concurrency_limit=self._limit(props),
-                ),
-            )
-        except ObjectNotFound:  # deleted by hand since the last `pulumi up`
+    def _update(self, client: Any, props: dict[str, Any], previous_owner: str | None) -> Any:
+        pool = self._read(client, props)
+        if pool is None:  # deleted by hand since the last `pulumi up`
             return self._create(client, props)
+        self._claim(pool, props, previous_owner)
+        return self._write(client, props)
+
+    def _write(self, client: Any, props: dict[str, Any]) -> Any:
+        from prefect.client.schemas.actions import WorkPoolUpdate
+
+        client.update_work_pool(
+            props["name"],
+            WorkPoolUpdate(
+                description=props.get("description"),
+                base_job_template=parse_json(props.get("base_job_template")),
+                concurrency_limit=self._limit(props),
+            ),
+        )
         return client.read_work_pool(props["name"])
 
     def _delete(self, client: Any, props: dict[str, Any]) -> None:
@@ -164,10 +190,36 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
 
         from prefect.exceptions import ObjectNotFound
 
-        with contextlib.suppress(ObjectNotFound):  # already gone: nothing to do
+        pool = self._read(client, props)
+        if pool is None:  # already gone: nothing to do
+            return
+        owner = owner_of(pool.description)
+        if owner not in (None, props.get("owner")):
+            pulumi.log.warn(self._message(props, f"left in place: it belongs to Pulumi stack {owner} now"))
+            return
+        with contextlib.suppress(ObjectNotFound):
             client.delete_work_pool(props["name"])
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _claim(self, pool: Any, props: dict[str, Any], previous_owner: str | None = None) -> None:
+        """Allow writing `pool` if it is this stack's (or was, under the stack's former name) or
+        nobody's; refuse another stack's with the command that gives this stack its own pool."""
+        owner, mine = owner_of(pool.description), props.get("owner")
+        if owner in (mine, previous_owner) and owner is not None:
+            return
+        if owner is None:
+            pulumi.log.warn(
+                self._message(
+                    props, f"adopting an existing pool that no stack owns (made by a worker or by hand) for {mine}"
+                )
+            )
+            return
+        stack = str(mine).rsplit("/", 1)[-1]
+        raise WorkPoolError(
+            f"this pool belongs to Pulumi stack {owner}, not {mine}, and two stacks cannot share a pool. "
+            f"Fix: pulumi config set prefect-fargate:workPool {props['name']}-{stack}"
+        )
 
     @staticmethod
     def _limit(props: dict[str, Any]) -> int | None:
@@ -175,15 +227,7 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
         return None if limit is None else int(limit)
 
     @staticmethod
-    def _template(props: dict[str, Any]) -> Any:
-        import json
-
-        template = props.get("base_job_template")
-        return json.loads(template) if isinstance(template, str) else template
-
-    def _live(self, pool: Any) -> dict[str, Any]:
-        import json
-
+    def _live(pool: Any) -> dict[str, Any]:
         return {
             "type": pool.type,
             "base_job_template": json.dumps(pool.base_job_template, sort_keys=True),
@@ -192,86 +236,17 @@ class WorkPoolProvider(pulumi.dynamic.ResourceProvider):
         }
 
     def _drift(self, props: dict[str, Any], pool: Any) -> bool:
-        live = self._live(pool)
-        wanted = {key: props.get(key) for key in live}
-        wanted["concurrency_limit"] = self._limit(props)
-        live["base_job_template"] = self._template(live)
-        wanted["base_job_template"] = self._template(props)
-        return live != wanted
-
-    def _outs(self, props: dict[str, Any], pool: Any) -> dict[str, Any]:
-        return {**props, "pool_id": str(pool.id)}
-
-    def _call(self, props: dict[str, Any], action: str, operation: Any) -> Any:
-        """Run one operation; turn any failure into one line without the key."""
-        name, url, key = props.get("name"), props.get("api_url"), props.get("api_key") or ""
-        try:
-            with self._client(props) as client:
-                return operation(client, props)
-        except WorkPoolError as exc:
-            reason = str(exc)
-        except Exception as exc:  # the Prefect client raises httpx and Prefect errors alike
-            reason = self._reason(exc)
-        message = f"Prefect work pool {name!r}: {action} it at {url} failed: {reason}"
-        if key:
-            message = message.replace(key, "***")
-        raise WorkPoolError(message) from None
+        """Whether the live pool differs from what we declare (server-side additions are not drift)."""
+        return not (
+            pool.type == props.get("type")
+            and pool.concurrency_limit == self._limit(props)
+            and pool.description == props.get("description")
+            and declared_in(parse_json(props.get("base_job_template")), pool.base_job_template)
+        )
 
     @staticmethod
-    def _reason(exc: Exception) -> str:
-        import httpx
-
-        # Prefect wraps some HTTP errors (ObjectUnsupported, ObjectAlreadyExists, ...): look inside.
-        wrapped = getattr(exc, "http_exc", None)
-        if isinstance(wrapped, httpx.HTTPStatusError):
-            exc = wrapped
-        if isinstance(exc, httpx.HTTPStatusError):
-            status = exc.response.status_code
-            try:
-                body = exc.response.json()
-            except ValueError:
-                body = exc.response.text
-            key_fix = "Set a valid key: pulumi config set --secret prefect-fargate:prefectApiKey <key>"
-            if status == 401:
-                return f"the Prefect API refused the API key (HTTP 401). {key_fix}"
-            if status == 403:  # a key without access, or (Prefect Cloud) a plan without this pool type
-                detail = body.get("detail") if isinstance(body, dict) else body
-                return (
-                    f"the Prefect API refused the request (HTTP 403: {str(detail)[:300] or 'forbidden'}). "
-                    f"Check the key's workspace access and the plan's work pool types. {key_fix}"
-                )
-            detail = body
-            if isinstance(body, dict):
-                problems = body.get("exception_detail") or body.get("detail")
-                if isinstance(problems, list):  # FastAPI validation errors: say where and what, not the echo
-                    detail = "; ".join(
-                        f"{'.'.join(map(str, p.get('loc', [])[1:]))}: {p.get('msg')}" if isinstance(p, dict) else str(p)
-                        for p in problems
-                    )
-                else:
-                    detail = problems or body.get("exception_message") or body
-            return f"the Prefect API rejected the request (HTTP {status}): {str(detail)[:500]}"
-        if isinstance(exc, httpx.TransportError):
-            return (
-                f"cannot reach the Prefect API ({type(exc).__name__}: {exc or 'no answer'}). "
-                "Check prefectApiUrl (or prefectAccountId/prefectWorkspaceId) and the network"
-            )
-        return f"{type(exc).__name__}: {exc}"
-
-
-# Pulumi pickles the provider with dill into the state and runs it in a separate process, which may
-# not be able to import `components`: naming the classes `__main__` makes dill store them by value
-# (the same trick Pulumi used for this, pulumi/pulumi#7755).
-def _pickle_by_value(cls: type) -> None:
-    cls.__module__ = "__main__"
-    for attribute in vars(cls).values():
-        function = getattr(attribute, "__func__", attribute)
-        if callable(function) and hasattr(function, "__module__"):
-            function.__module__ = "__main__"
-
-
-_pickle_by_value(WorkPoolProvider)
-_pickle_by_value(WorkPoolError)
+    def _outs(props: dict[str, Any], pool: Any) -> dict[str, Any]:
+        return {**props, "pool_id": str(pool.id)}
 
 
 class WorkPoolResource(pulumi.dynamic.Resource, module="prefect", name="WorkPool"):
@@ -306,6 +281,7 @@ class WorkPool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: WorkPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:prefect:WorkPool", name, None, opts)
+        owner = stack_owner()
         pool = WorkPoolResource(
             f"{name}-pool",
             {
@@ -317,7 +293,8 @@ class WorkPool(pulumi.ComponentResource):
                     lambda template: json.dumps(template, sort_keys=True)
                 ),
                 "concurrency_limit": args.concurrency_limit,
-                "description": DESCRIPTION,
+                "description": description_for(owner),
+                "owner": owner,
             },
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["api_key"]),
         )

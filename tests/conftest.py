@@ -323,3 +323,15 @@ def record_aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, di
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
     return calls
+
+
+# -- real Prefect API servers, for the providers of Prefect objects --------------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_servers() -> Iterator[Any]:
+    """(open server, basic-auth server) on 127.0.0.1, started once (tests/prefect_servers.py)."""
+    from prefect_servers import running_servers
+
+    with running_servers() as servers:
+        yield servers

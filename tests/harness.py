@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -476,22 +477,23 @@ class Cluster:
             raise RuntimeError(f"prefect deploy failed ({result.returncode}):\n{output[-4000:]}")
         return output
 
-    def create_automations(self) -> str:
-        """Create the automations of flows/automations/ with the CLI command the README gives."""
-        outputs = []
-        for path in sorted((FLOWS_DIR / "automations").glob("*.yaml")):
-            result = subprocess.run(
-                [str(BIN / "prefect"), "automation", "create", "--from-file", str(path)],
-                env=self.base_env(),
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            output = result.stdout + result.stderr
-            if result.returncode != 0 or "Failed" in output:
-                raise RuntimeError(f"prefect automation create {path.name} failed:\n{output[-4000:]}")
-            outputs.append(output)
-        return "\n".join(outputs)
+    def create_automations(self, stuck_after: timedelta | None = None) -> list[str]:
+        """Create the stack's automations as `pulumi up` does: RunAutomations' specs through their
+        provider, for this cluster's pool (`stuck_after` replaces stuckRunMinutes' default)."""
+        from conftest import API_KEY, PROJECT, STACK
+
+        from components.config import StackConfig
+        from components.run_automations import (
+            AutomationProvider,
+            automation_props,
+            stuck_runs_automation,
+            zombie_runs_automation,
+        )
+
+        owner = f"{PROJECT}/{STACK}"
+        stuck_after = stuck_after or timedelta(minutes=StackConfig.stuck_run_minutes)
+        specs = [zombie_runs_automation(owner), stuck_runs_automation(owner, self.work_pool, stuck_after)]
+        return [AutomationProvider().create(automation_props(spec, self.api_url, API_KEY)).id for spec in specs]
 
     def save_secret(self, name: str, value: str) -> None:
         """A Prefect Secret block, as a user stores the webhook URL."""

@@ -189,6 +189,7 @@ def test_key_is_in_no_template_and_no_output(ecs_run: Run) -> None:
     assert holders == {
         ("aws:secretsmanager/secretVersion:SecretVersion", "secretString"),
         (POOL, "api_key"),
+        ("pulumi-python:dynamic/prefect:Automation", "api_key"),  # a secret too (test_program.py)
     }
     from pulumi.runtime import rpc
 

@@ -58,10 +58,11 @@ def test_key_is_in_no_input_but_the_secret_version_and_in_no_output(default_run:
         for key, value in r.plain_inputs.items()
         if any(API_KEY in s for s in strings_in(value))
     }
-    # The secret's value, and the work pool resource that calls the Prefect API with it (a secret, see below).
+    # The secret's value, and the Prefect resources that call the Prefect API with it (secrets, see below).
     assert holders == {
         ("aws:secretsmanager/secretVersion:SecretVersion", "secretString"),
         ("pulumi-python:dynamic/prefect:WorkPool", "api_key"),
+        ("pulumi-python:dynamic/prefect:Automation", "api_key"),
     }
     assert not any(API_KEY in s for s in strings_in(default_run.outputs))
     assert API_KEY not in json.dumps(default_run.outputs)
@@ -74,6 +75,8 @@ def test_key_reaches_the_secret_version_as_a_pulumi_secret(default_run: Run) -> 
     assert version.inputs["secretString"][rpc._special_sig_key] == rpc._special_secret_sig
     pool = default_run.one("pulumi-python:dynamic/prefect:WorkPool")
     assert pool.inputs["api_key"][rpc._special_sig_key] == rpc._special_secret_sig
+    for automation in default_run.of_type("pulumi-python:dynamic/prefect:Automation"):
+        assert automation.inputs["api_key"][rpc._special_sig_key] == rpc._special_secret_sig
 
 
 def test_rotating_the_key_rolls_the_task_definition(default_run: Run) -> None:

@@ -1,115 +1,36 @@
 """The work pool's dynamic provider against real local Prefect servers on 127.0.0.1.
 
-One server without auth (as a self-hosted server often runs) and one with basic auth, so that a
-wrong key is refused as Prefect Cloud would refuse it. Both start together once per module.
+The servers (one without auth, one with basic auth, so that a wrong key is refused as Prefect Cloud
+would refuse it) are the session's `prefect_servers` (tests/prefect_servers.py).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dill
 import pytest
-from conftest import moto_ecs_network, name_values, record_aws_calls
+from conftest import PROJECT, STACK, moto_ecs_network, name_values, record_aws_calls
+from prefect_servers import Server, nowhere
+from provider_host import ProviderHost, provider_host
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.job_templates import ecs_base_job_template, process_base_job_template
-from components.work_pool import DESCRIPTION, WorkPoolProvider
+from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
 
 pytestmark = pytest.mark.slow
 
 KEY = "pnu_WorkPoolKeyThatMustNeverLeak42"
-BIN = Path(sys.executable).parent
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    home: tempfile.TemporaryDirectory[str]
-    log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(auth_string: str | None = None) -> Server:
-    home = tempfile.TemporaryDirectory(prefix="prefect-home-")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=home.name, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false")
-    if auth_string:
-        env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
-    log = Path(home.name) / "server.log"
-    process = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    return Server(f"http://127.0.0.1:{port}/api", process, home, log)
-
-
-def _wait_healthy(server: Server, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"Prefect server exited: {server.log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{server.url}/health", timeout=2) as response:  # noqa: S310 (loopback)
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"Prefect server not healthy in {timeout} s: {server.log.read_text()[-2000:]}")
-
-
-def _stop(server: Server) -> None:
-    server.process.send_signal(signal.SIGTERM)
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
-    server.home.cleanup()
+OWNER = f"{PROJECT}/{STACK}"
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[Server, Server]]:
-    """(open server, basic-auth server), started in parallel."""
-    started = time.monotonic()
-    open_server, auth_server = _start(), _start(auth_string="admin:right-password")
-    try:
-        _wait_healthy(open_server)
-        _wait_healthy(auth_server)
-        print(f"two Prefect servers healthy in {time.monotonic() - started:.1f} s")
-        yield open_server, auth_server
-    finally:
-        _stop(open_server)
-        _stop(auth_server)
-
-
-@pytest.fixture(scope="module")
-def server(servers: tuple[Server, Server]) -> Server:
-    return servers[0]
+def server(prefect_servers: tuple[Server, Server]) -> Server:
+    return prefect_servers[0]
 
 
 @pytest.fixture
@@ -118,14 +39,16 @@ def provider() -> WorkPoolProvider:
     return dill.loads(base64.b64decode(serialize_provider(WorkPoolProvider())))  # noqa: S301 (our own)
 
 
-@contextlib.contextmanager
-def pool_error() -> Iterator[pytest.ExceptionInfo[Exception]]:
-    """The provider's WorkPoolError (a copy of the class, as the provider was unpickled)."""
-    with pytest.raises(Exception) as raised:
-        yield raised
-    assert type(raised.value).__name__ == "WorkPoolError"
-    assert "\n" not in str(raised.value)
-    assert KEY not in str(raised.value)
+@pytest.fixture
+def warnings_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the provider warns (`pulumi.log.warn`: the host prints it, the CLI shows it)."""
+    seen: list[str] = []
+    monkeypatch.setattr("pulumi.log.warn", lambda message, *_, **__: seen.append(message))
+    return seen
+
+
+def pool_error(match: str | None = None) -> Any:
+    return pytest.raises(WorkPoolError, match=match)
 
 
 def _props(server: Server, name: str, **overrides: Any) -> dict[str, Any]:
@@ -136,23 +59,19 @@ def _props(server: Server, name: str, **overrides: Any) -> dict[str, Any]:
         "type": "process",
         "base_job_template": json.dumps(process_base_job_template(), sort_keys=True),
         "concurrency_limit": 5,
-        "description": DESCRIPTION,
+        "description": description_for(OWNER),
+        "owner": OWNER,
         "pool_id": None,
         **overrides,
     }
 
 
-def _api(server: Server, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """Talk to the server directly, as a user in the UI would."""
-    from prefect.client.orchestration import SyncPrefectClient
-
-    with SyncPrefectClient(server.url) as client:
-        response = client.request(method, path, json=body)
-        return response.json() if response.content else None
-
-
 def _live(server: Server, name: str) -> dict[str, Any]:
-    return _api(server, "GET", f"/work_pools/{name}")
+    return server.api("GET", f"/work_pools/{name}")
+
+
+def _one_line_without_key(message: str) -> None:
+    assert "\n" not in message and KEY not in message
 
 
 def test_create_then_same_config_changes_nothing(server: Server, provider: WorkPoolProvider) -> None:
@@ -163,6 +82,7 @@ def test_create_then_same_config_changes_nothing(server: Server, provider: WorkP
     assert live["type"] == "process"
     assert live["concurrency_limit"] == 5
     assert live["base_job_template"] == process_base_job_template()
+    assert live["description"] == description_for(OWNER)
     state = created.outs
     # A second `pulumi up` with the same config: no change, so no update is made.
     diff = provider.diff(created.id, state, props)
@@ -175,26 +95,65 @@ def test_create_then_same_config_changes_nothing(server: Server, provider: WorkP
     }
 
 
-def test_drift_made_in_the_ui_is_put_back(server: Server, provider: WorkPoolProvider) -> None:
-    props = _props(server, "drifting")
-    created = provider.create(props)
-    template = _live(server, "drifting")["base_job_template"]
+def _edited_template(live: dict[str, Any]) -> dict[str, Any]:
+    template = live["base_job_template"]
     template["variables"]["properties"]["command"]["default"] = "echo hacked"
-    _api(server, "PATCH", "/work_pools/drifting", {"concurrency_limit": 99, "base_job_template": template})
+    return {"base_job_template": template}
+
+
+# Each managed field changed on its own in the UI, as a person would.
+EDITS = {
+    "template": _edited_template,
+    "concurrency-limit": lambda live: {"concurrency_limit": 99},
+    "description": lambda live: {"description": "my pool now"},
+}
+
+
+@pytest.mark.parametrize("field", EDITS)
+def test_drift_in_one_field_alone_is_put_back(server: Server, provider: WorkPoolProvider, field: str) -> None:
+    name = f"drifting-{field}"
+    props = _props(server, name)
+    created = provider.create(props)
+    server.api("PATCH", f"/work_pools/{name}", EDITS[field](_live(server, name)))
 
     diff = provider.diff(created.id, created.outs, props)
     assert diff.changes is True and not diff.replaces
     provider.update(created.id, created.outs, props)
-    live = _live(server, "drifting")
+    live = _live(server, name)
     assert live["concurrency_limit"] == 5
     assert live["base_job_template"] == process_base_job_template()
+    assert live["description"] == description_for(OWNER)
     assert provider.diff(created.id, created.outs, props).changes is False
+
+
+def _with_server_additions(template: dict[str, Any]) -> dict[str, Any]:
+    """What a server may add or normalise: keys of its own, and `None` defaults left out."""
+    template = json.loads(json.dumps(template))
+    template["x-server-field"] = {"added": True}
+    template["job_configuration"]["x-extra"] = "{{ x_extra }}"
+    template["variables"]["properties"]["x_extra"] = {"type": "string", "default": "server"}
+    template["variables"]["properties"]["command"]["examples"] = ["python flow.py"]
+    del template["variables"]["properties"]["name"]["default"]  # declared as null
+    return template
+
+
+def test_fields_the_server_adds_to_the_template_are_not_drift(server: Server, provider: WorkPoolProvider) -> None:
+    props = _props(server, "normalised")
+    created = provider.create(props)
+    added = _with_server_additions(process_base_job_template())
+    server.api("PATCH", "/work_pools/normalised", {"base_job_template": added})
+    assert _live(server, "normalised")["base_job_template"] == added  # the server kept them all
+    assert provider.diff(created.id, created.outs, props).changes is False
+
+    added["variables"]["properties"]["stream_output"]["default"] = False  # but a declared value changed is
+    server.api("PATCH", "/work_pools/normalised", {"base_job_template": added})
+    assert provider.diff(created.id, created.outs, props).changes is True
 
 
 def test_pool_deleted_by_hand_is_created_again(server: Server, provider: WorkPoolProvider) -> None:
     props = _props(server, "deleted-by-hand")
     created = provider.create(props)
-    _api(server, "DELETE", "/work_pools/deleted-by-hand")
+    server.api("DELETE", "/work_pools/deleted-by-hand")
     assert provider.read(created.id, created.outs).id == ""  # refresh: gone
     assert provider.diff(created.id, created.outs, props).changes is True
     updated = provider.update(created.id, created.outs, props)
@@ -215,26 +174,85 @@ def test_config_change_updates_in_place_and_type_change_replaces(server: Server,
     assert diff.replaces == ["type"] and diff.delete_before_replace is True
 
 
-def test_existing_pool_of_the_same_type_is_adopted(server: Server, provider: WorkPoolProvider) -> None:
-    """A worker started first creates its pool itself; the resource takes it over."""
-    _api(server, "POST", "/work_pools/", {"name": "adopted", "type": "process"})
+# -- two stacks, one workspace ----------------------------------------------------------------------
+
+
+def test_a_pool_nobody_owns_is_adopted_with_a_warning(
+    server: Server, provider: WorkPoolProvider, warnings_seen: list[str]
+) -> None:
+    """A worker started first creates its pool itself; the resource takes it over and marks it."""
+    server.api("POST", "/work_pools/", {"name": "adopted", "type": "process"})
     created = provider.create(_props(server, "adopted"))
-    assert _live(server, "adopted")["concurrency_limit"] == 5
-    assert created.id == _live(server, "adopted")["id"]
+    live = _live(server, "adopted")
+    assert created.id == live["id"] and live["concurrency_limit"] == 5
+    assert live["description"] == description_for(OWNER)
+    (warning,) = warnings_seen
+    assert warning.startswith("Prefect work pool 'adopted': adopting an existing pool that no stack owns")
+    assert OWNER in warning
+
+
+def test_this_stacks_own_pool_is_adopted_silently(
+    server: Server, provider: WorkPoolProvider, warnings_seen: list[str]
+) -> None:
+    """The stack's state was lost (or the pool imported): the pool is its own by the mark."""
+    server.api("POST", "/work_pools/", {"name": "mine", "type": "process", "description": description_for(OWNER)})
+    created = provider.create(_props(server, "mine"))
+    assert created.id == _live(server, "mine")["id"]
+    assert warnings_seen == []
+
+
+def test_another_stacks_pool_is_refused_and_left_alone(server: Server, provider: WorkPoolProvider) -> None:
+    dev = description_for(f"{PROJECT}/dev")
+    pool = {"name": "shared", "type": "process", "description": dev, "concurrency_limit": 2}
+    server.api("POST", "/work_pools/", pool)
+    with pool_error() as raised:
+        provider.create(_props(server, "shared"))
+    message = str(raised.value)
+    _one_line_without_key(message)
+    assert message.startswith("Prefect work pool 'shared': creating it at http://127.0.0.1:")
+    assert f"belongs to Pulumi stack {PROJECT}/dev, not {OWNER}" in message
+    assert message.endswith(f"Fix: pulumi config set prefect-fargate:workPool shared-{STACK}")
+    live = _live(server, "shared")
+    assert (live["description"], live["concurrency_limit"]) == (dev, 2)
+
+
+def test_a_pool_taken_by_another_stack_is_neither_updated_nor_deleted(
+    server: Server, provider: WorkPoolProvider, warnings_seen: list[str]
+) -> None:
+    """Two stacks that shared a pool before it carried a mark: the one that marked it keeps it."""
+    props = _props(server, "taken")
+    created = provider.create(props)
+    prod = description_for(f"{PROJECT}/prod")
+    server.api("PATCH", "/work_pools/taken", {"description": prod, "concurrency_limit": 7})
+    assert provider.diff(created.id, created.outs, props).changes is True  # the description drifted
+    with pool_error(f"belongs to Pulumi stack {PROJECT}/prod"):
+        provider.update(created.id, created.outs, props)
+    provider.delete(created.id, created.outs)  # this stack's `pulumi destroy`
+    live = _live(server, "taken")
+    assert (live["description"], live["concurrency_limit"]) == (prod, 7)
+    assert warnings_seen == [f"Prefect work pool 'taken': left in place: it belongs to Pulumi stack {PROJECT}/prod now"]
+
+
+def test_a_renamed_stack_keeps_its_pool(server: Server, provider: WorkPoolProvider) -> None:
+    """`pulumi stack rename`: the pool carries the old name until the update writes the new one."""
+    props = _props(server, "renamed")
+    created = provider.create(props)
+    renamed = {**props, "owner": f"{PROJECT}/renamed", "description": description_for(f"{PROJECT}/renamed")}
+    provider.update(created.id, created.outs, renamed)
+    assert _live(server, "renamed")["description"] == description_for(f"{PROJECT}/renamed")
 
 
 def test_existing_pool_of_another_type_is_refused(server: Server, provider: WorkPoolProvider) -> None:
-    _api(server, "POST", "/work_pools/", {"name": "other-type", "type": "kubernetes"})
-    with pool_error() as raised:
+    server.api("POST", "/work_pools/", {"name": "other-type", "type": "kubernetes"})
+    with pool_error("already exists with type 'kubernetes', not 'process'"):
         provider.create(_props(server, "other-type"))
-    assert "already exists with type 'kubernetes', not 'process'" in str(raised.value)
 
 
 def test_delete_removes_the_pool_and_tolerates_it_gone(server: Server, provider: WorkPoolProvider) -> None:
     props = _props(server, "deleted")
     created = provider.create(props)
     provider.delete(created.id, created.outs)
-    pools = [pool["name"] for pool in _api(server, "POST", "/work_pools/filter", {})]
+    pools = [pool["name"] for pool in server.api("POST", "/work_pools/filter", {})]
     assert "deleted" not in pools
     provider.delete(created.id, created.outs)  # a second destroy after a manual delete is fine
 
@@ -255,35 +273,40 @@ def test_bad_template_is_rejected_with_a_clear_error(server: Server, provider: W
     message = str(raised.value)
     assert message.startswith("Prefect work pool 'bad-template': creating it at http://127.0.0.1:")
     assert "HTTP 422" in message and "no_such_variable" in message
-    assert KEY not in message and "\n" not in message
+    _one_line_without_key(message)
 
 
-def test_wrong_key_is_refused_without_showing_it(servers: tuple[Server, Server], provider: WorkPoolProvider) -> None:
-    _, auth_server = servers
+def test_wrong_key_is_refused_without_showing_it(
+    prefect_servers: tuple[Server, Server], provider: WorkPoolProvider
+) -> None:
+    _, auth_server = prefect_servers
     with pool_error() as raised:
         provider.create(_props(auth_server, "refused"))
     message = str(raised.value)
     assert "refused the API key (HTTP 401)" in message
     assert "pulumi config set --secret prefect-fargate:prefectApiKey" in message
-    assert KEY not in message
+    _one_line_without_key(message)
+    with pool_error("refused the API key"):  # a refusal is no outage: `diff` fails too
+        provider.diff("id", _props(auth_server, "refused"), _props(auth_server, "refused"))
 
 
-def test_unreachable_url_is_one_clear_line(provider: WorkPoolProvider) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/api"
+def test_unreachable_url_is_one_clear_line_for_read_and_create(provider: WorkPoolProvider) -> None:
+    gone = nowhere()
     started = time.monotonic()
-    with pool_error() as raised:
-        provider.read("id", {**_props(Server(url, None, None, Path()), "nowhere")})  # type: ignore[arg-type]
-    message = str(raised.value)
-    assert "cannot reach the Prefect API (ConnectError" in message and url in message
-    assert KEY not in message
+    for operation in (lambda: provider.read("id", _props(gone, "nowhere")), lambda: provider.create(_props(gone, "x"))):
+        with pool_error() as raised:
+            operation()
+        message = str(raised.value)
+        assert "cannot reach the Prefect API (ConnectError" in message and gone.url in message
+        _one_line_without_key(message)
     assert time.monotonic() - started < 30
 
 
 def test_the_key_in_a_message_would_be_masked(provider: WorkPoolProvider) -> None:
     """Even an error that quotes the key (say, a server echoing a header) is masked."""
-    url = f"http://127.0.0.1:{_free_port()}/{KEY}/api"
+    echo = Server(nowhere().url.replace("/api", f"/{KEY}/api"))
     with pool_error() as raised:
-        provider.delete("id", _props(Server(url, None, None, Path()), "echo"))  # type: ignore[arg-type]
+        provider.delete("id", _props(echo, "echo"))
     assert KEY not in str(raised.value) and "***" in str(raised.value)
 
 
@@ -308,90 +331,92 @@ ECS_VALUES: dict[str, Any] = {
 
 # -- through Pulumi's own dynamic provider host, as `pulumi up` drives it ---------------------------
 
+URN = "urn:pulumi:test::prefect-fargate::pulumi-python:dynamic/prefect:WorkPool::engine"
+
 
 @pytest.fixture
-def provider_host(tmp_path: Path) -> Iterator[Any]:
-    """`python -m pulumi.dynamic` (what the engine starts), in a directory without this project."""
-    import grpc
-    from pulumi.runtime import proto
-    from pulumi.runtime.proto import provider_pb2_grpc
-
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    host = subprocess.Popen(
-        [sys.executable, "-m", "pulumi.dynamic"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        port = int(host.stdout.readline())  # type: ignore[union-attr]
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        stub = provider_pb2_grpc.ResourceProviderStub(channel)
-        stub.Configure(proto.ConfigureRequest())
-        yield stub
-        channel.close()
-    finally:
-        host.send_signal(signal.SIGTERM)
-        host.wait(timeout=10)
+def host() -> Iterator[ProviderHost]:
+    """`python -m pulumi.dynamic` in the project directory (what the engine starts)."""
+    with provider_host() as running:
+        yield running
 
 
-def test_engine_protocol_create_diff_update_delete(server: Server, provider_host: Any) -> None:
-    """Create, a no-op diff, drift found and put back, and delete, over the engine's gRPC calls."""
-    from pulumi.runtime import proto, rpc
-    from pulumi.runtime.sync_await import _sync_await
-
-    def struct(values: dict[str, Any]) -> Any:
-        return _sync_await(rpc.serialize_properties(values, {}))
-
-    urn = "urn:pulumi:test::prefect-fargate::pulumi-python:dynamic/prefect:WorkPool::engine"
-    news = {**_props(server, "engine"), "__provider": serialize_provider(WorkPoolProvider())}
+def _news(server: Server, name: str) -> dict[str, Any]:
+    news = {**_props(server, name), "__provider": serialize_provider(WorkPoolProvider())}
     del news["pool_id"]
+    return news
+
+
+def test_engine_protocol_create_diff_update_delete(server: Server, host: ProviderHost) -> None:
+    """Create, a no-op diff, drift found and put back, and delete, over the engine's gRPC calls."""
+    news = _news(server, "engine")
     timings = {}
 
     started = time.monotonic()
-    created = provider_host.Create(proto.CreateRequest(urn=urn, properties=struct(news)))
+    id_, state = host.create(URN, news)
     timings["create"] = time.monotonic() - started
-    state = rpc.deserialize_properties(created.properties)
-    assert created.id == _live(server, "engine")["id"] == state["pool_id"]
+    assert id_ == _live(server, "engine")["id"] == state["pool_id"]
 
     started = time.monotonic()
-    diff = provider_host.Diff(proto.DiffRequest(id=created.id, urn=urn, olds=struct(state), news=struct(news)))
+    assert host.changes(id_, URN, state, news) is False
     timings["diff"] = time.monotonic() - started
-    assert diff.changes == proto.DiffResponse.DIFF_NONE
 
-    _api(server, "PATCH", "/work_pools/engine", {"concurrency_limit": 1})
-    diff = provider_host.Diff(proto.DiffRequest(id=created.id, urn=urn, olds=struct(state), news=struct(news)))
-    assert diff.changes == proto.DiffResponse.DIFF_SOME and not diff.replaces
+    server.api("PATCH", "/work_pools/engine", {"concurrency_limit": 1})
+    assert host.changes(id_, URN, state, news) is True
     started = time.monotonic()
-    provider_host.Update(proto.UpdateRequest(id=created.id, urn=urn, olds=struct(state), news=struct(news)))
+    host.update(id_, URN, state, news)
     timings["update"] = time.monotonic() - started
     assert _live(server, "engine")["concurrency_limit"] == 5
 
     started = time.monotonic()
-    provider_host.Delete(proto.DeleteRequest(id=created.id, urn=urn, properties=struct(state)))
+    host.delete(id_, URN, state)
     timings["delete"] = time.monotonic() - started
-    assert "engine" not in [pool["name"] for pool in _api(server, "POST", "/work_pools/filter", {})]
+    assert "engine" not in [pool["name"] for pool in server.api("POST", "/work_pools/filter", {})]
     print("engine calls (s):", {k: round(v, 3) for k, v in timings.items()})
 
 
 def test_engine_protocol_error_is_one_message_without_the_key(
-    servers: tuple[Server, Server], provider_host: Any
+    prefect_servers: tuple[Server, Server], host: ProviderHost
 ) -> None:
     import grpc
-    from pulumi.runtime import proto, rpc
-    from pulumi.runtime.sync_await import _sync_await
 
-    news = {**_props(servers[1], "refused"), "__provider": serialize_provider(WorkPoolProvider())}
-    del news["pool_id"]
     with pytest.raises(grpc.RpcError) as raised:
-        provider_host.Create(
-            proto.CreateRequest(
-                urn="urn:pulumi:t::p::x::refused", properties=_sync_await(rpc.serialize_properties(news, {}))
-            )
-        )
+        host.create("urn:pulumi:t::p::x::refused", _news(prefect_servers[1], "refused"))
     details = raised.value.details()  # what `pulumi up` prints
     assert KEY not in details
     last_line = details.strip().splitlines()[-1]
-    assert last_line.startswith("WorkPoolError: Prefect work pool 'refused': creating it at http://127.0.0.1:")
+    assert last_line.startswith("components.work_pool.WorkPoolError: Prefect work pool 'refused': creating it at")
     assert "refused the API key (HTTP 401)" in last_line
     assert "During handling" not in details  # no chained httpx traceback
+
+
+def test_prefect_outage_leaves_diff_with_a_warning_and_update_failing_clearly(
+    server: Server, host: ProviderHost
+) -> None:
+    """The server stops: a preview/up that changes only AWS must go on; a pool change cannot."""
+    import grpc
+
+    news = _news(server, "outage")
+    id_, state = host.create(URN, news)
+    server.stop()
+    try:
+        started = time.monotonic()
+        assert host.changes(id_, URN, state, news) is False  # no drift known
+        took = time.monotonic() - started
+        warning = host.stderr().strip().splitlines()[-1]
+        assert warning.startswith("warning: Prefect work pool 'outage': not checked for drift: cannot reach")
+        assert server.url in warning and "ConnectError" in warning and KEY not in warning
+        assert took < 10, took
+        with pytest.raises(grpc.RpcError) as raised:
+            host.update(id_, URN, state, {**news, "concurrency_limit": 6})
+        last_line = raised.value.details().strip().splitlines()[-1]
+        assert "updating it at" in last_line and "cannot reach the Prefect API" in last_line
+    finally:
+        server.start()
+        server.wait_healthy()
+    assert host.changes(id_, URN, state, news) is False  # and with Prefect back, drift is checked again
+    server.api("PATCH", "/work_pools/outage", {"concurrency_limit": 1})
+    assert host.changes(id_, URN, state, news) is True
 
 
 # -- the pool as the server keeps it, read by prefect-aws's worker for a deployment's flow run ------

@@ -1,38 +1,106 @@
-"""The work pool provider's logic that needs no server: check, diff's decisions, and pickling.
+"""The work pool provider's decisions that need no server: check, diff (against a pool recorded from
+a real Prefect 3.9.1 server), outages, and key masking.
 
 The provider runs against real servers in test_work_pool.py (slow); these run in every test pass.
 """
 
 from __future__ import annotations
 
+import copy
 import json
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 
 from components.job_templates import process_base_job_template
-from components.work_pool import DESCRIPTION, WorkPoolProvider
+from components.prefect_api import reason
+from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
 
 KEY = "pnu_ProviderKeyThatMustNeverLeak7"
-NOWHERE = "http://127.0.0.1:9/api"  # nothing listens: a test that reached the server would fail
+NOWHERE = "http://127.0.0.1:9/api"  # nothing listens: a test that reached a server would fail
+# `GET /work_pools/fargate-pool` from a real Prefect 3.9.1 server, for the pool the provider made from
+# props() (tests/prefect_servers.py; recorded 2026-11-28).
+RECORDED = json.loads((Path(__file__).parent / "data" / "work_pool_process_3.9.1.json").read_text())
+OWNER = "prefect-fargate/test"
 
 
 def props(**overrides: Any) -> dict[str, Any]:
     return {
         "api_url": NOWHERE,
         "api_key": KEY,
-        "name": "pool",
+        "name": "fargate-pool",
         "type": "process",
         "base_job_template": json.dumps(process_base_job_template(), sort_keys=True),
-        "concurrency_limit": 3,
-        "description": DESCRIPTION,
+        "concurrency_limit": 4,
+        "description": description_for(OWNER),
+        "owner": OWNER,
         **overrides,
     }
+
+
+class RecordedPrefect:
+    """Prefect's sync client as the provider's `diff` uses it, answering with a recorded pool, or
+    raising what the real client raises."""
+
+    def __init__(self, pool: dict[str, Any] | None = None, error: Exception | None = None) -> None:
+        self.pool, self.error = pool, error
+
+    def __enter__(self) -> RecordedPrefect:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def __getattr__(self, operation: str) -> Any:
+        """Any other call (create, update, delete) fails as the client would, with `error`."""
+        if self.error is None:
+            raise AttributeError(operation)
+
+        def failing(*_: Any, **__: Any) -> Any:
+            raise self.error  # type: ignore[misc]
+
+        return failing
+
+    def read_work_pool(self, name: str) -> Any:
+        from prefect.client.schemas.objects import WorkPool
+        from prefect.exceptions import ObjectNotFound
+
+        if self.error is not None:
+            raise self.error
+        if self.pool is None or self.pool["name"] != name:
+            raise ObjectNotFound(http_exc=Exception("404"))
+        return WorkPool.model_validate(self.pool)
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Make the provider's client a RecordedPrefect for this test."""
+
+    def use(pool: dict[str, Any] | None = None, error: Exception | None = None) -> None:
+        monkeypatch.setattr(WorkPoolProvider, "_client", lambda self, _props: RecordedPrefect(pool, error))
+
+    return use
+
+
+@pytest.fixture
+def warnings_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    seen: list[str] = []
+    monkeypatch.setattr("pulumi.log.warn", lambda message, *_, **__: seen.append(message))
+    return seen
+
+
+def _http_error(status: int, body: dict[str, Any] | str, url: str = f"{NOWHERE}/work_pools/") -> httpx.HTTPStatusError:
+    request = httpx.Request("POST", url)
+    response = (
+        httpx.Response(status, json=body, request=request)
+        if isinstance(body, dict)
+        else httpx.Response(status, text=body, request=request)
+    )
+    return httpx.HTTPStatusError(f"{status}", request=request, response=response)
 
 
 @pytest.mark.parametrize(
@@ -61,40 +129,170 @@ def test_identity_changes_replace_the_pool_first(key: str) -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"concurrency_limit": None}, {"base_job_template": rpc.UNKNOWN}, {"api_key": "pnu_rotated"}],
-    ids=["limit", "template-unknown-in-preview", "rotated-key"],
+    [
+        {"concurrency_limit": None},
+        {"base_job_template": rpc.UNKNOWN},
+        {"api_key": "pnu_rotated"},
+        {"owner": "prefect-fargate/renamed", "description": description_for("prefect-fargate/renamed")},
+    ],
+    ids=["limit", "template-unknown-in-preview", "rotated-key", "renamed-stack"],
 )
 def test_declared_changes_update_in_place_without_asking_the_server(overrides: dict[str, Any]) -> None:
     diff = WorkPoolProvider().diff("id", props(), props(**overrides))
     assert diff.changes is True and not diff.replaces
 
 
-def test_no_declared_change_asks_the_server_and_fails_without_the_key() -> None:
-    with pytest.raises(Exception, match="cannot reach the Prefect API") as raised:
+# -- drift: the same wish as last time, against the pool as the server holds it -------------------
+
+
+def test_the_recorded_pool_as_declared_is_no_drift(serve: Callable[..., None]) -> None:
+    serve(RECORDED)
+    assert WorkPoolProvider().diff("id", props(), props()).changes is False
+
+
+def _template_default(pool: dict[str, Any]) -> None:
+    pool["base_job_template"]["variables"]["properties"]["stream_output"]["default"] = False
+
+
+def _template_command(pool: dict[str, Any]) -> None:
+    pool["base_job_template"]["job_configuration"]["command"] = "python -c 'import os; os.system(\"sh\")'"
+
+
+def _template_variable_removed(pool: dict[str, Any]) -> None:
+    del pool["base_job_template"]["variables"]["properties"]["working_dir"]
+
+
+def _limit(pool: dict[str, Any]) -> None:
+    pool["concurrency_limit"] = 40
+
+
+def _no_limit(pool: dict[str, Any]) -> None:
+    pool["concurrency_limit"] = None
+
+
+def _description(pool: dict[str, Any]) -> None:
+    pool["description"] = "edited in the UI"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [_template_default, _template_command, _template_variable_removed, _limit, _no_limit, _description],
+    ids=lambda edit: edit.__name__.strip("_"),
+)
+def test_one_managed_field_changed_alone_is_drift_put_back(serve: Callable[..., None], edit: Any) -> None:
+    pool = copy.deepcopy(RECORDED)
+    edit(pool)
+    serve(pool)
+    diff = WorkPoolProvider().diff("id", props(), props())
+    assert diff.changes is True and not diff.replaces
+
+
+def test_fields_the_server_adds_or_leaves_out_are_not_drift(serve: Callable[..., None]) -> None:
+    pool = copy.deepcopy(RECORDED)
+    template = pool["base_job_template"]
+    template["x-server-field"] = {"added": True}
+    template["variables"]["properties"]["command"]["examples"] = ["python flow.py"]
+    template["variables"]["required"] = []
+    del template["variables"]["properties"]["name"]["default"]  # we declare `"default": null`
+    pool["is_paused"] = True  # left to the user
+    serve(pool)
+    assert WorkPoolProvider().diff("id", props(), props()).changes is False
+
+
+def test_a_pool_deleted_by_hand_is_drift(serve: Callable[..., None]) -> None:
+    serve(None)
+    assert WorkPoolProvider().diff("id", props(), props()).changes is True
+
+
+# -- outages and refusals -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        httpx.ConnectTimeout("timed out"),
+        _http_error(503, {"detail": "Service Unavailable"}),
+    ],
+    ids=["refused", "timeout", "503"],
+)
+def test_an_unreachable_api_is_no_drift_known_with_a_warning(
+    serve: Callable[..., None], warnings_seen: list[str], error: Exception
+) -> None:
+    serve(error=error)
+    assert WorkPoolProvider().diff("id", props(), props()).changes is False
+    (warning,) = warnings_seen
+    assert warning.startswith("Prefect work pool 'fargate-pool': not checked for drift: ")
+    assert NOWHERE in warning and reason(error) in warning
+    assert "\n" not in warning
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _http_error(401, {"detail": "Unauthorized"}),
+        _http_error(403, {"detail": "Forbidden"}),
+        ValueError("an answer the client could not read"),
+    ],
+    ids=["401", "403", "not-an-outage"],
+)
+def test_a_refusal_or_a_fault_still_fails_diff(
+    serve: Callable[..., None], warnings_seen: list[str], error: Exception
+) -> None:
+    serve(error=error)
+    with pytest.raises(WorkPoolError, match=f"reading it at {NOWHERE} failed: "):
         WorkPoolProvider().diff("id", props(), props())
-    assert KEY not in str(raised.value)
+    assert warnings_seen == []
 
 
-def test_provider_runs_where_this_project_cannot_be_imported(tmp_path: Path) -> None:
-    """Pulumi runs the pickled provider in its own process: it must not need `components`."""
-    pickled = tmp_path / "provider.b64"
-    pickled.write_text(serialize_provider(WorkPoolProvider()))
-    script = (
-        "import base64, importlib.util, json\n"
-        "import dill\n"
-        "assert importlib.util.find_spec('components') is None\n"
-        f"provider = dill.loads(base64.b64decode(open({str(pickled)!r}).read()))\n"
-        "try:\n"
-        f"    provider.delete('id', json.loads({json.dumps(json.dumps(props()))}))\n"
-        "except Exception as exc:\n"
-        "    print(type(exc).__name__, exc)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith("WorkPoolError Prefect work pool 'pool': deleting it at http://127.0.0.1:9/api")
-    assert KEY not in result.stdout
+def test_create_and_update_need_the_api(serve: Callable[..., None]) -> None:
+    serve(error=httpx.ConnectError("[Errno 111] Connection refused"))
+    with pytest.raises(WorkPoolError, match=r"creating it at .* failed: cannot reach the Prefect API"):
+        WorkPoolProvider().create(props())
+    with pytest.raises(WorkPoolError, match=r"updating it at .* failed: cannot reach the Prefect API"):
+        WorkPoolProvider().update("id", props(), props(concurrency_limit=5))
+
+
+def test_the_real_client_failing_to_connect_is_no_drift_known(warnings_seen: list[str]) -> None:
+    """Prefect's own client against a closed port (no stand-in): what a stopped server gives."""
+    assert WorkPoolProvider().diff("id", props(), props()).changes is False
+    (warning,) = warnings_seen
+    assert "cannot reach the Prefect API (ConnectError" in warning and KEY not in warning
+
+
+# -- the key never in a message -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ConnectError(f"cannot connect to http://127.0.0.1:9/{KEY}/api"),
+        _http_error(500, f"Internal error while handling Authorization: Bearer {KEY}"),
+        _http_error(422, {"detail": [{"loc": ["body", "name"], "msg": f"echo {KEY}"}]}),
+        _http_error(401, {"detail": "Unauthorized"}, url=f"http://127.0.0.1:9/api?key={KEY}"),
+    ],
+    ids=["transport", "500-body", "422-detail", "401"],
+)
+def test_the_key_is_masked_in_errors_and_warnings(
+    serve: Callable[..., None], warnings_seen: list[str], error: Exception
+) -> None:
+    """An error may quote the key (a URL, a server echoing a header): no message shows it."""
+    serve(error=error)
+    messages = []
+    for operation in (
+        lambda: WorkPoolProvider().create(props()),
+        lambda: WorkPoolProvider().delete("id", props()),
+        lambda: WorkPoolProvider().diff("id", props(), props()),  # an outage: a warning, else an error
+    ):
+        try:
+            operation()
+        except WorkPoolError as exc:
+            messages.append(str(exc))
+    messages += warnings_seen
+    assert len(messages) == 3
+    assert all(KEY not in message for message in messages)
+    quoted = KEY in reason(error)  # the cause as the provider reads it would have shown the key
+    assert all(("***" in message) == quoted for message in messages)
 
 
 def test_key_is_a_secret_input_and_a_secret_output(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,14 +314,8 @@ def test_key_is_a_secret_input_and_a_secret_output(monkeypatch: pytest.MonkeyPat
     assert opts.additional_secret_outputs == ["api_key"]
     pool = run.one("pulumi-python:dynamic/prefect:WorkPool")
     assert pool.inputs["api_key"][rpc._special_sig_key] == rpc._special_secret_sig
-
-
-def _http_error(status: int, body: dict[str, Any]) -> Exception:
-    import httpx
-
-    request = httpx.Request("POST", f"{NOWHERE}/work_pools/")
-    response = httpx.Response(status, json=body, request=request)
-    return httpx.HTTPStatusError(f"{status}", request=request, response=response)
+    assert pool.plain_inputs["owner"] == OWNER
+    assert pool.plain_inputs["description"] == description_for(OWNER)
 
 
 @pytest.mark.parametrize(
@@ -141,6 +333,6 @@ def test_http_errors_read_as_their_cause(status: int, body: dict[str, Any], wrap
     from prefect.exceptions import ObjectUnsupported
 
     error = _http_error(status, body)
-    reason = WorkPoolProvider._reason(ObjectUnsupported(http_exc=error) if wrap else error)
-    assert expected in reason
-    assert KEY not in reason
+    cause = reason(ObjectUnsupported(http_exc=error) if wrap else error)
+    assert expected in cause
+    assert KEY not in cause

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import BASE_CONFIG, ROOT, Run, name_values, run_program
+from conftest import BASE_CONFIG, Run, name_values, run_program
 from harness import image_files
 
 from components.agent_service import (
@@ -40,7 +39,9 @@ def test_runs_at_the_limit_fit_in_the_usable_memory(memory: int) -> None:
 def test_flow_runs_beat_often_enough_for_the_zombie_automation(default_run: Run) -> None:
     """Three missed beats fit in the automation's window, so a live run is never crashed for silence."""
     env = name_values(default_run.container()["environment"])
-    automation = yaml.safe_load((ROOT / "flows/automations/crash-zombie-flow-runs.yaml").read_text())
+    automations = default_run.of_type("pulumi-python:dynamic/prefect:Automation")
+    (zombie,) = [a for a in automations if a.plain_inputs["name"].endswith("whose heartbeats stop")]
+    automation = zombie.json_input("automation")
     assert int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) * 3 <= automation["trigger"]["within"]
     assert automation["actions"][0]["state"] == "CRASHED"
 

@@ -1,0 +1,196 @@
+"""PrefectApiProvider: what every Pulumi dynamic provider for a Prefect API object shares.
+
+The work pool (`work_pool.py`) and the automations (`run_automations.py`) are Prefect objects kept
+as declared by `pulumi up`. Their providers share, from here: the Prefect client, one-line errors
+that never contain the API key, the "is the API reachable" rule of `diff`, the comparison of what
+we declare with what the server holds, and how the provider is stored in the Pulumi state.
+
+**Stored by reference.** Pulumi pickles a dynamic provider with dill into the state's
+`__provider` (pulumi/dynamic/dynamic.py, `serialize_provider`) and unpickles it in the dynamic
+provider host (pulumi/dynamic/__main__.py, `get_provider`: `dill.loads`). A provider class that
+lives in an importable module is pickled as a reference to it (module and class name, about 60
+bytes), which any Python version loads; one pickled by value carries the bytecode of one CPython
+minor version, which another version cannot load (it crashed the host). The host finds
+`components` because the engine starts it in the project directory (`newPlugin(ctx, ctx.Pwd, ...)`
+in pulumi's sdk/go/common/resource/plugin/provider_plugin.go, `cmd.Dir = pwd` in `ExecPlugin`,
+plugin.go) as `python -u -m pulumi.dynamic` (sdk/python/dist/pulumi-resource-pulumi-python), and
+`-m` puts the working directory first on `sys.path`. So: no `__main__` tricks, and every class a
+provider needs is defined at module level here or in its own module.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickletools
+from typing import Any, ClassVar
+
+import pulumi
+import pulumi.dynamic
+
+TIMEOUT_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+KEY_FIX = "Set a valid key: pulumi config set --secret prefect-fargate:prefectApiKey <key>"
+
+
+class PrefectApiError(Exception):
+    """A Prefect API failure, described in one line that never contains the API key."""
+
+
+def stack_owner() -> str:
+    """`<project>/<stack>`: what marks a Prefect object as this stack's (the organisation is left out,
+    so moving the stack to another backend keeps its objects)."""
+    return f"{pulumi.get_project()}/{pulumi.get_stack()}"
+
+
+def declared_in(wanted: Any, live: Any) -> bool:
+    """Whether `live` holds everything `wanted` declares: keys the server adds, and `None`s it
+    leaves out, are not drift; a value we declare that differs (or a list of another length) is."""
+    if isinstance(wanted, dict):
+        if not isinstance(live, dict):
+            return False
+        return all(declared_in(value, live.get(key)) if key in live else value is None for key, value in wanted.items())
+    if isinstance(wanted, list):
+        return (
+            isinstance(live, list)
+            and len(wanted) == len(live)
+            and all(declared_in(w, v) for w, v in zip(wanted, live, strict=True))
+        )
+    return bool(wanted == live)
+
+
+def pickled_strings(serialized: str) -> set[str]:
+    """Every string in a serialized provider (base64 pickle, as in the state): module, class and
+    attribute names, read without loading it (loading another CPython's bytecode is what crashes)."""
+    names = set()
+    for opcode, argument, _ in pickletools.genops(base64.b64decode(serialized)):
+        if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+            names.add(str(argument))
+        elif opcode.name == "GLOBAL":  # protocol 0-3: "module name"
+            names.update(str(argument).split(" "))
+    return names
+
+
+def carries_code(serialized: str) -> bool:
+    """Whether a stored provider was pickled by value (dill rebuilds its functions from bytecode)."""
+    return bool(serialized) and bool({"_create_code", "_create_function"} & pickled_strings(serialized))
+
+
+def parse_json(value: Any) -> Any:
+    """A JSON document travels as a string (Pulumi drops `None` values inside objects)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def unreachable(exc: BaseException) -> bool:
+    """An outage rather than a refusal: no answer at all, or the server's own failure (HTTP 5xx)."""
+    import httpx
+
+    wrapped = getattr(exc, "http_exc", None)  # Prefect wraps some HTTP errors
+    exc = wrapped if isinstance(wrapped, httpx.HTTPStatusError) else exc
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code >= 500
+    return isinstance(exc, httpx.TransportError)
+
+
+def reason(exc: BaseException) -> str:
+    """The cause of a failed Prefect call in one line, for a person to act on."""
+    import httpx
+
+    # Prefect wraps some HTTP errors (ObjectUnsupported, ObjectAlreadyExists, ...): look inside.
+    wrapped = getattr(exc, "http_exc", None)
+    if isinstance(wrapped, httpx.HTTPStatusError):
+        exc = wrapped
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        try:
+            body = exc.response.json()
+        except ValueError:
+            body = exc.response.text
+        if status == 401:
+            return f"the Prefect API refused the API key (HTTP 401). {KEY_FIX}"
+        if status == 403:  # a key without access, or (Prefect Cloud) a plan without this pool type
+            detail = body.get("detail") if isinstance(body, dict) else body
+            return (
+                f"the Prefect API refused the request (HTTP 403: {str(detail)[:300] or 'forbidden'}). "
+                f"Check the key's workspace access and the plan's work pool types. {KEY_FIX}"
+            )
+        detail = body
+        if isinstance(body, dict):
+            problems = body.get("exception_detail") or body.get("detail")
+            if isinstance(problems, list):  # FastAPI validation errors: say where and what, not the echo
+                detail = "; ".join(
+                    f"{'.'.join(map(str, p.get('loc', [])[1:]))}: {p.get('msg')}" if isinstance(p, dict) else str(p)
+                    for p in problems
+                )
+            else:
+                detail = problems or body.get("exception_message") or body
+        return f"the Prefect API rejected the request (HTTP {status}): {str(detail)[:500]}"
+    if isinstance(exc, httpx.TransportError):
+        return (
+            f"cannot reach the Prefect API ({type(exc).__name__}: {exc or 'no answer'}). "
+            "Check prefectApiUrl (or prefectAccountId/prefectWorkspaceId) and the network"
+        )
+    return f"{type(exc).__name__}: {exc}"
+
+
+class PrefectApiProvider(pulumi.dynamic.ResourceProvider):
+    """Shared plumbing of a provider whose props hold `api_url`, `api_key` (a Pulumi secret) and `name`.
+
+    Prefect is imported inside the methods: the program itself needs only the classes' names.
+    """
+
+    kind: ClassVar[str]  # "work pool", "automation": how messages name the object
+    error: ClassVar[type[PrefectApiError]] = PrefectApiError
+    serialize_as_secret_always = False
+
+    def _client(self, props: dict[str, Any]) -> Any:
+        import httpx
+        from prefect.client.orchestration import SyncPrefectClient
+
+        timeout = httpx.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
+        return SyncPrefectClient(
+            props["api_url"], api_key=props.get("api_key") or None, httpx_settings={"timeout": timeout}
+        )
+
+    def _message(self, props: dict[str, Any], text: str) -> str:
+        """`text` about this object, with the key masked (an error may quote a URL or a header)."""
+        message = f"Prefect {self.kind} {props.get('name')!r}: {text}"
+        key = props.get("api_key") or ""
+        return message.replace(key, "***") if key else message
+
+    def _call(self, props: dict[str, Any], action: str, operation: Any) -> Any:
+        """Run `operation(client, props)`; turn any failure into one line without the key."""
+        try:
+            with self._client(props) as client:
+                return operation(client, props)
+        except PrefectApiError as exc:
+            cause = str(exc)
+        except Exception as exc:  # the Prefect client raises httpx and Prefect errors alike
+            cause = reason(exc)
+        raise self.error(self._message(props, f"{action} it at {props.get('api_url')} failed: {cause}")) from None
+
+    def _read_for_diff(self, props: dict[str, Any], read: Any) -> tuple[bool, Any]:
+        """(True, what `read` found) or, with the API unreachable, (False, None) after a warning:
+        an outage of Prefect must not block a `pulumi up` that only changes AWS resources."""
+        from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+        try:
+            # One retry, not Prefect's five with back-off: drift is only checked, never needed.
+            with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 1}), self._client(props) as client:
+                return True, read(client, props)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise self.error(
+                    self._message(props, f"reading it at {props.get('api_url')} failed: {reason(exc)}")
+                ) from None
+            # In the provider host `pulumi.log` has no engine and prints "warning: ..." to stderr, which
+            # the CLI shows for the dynamic provider (`isDynamicPluginBinary`: its output is not hidden,
+            # sdk/go/common/resource/plugin/plugin.go, `newPlugin`).
+            pulumi.log.warn(
+                self._message(
+                    props,
+                    f"not checked for drift: {reason(exc)} (at {props.get('api_url')}). "
+                    "Assuming it is as last deployed; create and update still need the API.",
+                )
+            )
+            return False, None
