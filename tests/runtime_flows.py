@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 from prefect import flow, get_run_logger
@@ -42,11 +43,14 @@ def tabulate_report(rows: list[list[str]]) -> str:
 
 
 @flow(name="sleep-first-attempt", log_prints=True)
-def sleep_first_attempt(seconds: float = 600) -> int:
-    """Sleeps on its first attempt only, so a run handed back at a worker's stop completes on the next one;
-    returns which attempt it was (Prefect's run count), as a flow that must tolerate a re-run can tell."""
+def sleep_first_attempt(seconds: float = 600, release_file: str | None = None) -> int:
+    """Sleeps on its first attempt only (until `release_file` exists, if given, for at most `seconds`), so a
+    run handed back at a worker's stop completes on the next one; returns which attempt it was (Prefect's
+    run count), as a flow that must tolerate a re-run can tell."""
     attempt = flow_run.run_count
     print(f"attempt {attempt}")
     if attempt == 1:
-        time.sleep(seconds)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (release_file and Path(release_file).exists()):
+            time.sleep(0.2)
     return attempt

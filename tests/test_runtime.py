@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from uuid import UUID
 
 import pytest
 from conftest import API_KEY
-from harness import Cluster, Process, local_cluster, wait_for
+from harness import Cluster, Process, StopResult, local_cluster, wait_for
 from prefect.client.schemas.objects import StateType
 from prefect.states import Scheduled
 from runtime_flows import FAILURE_MESSAGE
@@ -32,7 +33,10 @@ RUN_TIMEOUT = 180  # generous: a run that never resolves fails the test instead 
 # The deadline the stop tests give the supervisor instead of the declared 120 s (the supervisor keeps its
 # declared hand-back time of it), so a test waits seconds, not minutes; the logic is the same.
 TEST_STOP_TIMEOUT = 30
-SHORT_RUN_SECONDS = 3  # finishes well inside the test's deadline
+# A "short" run waits for the test's release, given a second after the stop's SIGTERM, so it is in flight at
+# the stop however long the others took to start on a loaded machine, and then finishes well inside the
+# deadline; unreleased it would sleep past the deadline, be handed back and run twice, failing the test.
+SHORT_RUN_CAP_SECONDS = 120
 
 
 @pytest.fixture(scope="module")
@@ -158,16 +162,27 @@ def test_sigterm_stops_an_idle_worker_within_stop_timeout(cluster: Cluster, work
     assert cluster.probe_health(worker.health_port) != 0
 
 
+def _stop_releasing(worker: Process, release: Path) -> StopResult:
+    """ECS's stop of `worker` with the test's deadline; the short runs are released a second into it."""
+    timer = threading.Timer(1.0, release.touch)
+    timer.start()
+    try:
+        return worker.ecs_stop(TEST_STOP_TIMEOUT)
+    finally:
+        timer.cancel()
+
+
 def test_ecs_stop_short_run_finishes_in_place_and_long_run_completes_on_the_replacement(
     cluster: Cluster, stoppable_worker: Process
 ) -> None:
     """ECS's stop: SIGTERM to the group, a replacement started, SIGKILL of what is left at the deadline."""
     deployment = _deployment_id(cluster, "runtime_flows.py:sleep_first_attempt", "sleep-first-attempt")
-    short = cluster.trigger(deployment, {"seconds": SHORT_RUN_SECONDS})
+    release = cluster.workdir / "release-short-runs"
+    short = cluster.trigger(deployment, {"seconds": SHORT_RUN_CAP_SECONDS, "release_file": str(release)})
     long = cluster.trigger(deployment, {"seconds": 900})
     cluster.wait_running([short, long], RUN_TIMEOUT)
     replacement = cluster.start_worker()  # ECS starts the new task first on a deploy
-    stop = stoppable_worker.ecs_stop(TEST_STOP_TIMEOUT)
+    stop = _stop_releasing(stoppable_worker, release)
     assert stop.exited_in_time, (
         "the old worker was still handing over at the deadline:\n" + stoppable_worker.log()[-3000:]
     )
@@ -186,10 +201,12 @@ def test_ecs_stop_with_limit_runs_in_flight_loses_none(cluster: Cluster, stoppab
     command = cluster.container["command"]
     limit = int(command[command.index("--limit") + 1])
     deployment = _deployment_id(cluster, "runtime_flows.py:sleep_first_attempt", "sleep-first-attempt")
-    ids = [cluster.trigger(deployment, {"seconds": SHORT_RUN_SECONDS if n % 2 else 900}) for n in range(limit)]
+    release = cluster.workdir / "release-short-runs-at-limit"
+    short = {"seconds": SHORT_RUN_CAP_SECONDS, "release_file": str(release)}
+    ids = [cluster.trigger(deployment, short if n % 2 else {"seconds": 900}) for n in range(limit)]
     cluster.wait_running(ids, RUN_TIMEOUT)
     replacement = cluster.start_worker()
-    stop = stoppable_worker.ecs_stop(TEST_STOP_TIMEOUT)
+    stop = _stop_releasing(stoppable_worker, release)
     assert stop.exited_in_time, stoppable_worker.log()[-3000:]
     runs = cluster.wait_final(ids, RUN_TIMEOUT)
     assert replacement.alive()
