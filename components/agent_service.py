@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.config import TaskSize
+from components.config import CAPACITIES, TaskSize
 
 CONTAINER_NAME = "prefect-worker"
 HEALTH_PORT = 8080  # the worker's /health, bound to loopback: only the container's own probe reads it
@@ -65,6 +65,7 @@ class AgentServiceArgs:
     security_group_ids: pulumi.Input[list[str]]
     assign_public_ip: bool
     worker_type: str = "process"  # the work pool's type: "process" or "ecs"
+    capacity: str = "FARGATE"  # the worker's capacity provider: FARGATE or FARGATE_SPOT
     # What the workers need before they start, made once the cluster and log group exist (the work
     # pool and its IAM). The service depends on them, so `pulumi destroy` stops the workers first: a
     # running worker would otherwise create its pool again right after the pool is deleted.
@@ -78,6 +79,15 @@ class AgentServiceArgs:
 # restarting five times.
 ECS_OBSERVER_QUEUE = "prefect-ecs-tasks-events"
 ECS_WORKER_ENVIRONMENT = [{"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME", "value": ECS_OBSERVER_QUEUE}]
+
+
+def service_capacity(capacity: str) -> dict[str, Any]:
+    """The Service's placement arguments: on demand the FARGATE launch type, on Spot a capacity
+    provider strategy (ECS refuses both at once)."""
+    if capacity == "FARGATE":
+        return {"launch_type": "FARGATE"}
+    strategy = aws.ecs.ServiceCapacityProviderStrategyArgs(capacity_provider=capacity, weight=1)
+    return {"capacity_provider_strategies": [strategy]}
 
 
 def run_limit(memory_mib: int) -> int:
@@ -170,6 +180,10 @@ class AgentService(pulumi.ComponentResource):
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
 
         self.cluster = aws.ecs.Cluster(f"{name}-cluster", opts=child)
+        # Both Fargate providers, so the worker and the `ecs` pool's flow-run tasks may each use either.
+        capacity_providers = aws.ecs.ClusterCapacityProviders(
+            f"{name}-capacity", cluster_name=self.cluster.name, capacity_providers=list(CAPACITIES), opts=child
+        )
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs", name=args.log_group_name, retention_in_days=args.log_retention_days, opts=child
         )
@@ -213,7 +227,11 @@ class AgentService(pulumi.ComponentResource):
             cluster=self.cluster.arn,
             task_definition=self.task_definition.arn,
             desired_count=args.desired_count,
-            launch_type="FARGATE",
+            **service_capacity(args.capacity),
+            # Switching workerCapacity changes the capacity provider strategy, which the AWS provider
+            # updates only with force_new_deployment (capacityProviderStrategyCustomizeDiff in
+            # terraform-provider-aws's ecs/service.go); the new tasks then start on the new capacity.
+            force_new_deployment=True,
             platform_version="LATEST",
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
                 subnets=args.subnet_ids,
@@ -224,7 +242,7 @@ class AgentService(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
             wait_for_steady_state=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(needed)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*needed, capacity_providers]),
         )
         self.register_outputs(
             {

@@ -63,6 +63,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CPU_ARCHITECTURES = {"X86_64": "linux/amd64", "ARM64": "linux/arm64"}
 # `process`: the worker runs every flow run in its own container; `ecs`: each flow run is a Fargate task.
 WORK_POOL_TYPES = ("process", "ecs")
+# Where a task runs: Fargate on demand, or Fargate Spot (about 70% cheaper, stopped with two minutes' notice).
+CAPACITIES = ("FARGATE", "FARGATE_SPOT")
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _PREFECT_VERSION = re.compile(r"^3\.\d+\.\d+$")
@@ -111,6 +113,8 @@ class StackConfig:
     flow_run_size: TaskSize = field(default_factory=lambda: TaskSize(cpu=1024, memory=2048))  # `ecs` only
     alarms: bool = True  # the alert topic and alarms (components/alerts.py)
     alert_email: str | None = None  # subscribed to the alert topic
+    worker_capacity: str = "FARGATE"  # the worker service's capacity provider
+    flow_run_capacity: str = "FARGATE"  # `ecs` only: the flow-run tasks' capacity provider
 
     @property
     def docker_platform(self) -> str:
@@ -258,6 +262,7 @@ def load_config() -> StackConfig:
         )
 
     alarms, alert_email = _alerts(r)
+    worker_capacity, flow_run_capacity = _capacities(r, work_pool_type)
 
     if r.errors:
         raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
@@ -277,6 +282,8 @@ def load_config() -> StackConfig:
         flow_run_size=flow_run_size,
         alarms=alarms,
         alert_email=alert_email,
+        worker_capacity=worker_capacity,
+        flow_run_capacity=flow_run_capacity,
     )
 
 
@@ -341,6 +348,21 @@ def _work_pool(r: _Reader) -> tuple[str, int | None, TaskSize]:
                     f"{set_command('workPoolType', 'ecs')}  (or: pulumi config rm {NAMESPACE}:{key})",
                 )
     return pool_type, concurrency, flow_run_size
+
+
+def _capacities(r: _Reader, pool_type: str) -> tuple[str, str]:
+    """workerCapacity, and flowRunCapacity (which only an `ecs` pool's flow-run tasks have)."""
+    allowed = "FARGATE (on demand) or FARGATE_SPOT (about 70% cheaper, may be stopped with two minutes' notice)"
+    worker = r.string("workerCapacity", "FARGATE", lambda v: v in CAPACITIES, allowed, "FARGATE_SPOT")
+    flow_run = r.string("flowRunCapacity", "FARGATE", lambda v: v in CAPACITIES, allowed, "FARGATE_SPOT")
+    if flow_run != "FARGATE" and pool_type != "ecs":
+        r.fail(
+            "flowRunCapacity",
+            f"is {flow_run} but workPoolType is {pool_type!r}: process flow runs run in the worker's task",
+            "flowRunCapacity only with workPoolType ecs (workerCapacity sets the worker's)",
+            f"{set_command('workPoolType', 'ecs')}  (or: pulumi config rm {NAMESPACE}:flowRunCapacity)",
+        )
+    return worker, flow_run
 
 
 def _prefect_api_url(r: _Reader) -> str:

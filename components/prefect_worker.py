@@ -21,7 +21,7 @@ from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
 from components.config import StackConfig
 from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
 from components.flow_storage import FlowStorage
-from components.job_templates import ecs_base_job_template, process_base_job_template
+from components.job_templates import ecs_base_job_template, flow_run_family_prefix, process_base_job_template
 from components.network import AgentNetwork
 from components.work_pool import WorkPool, WorkPoolArgs
 
@@ -83,6 +83,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 security_group_ids=self.network.security_group_ids,
                 assign_public_ip=self.network.assign_public_ip,
                 worker_type=args.work_pool_type,
+                capacity=args.worker_capacity,
                 before_service=lambda cluster, log_group: self._work_pool(name, args, cluster, log_group),
             ),
             opts=child,
@@ -122,6 +123,7 @@ class PrefectWorker(pulumi.ComponentResource):
                     cluster_arn=cluster.arn,
                     cluster_name=cluster.name,
                     log_group_name=log_group.name,
+                    family_prefix=flow_run_family_prefix(pulumi.get_project(), pulumi.get_stack()),
                 ),
                 opts=child,
             )
@@ -165,6 +167,8 @@ class PrefectWorker(pulumi.ComponentResource):
                 memory=args.flow_run_size.memory,
                 cpu_architecture=args.cpu_architecture,
                 flow_run_env=FLOW_RUN_ENVIRONMENT,
+                family_prefix=flow_run_family_prefix(pulumi.get_project(), pulumi.get_stack()),
+                capacity=args.flow_run_capacity,
             )
         )
 
