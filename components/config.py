@@ -262,7 +262,7 @@ def load_config() -> StackConfig:
         )
 
     alarms, alert_email = _alerts(r)
-    worker_capacity, flow_run_capacity = _capacities(r, work_pool_type)
+    worker_capacity, flow_run_capacity = _capacities(r, work_pool_type, architecture)
 
     if r.errors:
         raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
@@ -350,11 +350,21 @@ def _work_pool(r: _Reader) -> tuple[str, int | None, TaskSize]:
     return pool_type, concurrency, flow_run_size
 
 
-def _capacities(r: _Reader, pool_type: str) -> tuple[str, str]:
+def _capacities(r: _Reader, pool_type: str, architecture: str) -> tuple[str, str]:
     """workerCapacity, and flowRunCapacity (which only an `ecs` pool's flow-run tasks have)."""
     allowed = "FARGATE (on demand) or FARGATE_SPOT (about 70% cheaper, may be stopped with two minutes' notice)"
     worker = r.string("workerCapacity", "FARGATE", lambda v: v in CAPACITIES, allowed, "FARGATE_SPOT")
     flow_run = r.string("flowRunCapacity", "FARGATE", lambda v: v in CAPACITIES, allowed, "FARGATE_SPOT")
+    # "Fargate Spot only supports Linux tasks with the X86_64 architecture" (ECS developer guide,
+    # Fargate capacity providers); flow-run tasks run on the worker's architecture.
+    for key, capacity in (("workerCapacity", worker), ("flowRunCapacity", flow_run)):
+        if capacity == "FARGATE_SPOT" and architecture != "X86_64":
+            r.fail(
+                key,
+                f"is FARGATE_SPOT but cpuArchitecture is {architecture}, which Fargate Spot does not run",
+                "FARGATE_SPOT only with cpuArchitecture X86_64",
+                f"{set_command('cpuArchitecture', 'X86_64')}  (or: {set_command(key, 'FARGATE')})",
+            )
     if flow_run != "FARGATE" and pool_type != "ecs":
         r.fail(
             "flowRunCapacity",

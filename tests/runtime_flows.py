@@ -29,3 +29,13 @@ def tiny(n: int = 0, sink_url: str | None = None) -> int:
     if sink_url:
         httpx.post(sink_url, json={"n": n}, timeout=10).raise_for_status()
     return n
+
+
+@flow(name="sleep-first-attempt")
+def sleep_first_attempt(seconds: float = 600) -> int:
+    """Sleeps on its first attempt only: a run interrupted there and put back completes on the next."""
+    from prefect.runtime import flow_run
+
+    if flow_run.run_count <= 1:
+        time.sleep(seconds)
+    return flow_run.run_count

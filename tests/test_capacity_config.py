@@ -26,6 +26,10 @@ INVALID = [
     ("worker-lowercase", {"workerCapacity": "spot"}, "workerCapacity", "'spot' is not valid"),
     ("flow-run-ec2", {"workPoolType": "ecs", "flowRunCapacity": "EC2"}, "flowRunCapacity", "'EC2' is not valid"),
     ("flow-run-spot-for-process", {"flowRunCapacity": "FARGATE_SPOT"}, "flowRunCapacity", "workPoolType is 'process'"),
+    ("worker-spot-on-arm", {"workerCapacity": "FARGATE_SPOT", "cpuArchitecture": "ARM64"}, "workerCapacity",
+     "Fargate Spot does not run"),
+    ("flow-run-spot-on-arm", {"workPoolType": "ecs", "flowRunCapacity": "FARGATE_SPOT", "cpuArchitecture": "ARM64"},
+     "flowRunCapacity", "Fargate Spot does not run"),
 ]  # fmt: skip
 
 

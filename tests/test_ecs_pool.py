@@ -542,7 +542,12 @@ def test_another_family_is_not_granted(ecs_run: Run) -> None:
 
 # -- Fargate Spot ----------------------------------------------------------------------------------
 
-SPOT_CONFIG = {**ECS_CONFIG, "workerCapacity": "FARGATE_SPOT", "flowRunCapacity": "FARGATE_SPOT"}
+SPOT_CONFIG = {
+    **ECS_CONFIG,
+    "workerCapacity": "FARGATE_SPOT",
+    "flowRunCapacity": "FARGATE_SPOT",
+    "cpuArchitecture": "X86_64",  # Fargate Spot runs X86_64 tasks only
+}
 
 
 @pytest.fixture(scope="module")
