@@ -46,6 +46,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from moto import mock_aws
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
 
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")  # noqa: S106 (moto)
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
@@ -60,6 +62,10 @@ def main() -> None:
             ours = submit_through_pool(cluster.api_url, "bench-family-per-size", template, **sizes)
             more = submit_through_pool(cluster.api_url, "bench-family-per-size-more", template, **sizes)
             stock = submit_through_pool(cluster.api_url, "bench-stock", stock_family_handling(template), **sizes)
+        # The worker's logs and events are sent in the background: send them while the server is up,
+        # or their threads retry against a stopped server and the process never exits.
+        for service in (APILogWorker, EventsWorker):
+            service.drain_all(timeout=30)
     finally:
         cluster.close()
         shutil.rmtree(workdir, ignore_errors=True)
