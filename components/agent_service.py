@@ -73,6 +73,7 @@ class AgentServiceArgs:
     security_group_ids: pulumi.Input[list[str]]
     assign_public_ip: bool
     worker_type: str = "process"  # the work pool's type: "process" or "ecs"
+    capacity: str = "FARGATE"  # the worker's capacity provider: FARGATE or FARGATE_SPOT
     # What the workers need before they start (the work pool and its IAM). The service depends on them,
     # so `pulumi destroy` stops the workers first: a running worker would otherwise create its pool
     # again right after the pool is deleted.
@@ -91,6 +92,15 @@ ECS_OBSERVER_QUEUE_SETTING = "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NA
 def ecs_worker_environment(observer_queue_name: str) -> list[dict[str, str]]:
     """What an `ecs` worker adds to its environment: its observer's queue."""
     return [{"name": ECS_OBSERVER_QUEUE_SETTING, "value": observer_queue_name}]
+
+
+def service_capacity(capacity: str) -> dict[str, Any]:
+    """The Service's placement arguments: on demand the FARGATE launch type, on Spot a capacity
+    provider strategy (ECS refuses both at once)."""
+    if capacity == "FARGATE":
+        return {"launch_type": "FARGATE"}
+    strategy = aws.ecs.ServiceCapacityProviderStrategyArgs(capacity_provider=capacity, weight=1)
+    return {"capacity_provider_strategies": [strategy]}
 
 
 def run_limit(memory_mib: int) -> int:
@@ -243,7 +253,11 @@ class AgentService(pulumi.ComponentResource):
             cluster=args.cluster_arn,
             task_definition=self.task_definition.arn,
             desired_count=args.desired_count,
-            launch_type="FARGATE",
+            **service_capacity(args.capacity),
+            # Switching workerCapacity changes the capacity provider strategy, which the AWS provider
+            # updates only with force_new_deployment (capacityProviderStrategyCustomizeDiff in
+            # terraform-provider-aws's ecs/service.go); the new tasks then start on the new capacity.
+            force_new_deployment=True,
             platform_version="LATEST",
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
                 subnets=args.subnet_ids,

@@ -67,6 +67,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CPU_ARCHITECTURES = {"X86_64": "linux/amd64", "ARM64": "linux/arm64"}
 # `process`: the worker runs every flow run as a process in its own task; `ecs`: each flow run is a Fargate task.
 WORK_POOL_TYPES = ("process", "ecs")
+# Where a task runs: Fargate on demand, or Fargate Spot (about 70% cheaper, stopped with two minutes' notice).
+CAPACITIES = ("FARGATE", "FARGATE_SPOT")
 
 _UUID_TEXT = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _UUID = re.compile(rf"^{_UUID_TEXT}$")
@@ -149,6 +151,8 @@ class StackConfig:
     kms_key_arn: str | None = None  # None: AWS-managed encryption (components/kms.py)
     worker_image: WorkerImage | None = None  # None: built from agent_image/ by `pulumi up`
     stuck_run_minutes: int = 15  # a run Pending this long is crashed (run_automations.py)
+    worker_capacity: str = "FARGATE"  # the worker service's capacity provider
+    flow_run_capacity: str = "FARGATE"  # `ecs` only: the flow-run tasks' capacity provider
 
     @property
     def docker_platform(self) -> str:
@@ -295,6 +299,7 @@ def load_config() -> StackConfig:
     alarms, alert_email = _alerts(r)
     kms_key_arn = _kms_key(r)
     worker_image = _worker_image(r)
+    worker_capacity, flow_run_capacity = _capacities(r, work_pool_type, architecture)
 
     if r.errors:
         raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
@@ -323,6 +328,8 @@ def load_config() -> StackConfig:
         kms_key_arn=kms_key_arn,
         worker_image=worker_image,
         stuck_run_minutes=stuck_run_minutes,
+        worker_capacity=worker_capacity,
+        flow_run_capacity=flow_run_capacity,
     )
 
 
@@ -426,6 +433,35 @@ def _prefect_api_url(r: _Reader) -> tuple[str, bool]:
     """The API URL from exactly one of: prefectAccountId + prefectWorkspaceId (Prefect Cloud), or
     prefectApiUrl; and whether the stack points at Prefect Cloud (which needs a key). A prefectApiUrl
     that is not Cloud's counts as self-hosted even when it is refused, so its one error is the URL's."""
+
+
+def _capacities(r: _Reader, pool_type: str, architecture: str) -> tuple[str, str]:
+    """workerCapacity, and flowRunCapacity (which only an `ecs` pool's flow-run tasks have)."""
+    allowed = "FARGATE (on demand) or FARGATE_SPOT (about 70% cheaper, may be stopped with two minutes' notice)"
+    worker = r.string("workerCapacity", "FARGATE", lambda v: v in CAPACITIES, allowed, "FARGATE_SPOT")
+    flow_run = r.string("flowRunCapacity", "FARGATE", lambda v: v in CAPACITIES, allowed, "FARGATE_SPOT")
+    # "Fargate Spot only supports Linux tasks with the X86_64 architecture" (ECS developer guide,
+    # Fargate capacity providers); flow-run tasks run on the worker's architecture.
+    for key, capacity in (("workerCapacity", worker), ("flowRunCapacity", flow_run)):
+        if capacity == "FARGATE_SPOT" and architecture != "X86_64":
+            r.fail(
+                key,
+                f"is FARGATE_SPOT but cpuArchitecture is {architecture}, which Fargate Spot does not run",
+                "FARGATE_SPOT only with cpuArchitecture X86_64",
+                f"{set_command('cpuArchitecture', 'X86_64')}  (or: {set_command(key, 'FARGATE')})",
+            )
+    if flow_run != "FARGATE" and pool_type != "ecs":
+        r.fail(
+            "flowRunCapacity",
+            f"is {flow_run} but workPoolType is {pool_type!r}: process flow runs run in the worker's task",
+            "flowRunCapacity only with workPoolType ecs (workerCapacity sets the worker's)",
+            f"{set_command('workPoolType', 'ecs')}  (or: pulumi config rm {NAMESPACE}:flowRunCapacity)",
+        )
+    return worker, flow_run
+
+
+def _prefect_api_url(r: _Reader) -> str:
+    """Exactly one of: prefectAccountId + prefectWorkspaceId (Prefect Cloud), or prefectApiUrl."""
     account, workspace, url = r.raw("prefectAccountId"), r.raw("prefectWorkspaceId"), r.raw("prefectApiUrl")
     uuid_fix = "a UUID from your Prefect Cloud URL (app.prefect.cloud/account/<account>/workspace/<workspace>)"
     if url is not None and (account or workspace):

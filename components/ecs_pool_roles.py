@@ -1,11 +1,11 @@
 """EcsPoolRoles: IAM for an `ecs` work pool, where every flow run is its own Fargate task.
 
 - flow-run task role (what flow code runs as): list and read the flow bucket, nothing else;
-- a policy on the worker's task role with exactly what prefect-aws's ECS worker calls: register and
-  describe task definitions, run tasks on this cluster only, stop/describe/tag this cluster's tasks,
-  describe subnets and VPCs (to check the network configuration), read this stack's logs, read and
-  delete its observer's messages on this stack's queue only, and pass only the flow-run task role and
-  the execution role, only to ECS tasks.
+- a policy on the worker's task role with exactly what prefect-aws's ECS worker calls: register
+  (never privileged) and describe this stack's flow-run task definition families, run them on this
+  cluster only, stop/describe/tag this cluster's tasks, describe subnets and VPCs (to check the
+  network configuration), read this stack's logs, read and delete its observer's messages on this
+  stack's queue only, and pass only the flow-run task role and the execution role, only to ECS tasks.
 Needs the worker's roles (AgentRoles), the cluster and log group (WorkerCluster), the flow bucket and
 the observer's queue (EcsTaskEvents).
 Flow-run tasks reuse the worker's execution role: it already pulls this image, writes this log group
@@ -27,6 +27,7 @@ from components.agent_roles import (
     ecs_tasks_trust,
     policy_document,
 )
+from components.job_templates import FAMILY_SEPARATOR
 from components.kms import decrypt_through
 
 
@@ -41,6 +42,7 @@ class EcsPoolRolesArgs:
     cluster_name: pulumi.Input[str]
     log_group_name: pulumi.Input[str]
     observer_queue_arn: pulumi.Input[str]
+    family_prefix: str  # the pool's task definition families are `<prefix>_<cpu>_<memory>` (job_templates)
     kms_key_arn: str | None = None  # the user's key (config kmsKeyArn) on the bucket and the queue
 
 
@@ -54,24 +56,37 @@ def ecs_worker_statements(
     log_group_name: pulumi.Input[str],
     observer_queue_arn: pulumi.Input[str],
     passed_role_arns: list[pulumi.Input[str]],
+    family_prefix: str,
 ) -> list[Statement]:
     """What prefect-aws's ECS worker calls, each on the narrowest resource AWS accepts."""
     ecs = pulumi.Output.format("arn:{0}:ecs:{1}:{2}", partition, region, account)
     this_cluster = {"ArnEquals": {"ecs:cluster": cluster_arn}}
     cluster_tasks = pulumi.Output.format("{0}:task/{1}/*", ecs, cluster_name)
+    # This stack's families and their revisions (`<family>:<n>`); without `:*` it also matches a
+    # family named alone, as DescribeTaskDefinition is called with to find the latest revision.
+    families = pulumi.Output.format("{0}:task-definition/{1}{2}*", ecs, family_prefix, FAMILY_SEPARATOR)
     return [
-        # RegisterTaskDefinition and DescribeTaskDefinition accept no resource or cluster condition.
+        # Sizes are left to deployments (job variables cpu/memory, any pair Fargate accepts), so
+        # ecs:task-cpu/ecs:task-memory are not capped; a privileged container never is allowed (Fargate
+        # refuses one anyway). IfExists: a request that does not set `privileged` has no such key.
         {
-            "Sid": "TaskDefinitions",
+            "Sid": "RegisterOwnTaskDefinitions",
             "Effect": "Allow",
-            "Action": ["ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition"],
-            "Resource": "*",
+            "Action": "ecs:RegisterTaskDefinition",
+            "Resource": families,
+            "Condition": {"BoolIfExists": {"ecs:privileged": "false"}},
+        },
+        {
+            "Sid": "DescribeOwnTaskDefinitions",
+            "Effect": "Allow",
+            "Action": "ecs:DescribeTaskDefinition",
+            "Resource": families,
         },
         {
             "Sid": "RunOnThisCluster",
             "Effect": "Allow",
             "Action": "ecs:RunTask",
-            "Resource": pulumi.Output.format("{0}:task-definition/*", ecs),
+            "Resource": families,
             "Condition": this_cluster,
         },
         {
@@ -158,6 +173,7 @@ class EcsPoolRoles(pulumi.ComponentResource):
                     log_group_name=args.log_group_name,
                     observer_queue_arn=args.observer_queue_arn,
                     passed_role_arns=[args.execution_role_arn, self.flow_run_role.arn],
+                    family_prefix=args.family_prefix,
                 ),
                 # ReceiveMessage decrypts the observer's messages through SQS.
                 *decrypt_through(self, "ObserverQueueKey", args.kms_key_arn, "sqs"),

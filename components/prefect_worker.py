@@ -24,7 +24,7 @@ from components.config import StackConfig
 from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
 from components.ecs_task_events import EcsTaskEvents, EcsTaskEventsArgs, observer_queue_name
 from components.flow_storage import FlowStorage
-from components.job_templates import ecs_base_job_template, process_base_job_template
+from components.job_templates import ecs_base_job_template, flow_run_family_prefix, process_base_job_template
 from components.kms import key_policy_statements
 from components.network import AgentNetwork
 from components.run_automations import RunAutomations, RunAutomationsArgs
@@ -114,6 +114,7 @@ class PrefectWorker(pulumi.ComponentResource):
                     cluster_name=self.cluster.cluster.name,
                     log_group_name=self.cluster.log_group.name,
                     observer_queue_arn=self.task_events.queue.arn,
+                    family_prefix=flow_run_family_prefix(pulumi.get_project(), pulumi.get_stack()),
                     kms_key_arn=args.kms_key_arn,
                 ),
                 opts=child,
@@ -152,8 +153,13 @@ class PrefectWorker(pulumi.ComponentResource):
                 security_group_ids=self.network.security_group_ids,
                 assign_public_ip=self.network.assign_public_ip,
                 worker_type=args.work_pool_type,
+                capacity=args.worker_capacity,
                 # The observer gives up for good on a queue that does not exist yet when the worker starts.
-                needs=[self.work_pool, *(need for need in (self.ecs_roles, self.task_events) if need is not None)],
+                needs=[
+                    self.work_pool,
+                    self.cluster.capacity_providers,
+                    *(need for need in (self.ecs_roles, self.task_events) if need is not None),
+                ],
                 observer_queue_name=observer_queue if args.work_pool_type == "ecs" else None,
                 repository_credentials_arn=self.image.registry_credentials_arn,
             ),
@@ -215,6 +221,8 @@ class PrefectWorker(pulumi.ComponentResource):
                 cpu_architecture=args.cpu_architecture,
                 flow_run_env=FLOW_RUN_ENVIRONMENT,
                 repository_credentials_arn=self.image.registry_credentials_arn,
+                family_prefix=flow_run_family_prefix(pulumi.get_project(), pulumi.get_stack()),
+                capacity=args.flow_run_capacity,
             )
         )
 

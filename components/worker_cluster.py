@@ -1,4 +1,5 @@
-"""WorkerCluster: the ECS cluster and the CloudWatch log group that the worker and its flow runs use.
+"""WorkerCluster: the ECS cluster (with both Fargate capacity providers) and the CloudWatch log group
+that the worker and its flow runs use.
 
 Made first, before the work pool and the service: the pool's `ecs` template and the ECS worker's IAM
 name the cluster, and the worker and its flow-run tasks log to the group. Needs nothing but the log
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+
+from components.config import CAPACITIES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +33,8 @@ class WorkerCluster(pulumi.ComponentResource):
 
     cluster: aws.ecs.Cluster
     """The ECS cluster the worker (and, with an `ecs` pool, each flow run) runs in."""
+    capacity_providers: aws.ecs.ClusterCapacityProviders
+    """FARGATE and FARGATE_SPOT on the cluster: a service or RunTask may name either only once this exists."""
     log_group: aws.cloudwatch.LogGroup
     """The CloudWatch log group of the worker and its flow-run tasks."""
 
@@ -39,6 +44,13 @@ class WorkerCluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, aliases=aliases)
 
         self.cluster = aws.ecs.Cluster(f"{name}-cluster", opts=child)
+        # Both Fargate providers, so the worker and the `ecs` pool's flow-run tasks may each use either.
+        self.capacity_providers = aws.ecs.ClusterCapacityProviders(
+            f"{name}-capacity",
+            cluster_name=self.cluster.name,
+            capacity_providers=list(CAPACITIES),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=args.log_group_name,

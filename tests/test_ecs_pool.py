@@ -216,9 +216,15 @@ def test_ecs_worker_gets_exactly_what_it_calls(ecs_run: Run) -> None:
     log_streams = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{ecs_run.outputs['logGroupName']}:log-stream:*"
     on_cluster = {"ArnEquals": {"ecs:cluster": cluster["arn"]}}
     queue = ecs_run.one("aws:sqs/queue:Queue", "ecs-events-queue").outputs["arn"]
+    families = f"{ECS_ARN}:task-definition/{defaults(ecs_run)['family']}_*"  # this stack's flow-run families only
     expected = {
-        "TaskDefinitions": (["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"], ["*"], None),
-        "RunOnThisCluster": (["ecs:RunTask"], [f"{ECS_ARN}:task-definition/*"], on_cluster),
+        "RegisterOwnTaskDefinitions": (
+            ["ecs:RegisterTaskDefinition"],
+            [families],
+            {"BoolIfExists": {"ecs:privileged": "false"}},
+        ),
+        "DescribeOwnTaskDefinitions": (["ecs:DescribeTaskDefinition"], [families], None),
+        "RunOnThisCluster": (["ecs:RunTask"], [families], on_cluster),
         "ThisClustersTasks": (["ecs:DescribeTasks", "ecs:StopTask"], [tasks], on_cluster),
         "TagOnRunTask": (["ecs:TagResource"], [tasks], {"StringEquals": {"ecs:CreateAction": "RunTask"}}),
         "Network": (["ec2:DescribeSubnets", "ec2:DescribeVpcs"], ["*"], None),
@@ -273,26 +279,10 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
     from prefect_aws.workers.ecs_worker import ECSWorker
 
     ecs = boto3.client("ecs")
-    vpc, subnet, group, cluster = moto_ecs_network()
-    execution_role, flow_run_role = f"arn:aws:iam::{ACCOUNT}:role/execution", f"arn:aws:iam::{ACCOUNT}:role/flow-run"
-    value_from = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:key-AbC123:::0b1c2d3e"
-    template = ecs_base_job_template(
-        cluster_arn=cluster,
-        vpc_id=vpc,
-        subnet_ids=[subnet],
-        security_group_ids=[group],
-        assign_public_ip=False,
-        execution_role_arn=execution_role,
-        task_role_arn=flow_run_role,
-        image=f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/agent@sha256:{'a' * 64}",
-        log_group_name="/prefect-fargate/test/prefect",
-        region=REGION,
-        api_key_value_from=value_from,
-        cpu=2048,
-        memory=4096,
-        cpu_architecture="ARM64",
-        flow_run_env={"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
-    )
+    template = moto_template(family_prefix=defaults(ecs_run)["family"])
+    cluster, subnet, group = template_default(template, "cluster"), *_network(template)
+    flow_run_role = template_default(template, "task_role_arn")
+    execution_role, value_from = MOTO_EXECUTION_ROLE, MOTO_VALUE_FROM
 
     calls = record_aws_calls(monkeypatch)
 
@@ -304,7 +294,7 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
             logging.getLogger("test"), configuration.aws_credentials.get_client("ecs"), configuration, flow_run
         )
     assert cluster_arn == cluster
-    worker_calls = {f"{service}:{operation}" for service, operation, _ in calls}
+    worker_calls = {f"ecs:{operation}" for service, operation, _ in calls if service == "ecs"}
     monkeypatch.undo()
 
     operations = [(service, operation) for service, operation, _ in calls]
@@ -334,10 +324,74 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
     assert environment["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"  # the template's env reaches the task
     assert run_task["tags"]  # hence ecs:TagResource in the worker's policy
 
-    # Every AWS call the worker made is one its policy grants (PassRole rides on RunTask).
-    granted = {action for s in statements(ecs_run, "ecs-pool-worker-policy").values() for action in s["Action"]}
-    assert worker_calls <= granted, worker_calls - granted
+    # Every AWS call the worker made is one its policy grants, on the task definitions it names
+    # (PassRole rides on RunTask).
+    assert_allowed(ecs_run, calls, [registered])
     assert task_arn.startswith(f"{ECS_ARN}:task/")
+    assert worker_calls >= {"ecs:RegisterTaskDefinition", "ecs:RunTask"}
+
+
+MOTO_EXECUTION_ROLE = f"arn:aws:iam::{ACCOUNT}:role/execution"
+MOTO_VALUE_FROM = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:key-AbC123:::0b1c2d3e"
+
+
+def moto_template(family_prefix: str, capacity: str = "FARGATE") -> dict[str, Any]:
+    """The pool's template on a moto network (call inside `aws_env`): what the worker gets in the test."""
+    vpc, subnet, group, cluster = moto_ecs_network()
+    return ecs_base_job_template(
+        cluster_arn=cluster,
+        vpc_id=vpc,
+        subnet_ids=[subnet],
+        security_group_ids=[group],
+        assign_public_ip=False,
+        execution_role_arn=MOTO_EXECUTION_ROLE,
+        task_role_arn=f"arn:aws:iam::{ACCOUNT}:role/flow-run",
+        image=f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/agent@sha256:{'a' * 64}",
+        log_group_name="/prefect-fargate/test/prefect",
+        region=REGION,
+        api_key_value_from=MOTO_VALUE_FROM,
+        cpu=2048,
+        memory=4096,
+        cpu_architecture="ARM64",
+        flow_run_env={"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
+        family_prefix=family_prefix,
+        capacity=capacity,
+    )
+
+
+def template_default(template: dict[str, Any], variable: str) -> Any:
+    return template["variables"]["properties"][variable]["default"]
+
+
+def _network(template: dict[str, Any]) -> tuple[str, str]:
+    network = template_default(template, "network_configuration")
+    return network["subnets"][0], network["securityGroups"][0]
+
+
+def _task_definition_arn(reference: str) -> str:
+    """DescribeTaskDefinition and RunTask take a family, `family:revision` or an ARN; IAM sees an ARN."""
+    return reference if reference.startswith("arn:") else f"{ECS_ARN}:task-definition/{reference}"
+
+
+def assert_allowed(run: Run, calls: list[tuple[str, str, dict[str, Any]]], registered: list[str]) -> None:
+    """Each recorded ECS call is allowed by the worker's policy as moto's IAM evaluator reads it, on the
+    task definition the call names (RegisterTaskDefinition: the revision it created)."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    policy = IAMPolicy(run.one("aws:iam/rolePolicy:RolePolicy", "ecs-pool-worker-policy").plain_inputs["policy"])
+    revisions = iter(registered)  # in the order they were registered
+    for service, operation, params in calls:
+        if service != "ecs" and service != "ec2":
+            continue
+        if operation == "RegisterTaskDefinition":
+            resource = next(revisions)
+            assert not any(c.get("privileged") for c in params["containerDefinitions"])  # ecs:privileged
+        elif operation in ("DescribeTaskDefinition", "RunTask"):
+            resource = _task_definition_arn(params["taskDefinition"])
+        else:
+            resource = "*"  # DescribeSubnets/DescribeVpcs: no resource type
+        result = policy.is_action_permitted(f"{service}:{operation}", resource)
+        assert result == PermissionResult.PERMITTED, (operation, resource)
 
 
 def _job_configuration(template: dict[str, Any], job_variables: dict[str, Any] | None = None) -> Any:
@@ -366,7 +420,7 @@ def test_a_request_outside_runtasks_shape_would_be_refused(aws_env: None) -> Non
 def test_template_keeps_its_nulls(ecs_run: Run) -> None:
     """Sent as JSON text, the template reaches Prefect whole: Pulumi would drop `"default": null`."""
     properties = pool_inputs(ecs_run)["base_job_template"]["variables"]["properties"]
-    assert properties["family"]["default"] is None
+    assert "default" in properties["task_definition_arn"] and properties["task_definition_arn"]["default"] is None
 
 
 def test_the_programs_template_makes_a_valid_job_configuration(ecs_run: Run) -> None:
@@ -423,6 +477,141 @@ def test_workers_start_after_their_pool_and_stop_before_it_goes(
     monkeypatch.setattr(aws.ecs.Service, "__init__", recording)
     run_program(config)
     kinds = sorted(type(resource).__name__ for resource in depends_on)
-    ecs = [EcsPoolRoles.__name__, EcsTaskEvents.__name__, WorkPool.__name__]
-    expected = ecs if config is ECS_CONFIG else [WorkPool.__name__]
+    expected = sorted(
+        [aws.ecs.ClusterCapacityProviders.__name__, WorkPool.__name__]
+        + ([EcsPoolRoles.__name__, EcsTaskEvents.__name__] if config is ECS_CONFIG else [])
+    )
     assert kinds == expected
+
+
+# -- task definitions reused across deployments (prefect#16485, #15865) -------------------------
+
+
+def submit_runs(template: dict[str, Any], runs: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[str]:
+    """Each (deployment id, job variables) run submitted as prefect-aws's worker does; their task ARNs."""
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+    from prefect_aws.workers.ecs_worker import ECSWorker
+
+    worker, flow_id, task_arns = ECSWorker(work_pool_name="fargate-pool"), uuid.uuid4(), []
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_API_KEY: API_KEY}):
+        for deployment_id, job_variables in runs:
+            flow_run = FlowRun(flow_id=flow_id, deployment_id=deployment_id, name="run")
+            configuration = _job_configuration(template, job_variables)
+            configuration.prepare_for_flow_run(flow_run)
+            client = configuration.aws_credentials.get_client("ecs")
+            task_arns.append(
+                worker._prepare_and_create_task(logging.getLogger("test"), client, configuration, flow_run)[0]
+            )
+    return task_arns
+
+
+def test_deployments_share_one_task_definition_per_size(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, ecs_run: Run
+) -> None:
+    """5 deployments (two of them bigger), 10 runs interleaved, and the worker restarted halfway: one
+    registration per distinct task definition, none per run or per deployment."""
+    from prefect_aws.workers import ecs_worker
+
+    ecs = boto3.client("ecs")
+    template = moto_template(family_prefix=defaults(ecs_run)["family"])
+    big = {"cpu": 4096, "memory": 16384}
+    deployments = [(uuid.uuid4(), big if n in (1, 3) else {}) for n in range(5)]
+    calls = record_aws_calls(monkeypatch)
+    monkeypatch.setattr(ecs_worker, "_TASK_DEFINITION_CACHE", {})  # a fresh worker process
+    submit_runs(template, deployments)
+    monkeypatch.setattr(ecs_worker, "_TASK_DEFINITION_CACHE", {})  # the worker restarted
+    submit_runs(template, deployments)
+    monkeypatch.undo()
+
+    operations = [operation for _, operation, _ in calls]
+    assert operations.count("RunTask") == 10
+    assert operations.count("RegisterTaskDefinition") == 2
+    registered = ecs.list_task_definitions()["taskDefinitionArns"]
+    prefix = f"{ECS_ARN}:task-definition/{defaults(ecs_run)['family']}"
+    assert sorted(registered) == [f"{prefix}_2048_4096:1", f"{prefix}_4096_16384:1"]
+    run_tasks = [params for _, operation, params in calls if operation == "RunTask"]
+    sizes = {tuple(big.values()) if job_variables else (2048, 4096) for _, job_variables in deployments}
+    assert {params["taskDefinition"] for params in run_tasks} == {f"{prefix}_{c}_{m}:1" for c, m in sizes}
+    assert_allowed(ecs_run, calls, registered)
+
+
+def test_another_family_is_not_granted(ecs_run: Run) -> None:
+    """prefect-aws's own per-deployment family, or another stack's, is refused (mutation guard for the scope)."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    policy = IAMPolicy(ecs_run.one("aws:iam/rolePolicy:RolePolicy", "ecs-pool-worker-policy").plain_inputs["policy"])
+    own = defaults(ecs_run)["family"]
+    for family in (f"prefect_fargate-pool_{uuid.uuid4()}", f"{own}-other_1024_2048", "other-stack_1024_2048"):
+        for action in ("ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:RunTask"):
+            arn = f"{ECS_ARN}:task-definition/{family}:1"
+            assert policy.is_action_permitted(action, arn) == PermissionResult.NEUTRAL, (action, arn)
+
+
+# -- Fargate Spot ----------------------------------------------------------------------------------
+
+SPOT_CONFIG = {
+    **ECS_CONFIG,
+    "workerCapacity": "FARGATE_SPOT",
+    "flowRunCapacity": "FARGATE_SPOT",
+    "cpuArchitecture": "X86_64",  # Fargate Spot runs X86_64 tasks only
+}
+
+
+@pytest.fixture(scope="module")
+def spot_run() -> Run:
+    return run_program(SPOT_CONFIG)
+
+
+def test_cluster_offers_both_fargate_capacities(ecs_run: Run) -> None:
+    providers = ecs_run.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders").plain_inputs
+    assert providers["clusterName"] == ecs_run.outputs["clusterName"]
+    assert sorted(providers["capacityProviders"]) == ["FARGATE", "FARGATE_SPOT"]
+
+
+@pytest.mark.parametrize(
+    ("config", "launch_type", "strategy"),
+    [
+        (ECS_CONFIG, "FARGATE", None),
+        (SPOT_CONFIG, None, [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]),
+    ],
+    ids=["on-demand", "spot"],
+)
+def test_worker_service_runs_on_the_chosen_capacity(
+    config: dict[str, str], launch_type: str | None, strategy: Any, ecs_run: Run, spot_run: Run
+) -> None:
+    run = spot_run if config is SPOT_CONFIG else ecs_run
+    service = run.one("aws:ecs/service:Service").plain_inputs
+    assert service.get("launchType") == launch_type
+    assert service.get("capacityProviderStrategies") == strategy
+    assert service["forceNewDeployment"] is True  # how the AWS provider accepts a strategy change
+
+
+def test_spot_flow_runs_use_fargate_spot_and_are_put_back_on_sigterm(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, spot_run: Run, ecs_run: Run
+) -> None:
+    """What the worker sends for a Spot pool: a Fargate task definition, RunTask with the FARGATE_SPOT
+    strategy and no launch type, and the reschedule-on-SIGTERM setting in the task's environment."""
+    values = defaults(spot_run)
+    assert values["launch_type"] == "FARGATE_SPOT"
+    assert defaults(ecs_run)["launch_type"] == "FARGATE"
+    assert "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR" not in defaults(ecs_run)["env"]
+
+    ecs = boto3.client("ecs")
+    template = moto_template(family_prefix=values["family"], capacity="FARGATE_SPOT")
+    calls = record_aws_calls(monkeypatch)
+    submit_runs(template, [(uuid.uuid4(), {}), (uuid.uuid4(), {"launch_type": "FARGATE"})])
+    monkeypatch.undo()
+
+    spot, on_demand = [params for _, operation, params in calls if operation == "RunTask"]
+    assert spot["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+    assert "launchType" not in spot
+    environment = name_values(spot["overrides"]["containerOverrides"][0]["environment"])
+    assert environment["PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"] == "reschedule"
+    assert spot["overrides"]["containerOverrides"][0]["command"] == ["prefect", "flow-run", "execute"]
+    # A deployment may opt out of Spot with `launch_type: FARGATE`.
+    assert on_demand["launchType"] == "FARGATE" and not on_demand.get("capacityProviderStrategy")
+    (registered,) = ecs.list_task_definitions()["taskDefinitionArns"]  # the same definition for both
+    task_definition = ecs.describe_task_definition(taskDefinition=registered)["taskDefinition"]
+    assert task_definition["requiresCompatibilities"] == ["FARGATE"]
+    assert task_definition["networkMode"] == "awsvpc"

@@ -326,6 +326,7 @@ ECS_VALUES: dict[str, Any] = {
     "memory": 2048,
     "cpu_architecture": "X86_64",
     "flow_run_env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
+    "family_prefix": "prefect-fargate-test-flow-run",
 }
 
 
