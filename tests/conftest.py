@@ -247,6 +247,14 @@ def run_program(
     return run_pulumi(lambda: runpy.run_path(str(ROOT / "__main__.py")), config, secret_keys, mocks)
 
 
+@pytest.fixture
+def warnings_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the program or a provider warns (`pulumi.log.warn`: the provider host prints it, the CLI shows it)."""
+    seen: list[str] = []
+    monkeypatch.setattr("pulumi.log.warn", lambda message, *_, **__: seen.append(message))
+    return seen
+
+
 @pytest.fixture(scope="session")
 def default_run() -> Run:
     """The program with the minimal config a README user sets."""

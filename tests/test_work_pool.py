@@ -39,14 +39,6 @@ def provider() -> WorkPoolProvider:
     return dill.loads(base64.b64decode(serialize_provider(WorkPoolProvider())))  # noqa: S301 (our own)
 
 
-@pytest.fixture
-def warnings_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """What the provider warns (`pulumi.log.warn`: the host prints it, the CLI shows it)."""
-    seen: list[str] = []
-    monkeypatch.setattr("pulumi.log.warn", lambda message, *_, **__: seen.append(message))
-    return seen
-
-
 def pool_error(match: str | None = None) -> Any:
     return pytest.raises(WorkPoolError, match=match)
 

@@ -147,13 +147,6 @@ def serve(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     return use
 
 
-@pytest.fixture
-def warnings_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    monkeypatch.setattr("pulumi.log.warn", lambda message, *_, **__: seen.append(message))
-    return seen
-
-
 def _diff(olds: dict[str, Any] | None = None, news: dict[str, Any] | None = None) -> Any:
     state = {**stuck(), "automation_id": RECORDED["id"], **(olds or {})}
     return AutomationProvider().diff(RECORDED["id"], state, news or stuck())

@@ -86,13 +86,6 @@ def serve(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     return use
 
 
-@pytest.fixture
-def warnings_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    monkeypatch.setattr("pulumi.log.warn", lambda message, *_, **__: seen.append(message))
-    return seen
-
-
 def _http_error(status: int, body: dict[str, Any] | str, url: str = f"{NOWHERE}/work_pools/") -> httpx.HTTPStatusError:
     request = httpx.Request("POST", url)
     response = (
