@@ -74,6 +74,9 @@ _UUID = re.compile(rf"^{_UUID_TEXT}$")
 _CLOUD_API_PATH = re.compile(rf"^/api/accounts/{_UUID_TEXT}/workspaces/{_UUID_TEXT}$", re.IGNORECASE)
 _CLOUD_UI_PATH = re.compile(rf"^/account/(?P<account>{_UUID_TEXT})/workspace/(?P<workspace>{_UUID_TEXT})(/|$)", re.I)
 _WORK_POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# `<block-type-slug>/<block-name>`: Prefect allows lowercase letters, digits and '-' in both
+# (prefect/types/names.py, BlockDocumentName; block type slugs are slugified names).
+_NOTIFY_BLOCK = re.compile(r"^[a-z0-9-]+/[a-z0-9-]+$")
 # A KMS key's ARN (a single-Region key's id is a UUID, a multi-Region key's `mrk-` and 32 hex digits).
 _KMS_KEY_ARN = re.compile(
     rf"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z]{{2}}(-[a-z]+)+-\d):(?P<account>\d{{12}}):"
@@ -149,6 +152,7 @@ class StackConfig:
     kms_key_arn: str | None = None  # None: AWS-managed encryption (components/kms.py)
     worker_image: WorkerImage | None = None  # None: built from agent_image/ by `pulumi up`
     stuck_run_minutes: int = 15  # a run Pending this long is crashed (run_automations.py)
+    prefect_notify_block: str | None = None  # `<block-type-slug>/<block-name>` (run_notifications.py)
 
     @property
     def docker_platform(self) -> str:
@@ -293,6 +297,7 @@ def load_config() -> StackConfig:
         )
 
     alarms, alert_email = _alerts(r)
+    notify_block = _notify_block(r, alarms)
     kms_key_arn = _kms_key(r)
     worker_image = _worker_image(r)
 
@@ -323,6 +328,7 @@ def load_config() -> StackConfig:
         kms_key_arn=kms_key_arn,
         worker_image=worker_image,
         stuck_run_minutes=stuck_run_minutes,
+        prefect_notify_block=notify_block,
     )
 
 
@@ -537,6 +543,32 @@ def _alerts(r: _Reader) -> tuple[bool, str | None]:
             f"{set_command('alarms', 'true')}  (or: pulumi config rm {NAMESPACE}:alertEmail)",
         )
     return alarms, email
+
+
+def _notify_block(r: _Reader, alarms: bool) -> str | None:
+    """prefectNotifyBlock: the Prefect notification block the run notifications send through. Whether it
+    exists is checked by `pulumi up` against the server (run_notifications.notify_block_id)."""
+    key, example = "prefectNotifyBlock", "slack-webhook/ops-alerts"
+    raw = r.raw(key)
+    if raw is None:
+        return None
+    if not _NOTIFY_BLOCK.match(raw):
+        r.fail(
+            key,
+            f"{raw!r} is not <block-type-slug>/<block-name>",
+            "a notification block's type slug and name, lowercase letters, digits and '-' "
+            "(as `prefect block ls` shows them, e.g. slack-webhook/ops-alerts)",
+            set_command(key, example),
+        )
+        return None
+    if not alarms:
+        r.fail(
+            key,
+            "is set but alarms is false, so no notification would be sent",
+            f"{key} only with alarms true",
+            f"{set_command('alarms', 'true')}  (or: pulumi config rm {NAMESPACE}:{key})",
+        )
+    return raw
 
 
 def _kms_key(r: _Reader) -> str | None:
