@@ -293,7 +293,7 @@ def test_a_failing_run_of_this_pool_notifies_the_webhook_with_its_name_and_state
         run = cluster.wait_final([run_id], 180)[run_id]
         assert run.state.type == StateType.FAILED, cluster.run_logs(run_id)
         text = _wait_posted(cluster.webhook, run.name, 60)
-        print(f"notified {time.monotonic() - started:.1f} s after the trigger")
+        print(f"notified {time.monotonic() - started:.1f} s after the trigger:\n{text}")
     finally:
         worker.stop()
     assert f"Prefect flow run {run.name} ended Failed" in text
