@@ -76,6 +76,9 @@ _UUID = re.compile(rf"^{_UUID_TEXT}$")
 _CLOUD_API_PATH = re.compile(rf"^/api/accounts/{_UUID_TEXT}/workspaces/{_UUID_TEXT}$", re.IGNORECASE)
 _CLOUD_UI_PATH = re.compile(rf"^/account/(?P<account>{_UUID_TEXT})/workspace/(?P<workspace>{_UUID_TEXT})(/|$)", re.I)
 _WORK_POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# `<block-type-slug>/<block-name>`: Prefect allows lowercase letters, digits and '-' in both
+# (prefect/types/names.py, BlockDocumentName; block type slugs are slugified names).
+_NOTIFY_BLOCK = re.compile(r"^[a-z0-9-]+/[a-z0-9-]+$")
 # A KMS key's ARN (a single-Region key's id is a UUID, a multi-Region key's `mrk-` and 32 hex digits).
 _KMS_KEY_ARN = re.compile(
     rf"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z]{{2}}(-[a-z]+)+-\d):(?P<account>\d{{12}}):"
@@ -153,6 +156,7 @@ class StackConfig:
     stuck_run_minutes: int = 15  # a run Pending this long is crashed (run_automations.py)
     worker_capacity: str = "FARGATE"  # the worker service's capacity provider
     flow_run_capacity: str = "FARGATE"  # `ecs` only: the flow-run tasks' capacity provider
+    prefect_notify_block: str | None = None  # `<block-type-slug>/<block-name>` (run_notifications.py)
 
     @property
     def docker_platform(self) -> str:
@@ -297,6 +301,7 @@ def load_config() -> StackConfig:
         )
 
     alarms, alert_email = _alerts(r)
+    notify_block = _notify_block(r, alarms)
     kms_key_arn = _kms_key(r)
     worker_image = _worker_image(r)
     worker_capacity, flow_run_capacity = _capacities(r, work_pool_type, architecture)
@@ -330,6 +335,7 @@ def load_config() -> StackConfig:
         stuck_run_minutes=stuck_run_minutes,
         worker_capacity=worker_capacity,
         flow_run_capacity=flow_run_capacity,
+        prefect_notify_block=notify_block,
     )
 
 
@@ -573,6 +579,32 @@ def _alerts(r: _Reader) -> tuple[bool, str | None]:
             f"{set_command('alarms', 'true')}  (or: pulumi config rm {NAMESPACE}:alertEmail)",
         )
     return alarms, email
+
+
+def _notify_block(r: _Reader, alarms: bool) -> str | None:
+    """prefectNotifyBlock: the Prefect notification block the run notifications send through. Whether it
+    exists is checked by `pulumi up` against the server (run_notifications.notify_block_id)."""
+    key, example = "prefectNotifyBlock", "slack-webhook/ops-alerts"
+    raw = r.raw(key)
+    if raw is None:
+        return None
+    if not _NOTIFY_BLOCK.match(raw):
+        r.fail(
+            key,
+            f"{raw!r} is not <block-type-slug>/<block-name>",
+            "a notification block's type slug and name, lowercase letters, digits and '-' "
+            "(as `prefect block ls` shows them, e.g. slack-webhook/ops-alerts)",
+            set_command(key, example),
+        )
+        return None
+    if not alarms:
+        r.fail(
+            key,
+            "is set but alarms is false, so no notification would be sent",
+            f"{key} only with alarms true",
+            f"{set_command('alarms', 'true')}  (or: pulumi config rm {NAMESPACE}:{key})",
+        )
+    return raw
 
 
 def _kms_key(r: _Reader) -> str | None:

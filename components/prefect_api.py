@@ -96,6 +96,8 @@ def reason(exc: BaseException) -> str:
     """The cause of a failed Prefect call in one line, for a person to act on."""
     import httpx
 
+    if isinstance(exc, PrefectApiError):  # already said for a person (a provider's own check)
+        return str(exc)
     # Prefect wraps some HTTP errors (ObjectUnsupported, ObjectAlreadyExists, ...): look inside.
     wrapped = getattr(exc, "http_exc", None)
     if isinstance(wrapped, httpx.HTTPStatusError):

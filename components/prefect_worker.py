@@ -3,7 +3,8 @@
 AgentImage, FlowStorage, ApiKeySecret, AgentNetwork, WorkerCluster, AgentRoles, (for an `ecs` pool)
 EcsPoolRoles with the flow-run task role and the worker's ECS permissions, the Prefect WorkPool, and
 last AgentService, whose workers start once the pool is configured. Wired from the validated StackConfig.
-Unless config `alarms` is false, Alerts watches the worker service (topic output `alertTopicArn`).
+Unless config `alarms` is false, Alerts watches the worker service (topic output `alertTopicArn`), and with
+`prefectNotifyBlock` RunNotifications tells that block about failed runs and a pool without a worker.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from components.job_templates import ecs_base_job_template, flow_run_family_pref
 from components.kms import key_policy_statements
 from components.network import AgentNetwork
 from components.run_automations import RunAutomations, RunAutomationsArgs
+from components.run_notifications import RunNotifications, RunNotificationsArgs
 from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker_cluster import WorkerCluster, WorkerClusterArgs
 
@@ -47,6 +49,7 @@ class PrefectWorker(pulumi.ComponentResource):
     service: AgentService
     alerts: Alerts | None
     automations: RunAutomations
+    notifications: RunNotifications | None  # config prefectNotifyBlock (and alarms)
 
     def __init__(self, name: str, args: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:index:PrefectWorker", name, None, opts)
@@ -174,6 +177,20 @@ class PrefectWorker(pulumi.ComponentResource):
                 prefect_api_key=args.prefect_api_key,
             ),
             opts=child,
+        )
+        self.notifications = (
+            RunNotifications(
+                f"{name}-notifications",
+                RunNotificationsArgs(
+                    pool_name=args.work_pool,
+                    notify_block=args.prefect_notify_block,
+                    prefect_api_url=args.prefect_api_url,
+                    prefect_api_key=args.prefect_api_key,
+                ),
+                opts=child,
+            )
+            if args.prefect_notify_block  # only with alarms on (config.py refuses it otherwise)
+            else None
         )
         self.alerts = self._alerts(name, args) if args.alarms else None
         self.register_outputs(self.stack_outputs(args))

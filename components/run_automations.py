@@ -174,8 +174,10 @@ class AutomationProvider(PrefectApiProvider):
         if carries_code(olds.get("__provider", "")):
             changed.append("__provider")
         if not changed:
-            known, live = self._read_for_diff(news, lambda client, _: self._read(client, self._id(id_, olds)))
-            if known and (live is None or not self._as_declared(news, live)):
+            known, found = self._read_for_diff(
+                news, lambda client, props: (self._read(client, self._id(id_, olds)), self._declared(props, client))
+            )
+            if known and (found[0] is None or not self._as_declared(found[1], found[0])):
                 changed.append("automation")
         return pulumi.dynamic.DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
@@ -209,15 +211,17 @@ class AutomationProvider(PrefectApiProvider):
                 raise
 
     def _create(self, client: Any, props: dict[str, Any]) -> str:
+        declared = self._declared(props, client)  # first: what it needs from the server may be missing
         existing = client.read_automations_by_name(props["name"])  # newest first
         if existing:  # this stack's (its name says so), made before its state was lost: adopt it
             return self._update(client, props, str(existing[0].id))
-        return str(client.create_automation(self._declared(props)))
+        return str(client.create_automation(declared))
 
     def _update(self, client: Any, props: dict[str, Any], automation_id: str) -> str:
+        declared = self._declared(props, client)
         if self._read(client, automation_id) is None:  # deleted by hand since the last `pulumi up`
-            return str(client.create_automation(self._declared(props)))
-        client.update_automation(automation_id, self._declared(props))
+            return str(client.create_automation(declared))
+        client.update_automation(automation_id, declared)
         return automation_id
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -226,17 +230,22 @@ class AutomationProvider(PrefectApiProvider):
     def _id(id_: str, props: dict[str, Any]) -> str:
         return str(props.get("automation_id") or id_)
 
-    @staticmethod
-    def _declared(props: dict[str, Any]) -> Any:
+    def _declared(self, props: dict[str, Any], client: Any = None) -> Any:
         """The automation as Prefect's client schema (the one Prefect Cloud's API takes) reads it."""
         from prefect.events.schemas.automations import AutomationCore
 
-        return AutomationCore.model_validate({**parse_json(props["automation"]), "name": props["name"]})
+        return AutomationCore.model_validate({**self._body(props, client), "name": props["name"]})
 
-    def _as_declared(self, props: dict[str, Any], live: Any) -> bool:
+    def _body(self, props: dict[str, Any], client: Any) -> dict[str, Any]:
+        """Everything but the name. A subclass may fill in what only the server knows (`client` is None
+        in `check`, which runs at preview and asks no server)."""
+        return dict(parse_json(props["automation"]))
+
+    @staticmethod
+    def _as_declared(declared: Any, live: Any) -> bool:
         """Whether the live automation holds what we declare; fields the server fills in (trigger ids,
         defaults) are not drift. Python-mode dumps keep sets as sets: `after` has no order."""
-        return declared_in(self._declared(props).model_dump(exclude_unset=True), live.model_dump())
+        return declared_in(declared.model_dump(exclude_unset=True), live.model_dump())
 
 
 class AutomationResource(pulumi.dynamic.Resource, module="prefect", name="Automation"):
@@ -244,8 +253,14 @@ class AutomationResource(pulumi.dynamic.Resource, module="prefect", name="Automa
 
     automation_id: pulumi.Output[str]
 
-    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(AutomationProvider(), name, {"automation_id": None, **props}, opts)
+    def __init__(
+        self,
+        name: str,
+        props: dict[str, Any],
+        opts: pulumi.ResourceOptions | None = None,
+        provider: AutomationProvider | None = None,
+    ) -> None:
+        super().__init__(provider or AutomationProvider(), name, {"automation_id": None, **props}, opts)
 
 
 @dataclass(frozen=True, kw_only=True)
