@@ -2,9 +2,10 @@
 
 - `process`: Prefect's own default template of the process worker, unchanged.
 - `ecs`: prefect-aws's own default ECS template, its variables' defaults filled from the stack:
-  cluster, network, roles, the digest-pinned agent image, CloudWatch logs, the flow-run size, and
-  the API key as a Secrets Manager reference (so RunTask never carries it in plaintext), and the
-  flow runs' environment (their heartbeats, so the zombie automation also watches ECS flow runs).
+  cluster, network, roles, the digest-pinned agent image, CloudWatch logs, the flow-run size, the
+  Prefect credential (API key or auth string) as a Secrets Manager reference (so RunTask never
+  carries it in plaintext), and the flow runs' environment (their heartbeats, so the zombie
+  automation also watches ECS flow runs).
 """
 
 from __future__ import annotations
@@ -13,6 +14,13 @@ import copy
 from typing import Any
 
 FLOW_RUN_LOG_PREFIX = "flow-run"
+# prefect-aws's variable for each credential (prefect_aws/workers/ecs_worker.py, ECSVariables): the worker
+# puts it in the task definition's `secrets` and, in `ECSJobConfiguration.prepare_for_flow_run`, drops the
+# variable of the same name from the env it copies from its own settings, so RunTask never carries the value.
+SECRET_ARN_VARIABLES = {
+    "PREFECT_API_KEY": "prefect_api_key_secret_arn",
+    "PREFECT_API_AUTH_STRING": "prefect_api_auth_string_secret_arn",
+}
 
 
 def process_base_job_template() -> dict[str, Any]:
@@ -40,6 +48,7 @@ def ecs_base_job_template(
     cpu_architecture: str,
     flow_run_env: dict[str, str],
     repository_credentials_arn: str | None = None,
+    credential_env: str = "PREFECT_API_KEY",
 ) -> dict[str, Any]:
     """prefect-aws's default ECS template with this stack's resources as the variables' defaults.
 
@@ -71,8 +80,8 @@ def ecs_base_job_template(
             "awslogs-create-group": "false",
         },
         "env": dict(flow_run_env),
-        # No key (a self-hosted server without authentication): the variable keeps prefect-aws's null.
-        **({"prefect_api_key_secret_arn": api_key_value_from} if api_key_value_from else {}),
+        # No credential (a self-hosted server without authentication): the variables keep prefect-aws's null.
+        **({SECRET_ARN_VARIABLES[credential_env]: api_key_value_from} if api_key_value_from else {}),
     }
     properties = template["variables"]["properties"]
     unknown = set(defaults) - set(properties)

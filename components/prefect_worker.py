@@ -1,6 +1,6 @@
 """PrefectWorker: the whole stack, composed from one component per AWS concern, top to bottom.
 
-AgentImage, FlowStorage, ApiKeySecret, AgentNetwork, WorkerCluster, AgentRoles, (for an `ecs` pool)
+AgentImage, FlowStorage, CredentialSecret, AgentNetwork, WorkerCluster, AgentRoles, (for an `ecs` pool)
 EcsPoolRoles with the flow-run task role and the worker's ECS permissions, the Prefect WorkPool, and
 last AgentService, whose workers start once the pool is configured. Wired from the validated StackConfig.
 Unless config `alarms` is false, Alerts watches the worker service (topic output `alertTopicArn`).
@@ -19,7 +19,7 @@ from components.agent_image import AgentImage, AgentImageArgs
 from components.agent_roles import AgentRoles, AgentRolesArgs, arn_context
 from components.agent_service import FLOW_RUN_ENVIRONMENT, AgentService, AgentServiceArgs
 from components.alerts import Alerts, AlertsArgs
-from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
+from components.api_key_secret import CredentialSecret, CredentialSecretArgs
 from components.config import StackConfig
 from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
 from components.ecs_task_events import EcsTaskEvents, EcsTaskEventsArgs, observer_queue_name
@@ -37,7 +37,7 @@ class PrefectWorker(pulumi.ComponentResource):
 
     image: AgentImage
     storage: FlowStorage
-    api_key: ApiKeySecret | None  # None: a self-hosted server without authentication
+    api_key: CredentialSecret | None  # the API key or auth string; None: a server without authentication
     network: AgentNetwork
     cluster: WorkerCluster
     roles: AgentRoles
@@ -58,13 +58,17 @@ class PrefectWorker(pulumi.ComponentResource):
             f"{name}-image", AgentImageArgs(platform=args.docker_platform, given=args.worker_image), opts=child
         )
         self.storage = FlowStorage(f"{name}-flows", kms_key_arn=args.kms_key_arn, opts=child)
+        credential = args.prefect_credential
         self.api_key = (
-            ApiKeySecret(
-                f"{name}-api-key",
-                ApiKeySecretArgs(api_key=args.prefect_api_key, kms_key_arn=args.kms_key_arn),
+            CredentialSecret(
+                # The key's name is the one stacks made before the auth string already hold.
+                f"{name}-api-key" if credential.env_name == "PREFECT_API_KEY" else f"{name}-api-auth-string",
+                CredentialSecretArgs(
+                    value=credential.value, env_name=credential.env_name, kms_key_arn=args.kms_key_arn
+                ),
                 opts=child,
             )
-            if args.prefect_api_key is not None
+            if credential is not None
             else None
         )
         self.network = AgentNetwork(f"{name}-network", args.network, opts=child)
@@ -129,7 +133,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 base_job_template=self._base_job_template(args),
                 concurrency_limit=args.work_pool_concurrency,
                 prefect_api_url=args.prefect_api_url,
-                prefect_api_key=args.prefect_api_key,
+                prefect_credential=args.prefect_credential,
             ),
             opts=child,
         )
@@ -140,6 +144,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 execution_role_arn=self.roles.execution_role.arn,
                 task_role_arn=self.roles.task_role.arn,
                 api_key_value_from=self.api_key.value_from if self.api_key else None,
+                credential_env=self.api_key.env_name if self.api_key else "PREFECT_API_KEY",
                 prefect_api_url=args.prefect_api_url,
                 work_pool=args.work_pool,
                 log_level=args.log_level,
@@ -165,7 +170,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 pool_name=args.work_pool,
                 stuck_after=timedelta(minutes=args.stuck_run_minutes),
                 prefect_api_url=args.prefect_api_url,
-                prefect_api_key=args.prefect_api_key,
+                prefect_credential=args.prefect_credential,
             ),
             opts=child,
         )
@@ -215,6 +220,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 cpu_architecture=args.cpu_architecture,
                 flow_run_env=FLOW_RUN_ENVIRONMENT,
                 repository_credentials_arn=self.image.registry_credentials_arn,
+                credential_env=self.api_key.env_name if self.api_key else "PREFECT_API_KEY",
             )
         )
 

@@ -493,7 +493,9 @@ class Cluster:
         owner = f"{PROJECT}/{STACK}"
         stuck_after = stuck_after or timedelta(minutes=StackConfig.stuck_run_minutes)
         specs = [zombie_runs_automation(owner), stuck_runs_automation(owner, self.work_pool, stuck_after)]
-        return [AutomationProvider().create(automation_props(spec, self.api_url, API_KEY)).id for spec in specs]
+        return [
+            AutomationProvider().create(automation_props(spec, self.api_url, {"api_key": API_KEY})).id for spec in specs
+        ]
 
     def save_secret(self, name: str, value: str) -> None:
         """A Prefect Secret block, as a user stores the webhook URL."""

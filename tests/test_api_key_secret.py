@@ -1,4 +1,4 @@
-"""ApiKeySecret: the key lives only in the secret version; tasks reference that version; no key, no secret."""
+"""CredentialSecret: the key lives only in the secret version; tasks reference that version; no key, no secret."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import pytest
 from conftest import API_KEY, resolve, run_program, run_pulumi
 
-from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
+from components.api_key_secret import CredentialSecret, CredentialSecretArgs
 
 
 def value_from_for(key: str) -> str:
-    holder: list[ApiKeySecret] = []
-    run = run_pulumi(lambda: holder.append(ApiKeySecret("key", ApiKeySecretArgs(api_key=key))))
+    holder: list[CredentialSecret] = []
+    run = run_pulumi(lambda: holder.append(CredentialSecret("key", CredentialSecretArgs(value=key))))
     secret = run.one("aws:secretsmanager/secret:Secret")
     version = run.one("aws:secretsmanager/secretVersion:SecretVersion")
     assert version.plain_inputs == {"secretId": secret.id, "secretString": key}
@@ -28,7 +28,7 @@ def test_value_from_pins_the_version_and_changes_with_the_key() -> None:
 
 def test_a_deleted_secret_stays_recoverable_for_seven_days() -> None:
     """What the README promises on `pulumi destroy`."""
-    run = run_pulumi(lambda: ApiKeySecret("key", ApiKeySecretArgs(api_key=API_KEY)))
+    run = run_pulumi(lambda: CredentialSecret("key", CredentialSecretArgs(value=API_KEY)))
     assert run.one("aws:secretsmanager/secret:Secret").plain_inputs["recoveryWindowInDays"] == 7
 
 

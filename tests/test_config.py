@@ -216,13 +216,13 @@ def test_self_hosted_server_without_auth_needs_no_key_and_is_warned_about(monkey
     warnings: list[str] = []
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *_, **__: warnings.append(message))
     open_server = {"prefectApiUrl": "http://prefect.internal:4200/api"}
-    assert load_stack_config(open_server).prefect_api_key is None
+    assert load_stack_config(open_server).prefect_credential is None
     (warning,) = warnings
     assert f"{PROJECT}:prefectApiKey is not set" in warning
     assert "http://prefect.internal:4200/api" in warning and "open to anything that can reach it" in warning
     assert f"pulumi config set --secret {PROJECT}:prefectApiKey" in warning
     warnings.clear()
-    assert resolve(load_stack_config({**open_server, "prefectApiKey": API_KEY}).prefect_api_key) == API_KEY
+    assert resolve(load_stack_config({**open_server, "prefectApiKey": API_KEY}).prefect_credential.value) == API_KEY
     assert warnings == []  # a self-hosted server that checks keys gets one, without the warning
 
 
