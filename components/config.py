@@ -413,6 +413,16 @@ def _credential(r: _Reader, cloud: bool) -> PrefectCredential | None:
     Never both; either one a Pulumi secret. A value never appears in a message.
     """
     given = {key: r.raw(key) for key in CREDENTIAL_ENV}
+    key_fix = _credential_fix("prefectApiKey")
+    if cloud and given["prefectApiAuthString"] is not None:
+        r.fail(
+            "prefectApiAuthString",
+            "is set but the API is Prefect Cloud's, which takes an API key, not a basic-auth string",
+            "prefectApiAuthString only with a self-hosted prefectApiUrl",
+            f"pulumi config rm {NAMESPACE}:prefectApiAuthString"
+            + ("" if given["prefectApiKey"] is not None else f" && {key_fix}"),
+        )
+        return None
     set_keys = [key for key, value in given.items() if value is not None]
     if len(set_keys) > 1:
         r.fail(
@@ -430,21 +440,14 @@ def _credential(r: _Reader, cloud: bool) -> PrefectCredential | None:
                 "is not set",
                 "a Prefect API key stored as a Pulumi secret (Prefect Cloud needs one; only a self-hosted "
                 "prefectApiUrl may go without)",
-                _credential_fix("prefectApiKey"),
+                key_fix,
             )
         return None
     (key,) = set_keys
     value = given[key]
     assert value is not None
     fix = _credential_fix(key)
-    if key == "prefectApiAuthString" and cloud:
-        r.fail(
-            key,
-            "is set but prefectApiUrl is Prefect Cloud's, which takes an API key, not a basic-auth string",
-            "prefectApiAuthString only with a self-hosted prefectApiUrl",
-            f"pulumi config rm {NAMESPACE}:{key} && {_credential_fix('prefectApiKey')}",
-        )
-    elif not pulumi.runtime.is_config_secret(f"{NAMESPACE}:{key}"):
+    if not pulumi.runtime.is_config_secret(f"{NAMESPACE}:{key}"):
         r.fail(
             key,
             "is stored in plaintext in the stack file",
