@@ -60,7 +60,8 @@ class AgentServiceArgs:
     image: pulumi.Input[str]  # digest-pinned image reference
     execution_role_arn: pulumi.Input[str]
     task_role_arn: pulumi.Input[str]
-    api_key_value_from: pulumi.Input[str] | None  # a Secrets Manager `valueFrom`, never the key; None: no key
+    # The Prefect credential's Secrets Manager `valueFrom` (never the value), filling `credential_env`; None: none.
+    api_key_value_from: pulumi.Input[str] | None
     prefect_api_url: str
     work_pool: str
     log_level: str
@@ -80,6 +81,7 @@ class AgentServiceArgs:
     needs: Sequence[pulumi.Resource] = ()
     observer_queue_name: str | None = None  # an `ecs` worker's observer queue (EcsTaskEvents)
     repository_credentials_arn: str | None = None  # a non-ECR image's registry login (Secrets Manager ARN)
+    credential_env: str = "PREFECT_API_KEY"  # or PREFECT_API_AUTH_STRING (config prefectApiAuthString)
 
 
 # prefect-aws's ECS worker always starts its observer (its `..._OBSERVER_ENABLED` setting is read
@@ -154,6 +156,7 @@ def worker_container(
     memory_mib: int | None = None,
     observer_queue_name: str | None = None,
     repository_credentials_arn: str | None = None,
+    credential_env: str = "PREFECT_API_KEY",
 ) -> dict[str, Any]:
     """The worker's container definition, as ECS's RegisterTaskDefinition takes it; a process worker in a
     task of `memory_mib` gets the --limit that fits."""
@@ -177,7 +180,7 @@ def worker_container(
             *({"name": name, "value": value} for name, value in FLOW_RUN_ENVIRONMENT.items()),
             *(ecs_worker_environment(observer_queue_name) if observer_queue_name else []),
         ],
-        "secrets": [{"name": "PREFECT_API_KEY", "valueFrom": api_key_value_from}] if api_key_value_from else [],
+        "secrets": [{"name": credential_env, "valueFrom": api_key_value_from}] if api_key_value_from else [],
         "healthCheck": {
             "command": ["CMD", "python", "-c", HEALTH_PROBE],
             "interval": 30,
@@ -229,6 +232,7 @@ class AgentService(pulumi.ComponentResource):
                         memory_mib=args.size.memory,
                         observer_queue_name=args.observer_queue_name,
                         repository_credentials_arn=args.repository_credentials_arn,
+                        credential_env=args.credential_env,
                     )
                 ]
             )

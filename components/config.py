@@ -1,8 +1,8 @@
 """The stack's configuration, read once and validated in one place.
 
 Every problem is collected and reported together, before any resource is registered, with the key,
-the bad value, what is allowed and the `pulumi config set` command that fixes it. The API key's
-value never appears in a message.
+the bad value, what is allowed and the `pulumi config set` command that fixes it. The Prefect
+credential's value (API key or auth string) never appears in a message.
 """
 
 from __future__ import annotations
@@ -132,12 +132,25 @@ class WorkerImage:
     credentials_secret_arn: str | None = None  # a non-ECR registry: ECS private registry authentication
 
 
+# The two ways a client authenticates to the Prefect API: config key -> the client's environment variable.
+CREDENTIAL_ENV = {"prefectApiKey": "PREFECT_API_KEY", "prefectApiAuthString": "PREFECT_API_AUTH_STRING"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrefectCredential:
+    """What clients send the Prefect API: an API key, or a self-hosted server's basic-auth string."""
+
+    config_key: str  # prefectApiKey or prefectApiAuthString, for messages
+    env_name: str  # PREFECT_API_KEY or PREFECT_API_AUTH_STRING, as Prefect's clients read it
+    value: pulumi.Output[str]  # a Pulumi secret
+
+
 @dataclass(frozen=True, kw_only=True)
 class StackConfig:
     """Everything the program needs from `pulumi config`, typed and validated."""
 
     # None only for a self-hosted server without authentication (see `_credential`, the one rule).
-    prefect_api_key: pulumi.Output[str] | None
+    prefect_credential: PrefectCredential | None
     prefect_api_url: str
     work_pool: str = "fargate-pool"
     size: TaskSize = field(default_factory=TaskSize)
@@ -236,7 +249,7 @@ def load_config() -> StackConfig:
     r = _Reader()
 
     api_url, cloud = _prefect_api_url(r)
-    api_key = _credential(r, cloud)
+    credential = _credential(r, cloud)
 
     work_pool = r.string(
         "workPool",
@@ -308,15 +321,16 @@ def load_config() -> StackConfig:
 
     if r.errors:
         raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
-    if api_key is None:
+    if credential is None:
         pulumi.log.warn(
-            f"{NAMESPACE}:prefectApiKey is not set: the worker and `pulumi up` call the Prefect API at {api_url} "
-            "without credentials. That suits a self-hosted server without authentication only, and that API is "
-            "open to anything that can reach it: keep it inside your network. To send a key: "
-            + set_command("prefectApiKey", "<your-prefect-api-key>", secret=True)
+            f"{NAMESPACE}:prefectApiKey is not set (nor prefectApiAuthString): the worker and `pulumi up` call "
+            f"the Prefect API at {api_url} without credentials. That suits a self-hosted server without "
+            "authentication only, and that API is open to anything that can reach it: keep it inside your "
+            f"network. To send a key: {_credential_fix('prefectApiKey')}; for a server started with "
+            f"PREFECT_SERVER_API_AUTH_STRING: {_credential_fix('prefectApiAuthString')}"
         )
     return StackConfig(
-        prefect_api_key=None if api_key is None else pulumi.Output.secret(api_key),
+        prefect_credential=credential,
         prefect_api_url=api_url,
         work_pool=work_pool,
         size=size,
@@ -402,18 +416,37 @@ def _work_pool(r: _Reader) -> tuple[str, int | None, TaskSize]:
     return pool_type, concurrency, flow_run_size
 
 
-def _credential(r: _Reader, cloud: bool) -> str | None:
+def _credential(r: _Reader, cloud: bool) -> PrefectCredential | None:
     """How clients authenticate to the Prefect API, the one rule (None: no credential):
     - Prefect Cloud: prefectApiKey, required;
-    - a self-hosted server: prefectApiKey if the server checks one, or nothing for a server without
-      authentication (load_config warns that its API is then open to anything that reaches it).
-    A self-hosted server's basic-auth string (prefectApiAuthString) belongs here as the third case:
-    self-hosted only, and never together with a key. The value never appears in a message.
+    - a self-hosted server with basic auth (`PREFECT_SERVER_API_AUTH_STRING`): prefectApiAuthString;
+    - a self-hosted server that checks a key: prefectApiKey;
+    - a self-hosted server without authentication: nothing (load_config warns that its API is then
+      open to anything that reaches it).
+    Never both; either one a Pulumi secret. A value never appears in a message.
     """
-    api_key_name = f"{NAMESPACE}:prefectApiKey"
-    key_fix = set_command("prefectApiKey", "<your-prefect-api-key>", secret=True)
-    api_key = r.raw("prefectApiKey")
-    if api_key is None:
+    given = {key: r.raw(key) for key in CREDENTIAL_ENV}
+    key_fix = _credential_fix("prefectApiKey")
+    if cloud and given["prefectApiAuthString"] is not None:
+        r.fail(
+            "prefectApiAuthString",
+            "is set but the API is Prefect Cloud's, which takes an API key, not a basic-auth string",
+            "prefectApiAuthString only with a self-hosted prefectApiUrl",
+            f"pulumi config rm {NAMESPACE}:prefectApiAuthString"
+            + ("" if given["prefectApiKey"] is not None else f" && {key_fix}"),
+        )
+        return None
+    set_keys = [key for key, value in given.items() if value is not None]
+    if len(set_keys) > 1:
+        r.fail(
+            "prefectApiAuthString",
+            "is set together with prefectApiKey (values not shown)",
+            "one credential: prefectApiKey (Prefect Cloud, or a server that checks a key) or "
+            "prefectApiAuthString (a self-hosted server's PREFECT_SERVER_API_AUTH_STRING)",
+            f"pulumi config rm {NAMESPACE}:prefectApiKey  (or: pulumi config rm {NAMESPACE}:prefectApiAuthString)",
+        )
+        return None
+    if not set_keys:
         if cloud:
             r.fail(
                 "prefectApiKey",
@@ -423,16 +456,32 @@ def _credential(r: _Reader, cloud: bool) -> str | None:
                 key_fix,
             )
         return None
-    if not pulumi.runtime.is_config_secret(api_key_name):
+    (key,) = set_keys
+    value = given[key]
+    assert value is not None
+    fix = _credential_fix(key)
+    if not pulumi.runtime.is_config_secret(f"{NAMESPACE}:{key}"):
         r.fail(
-            "prefectApiKey",
+            key,
             "is stored in plaintext in the stack file",
             "a Pulumi secret only",
-            f"{key_fix}  (this re-stores it encrypted)",
+            f"{fix}  (this re-stores it encrypted)",
         )
-    elif api_key != api_key.strip() or any(ch.isspace() for ch in api_key):
-        r.fail("prefectApiKey", "contains whitespace (value not shown)", "the key exactly as Prefect shows it", key_fix)
-    return api_key
+    elif key == "prefectApiKey" and any(ch.isspace() for ch in value):
+        r.fail(key, "contains whitespace (value not shown)", "the key exactly as Prefect shows it", fix)
+    elif value != value.strip():  # a password may hold spaces, but not a pasted newline at either end
+        r.fail(
+            key,
+            "starts or ends with whitespace (value not shown)",
+            "user:password exactly as the server's PREFECT_SERVER_API_AUTH_STRING",
+            fix,
+        )
+    return PrefectCredential(config_key=key, env_name=CREDENTIAL_ENV[key], value=pulumi.Output.secret(value))
+
+
+def _credential_fix(key: str) -> str:
+    example = "<your-prefect-api-key>" if key == "prefectApiKey" else "'<user>:<password>'"
+    return set_command(key, example, secret=True)
 
 
 def _prefect_api_url(r: _Reader) -> tuple[str, bool]:

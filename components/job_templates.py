@@ -2,11 +2,12 @@
 
 - `process`: Prefect's own default template of the process worker, unchanged.
 - `ecs`: prefect-aws's own default ECS template, its variables' defaults filled from the stack:
-  cluster, network, roles, the digest-pinned agent image, CloudWatch logs, the flow-run size, and
-  the API key as a Secrets Manager reference (so RunTask never carries it in plaintext), and the
-  flow runs' environment (their heartbeats, so the zombie automation also watches ECS flow runs);
-  task definitions reused across deployments (one family per task size, matched by its latest
-  revision), and Fargate Spot with interrupted runs put back in the queue when chosen.
+  cluster, network, roles, the digest-pinned agent image, CloudWatch logs, the flow-run size, the
+  Prefect credential (API key or auth string) as a Secrets Manager reference (so RunTask never
+  carries it in plaintext), and the flow runs' environment (their heartbeats, so the zombie
+  automation also watches ECS flow runs); task definitions reused across deployments (one family
+  per task size, matched by its latest revision), and Fargate Spot with interrupted runs put back
+  in the queue when chosen.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ import re
 from typing import Any
 
 FLOW_RUN_LOG_PREFIX = "flow-run"
+# prefect-aws's variable for each credential (prefect_aws/workers/ecs_worker.py, ECSVariables): the worker
+# puts it in the task definition's `secrets` and, in `ECSJobConfiguration.prepare_for_flow_run`, drops the
+# variable of the same name from the env it copies from its own settings, so RunTask never carries the value.
+SECRET_ARN_VARIABLES = {
+    "PREFECT_API_KEY": "prefect_api_key_secret_arn",
+    "PREFECT_API_AUTH_STRING": "prefect_api_auth_string_secret_arn",
+}
 # prefect-aws registers a task definition family per deployment (`prefect_<pool>_<deployment id>`,
 # ECSWorker._get_or_generate_family), so many deployments hit ECS's register throttling. Here every
 # flow run of one size shares a family, and `match_latest_revision_in_family` makes the worker reuse
@@ -64,6 +72,7 @@ def ecs_base_job_template(
     family_prefix: str,
     capacity: str = "FARGATE",
     repository_credentials_arn: str | None = None,
+    credential_env: str = "PREFECT_API_KEY",
 ) -> dict[str, Any]:
     """prefect-aws's default ECS template with this stack's resources as the variables' defaults.
 
@@ -95,8 +104,8 @@ def ecs_base_job_template(
             "awslogs-create-group": "false",
         },
         "env": {**flow_run_env, **(SPOT_FLOW_RUN_ENVIRONMENT if capacity == "FARGATE_SPOT" else {})},
-        # No key (a self-hosted server without authentication): the variable keeps prefect-aws's null.
-        **({"prefect_api_key_secret_arn": api_key_value_from} if api_key_value_from else {}),
+        # No credential (a self-hosted server without authentication): the variables keep prefect-aws's null.
+        **({SECRET_ARN_VARIABLES[credential_env]: api_key_value_from} if api_key_value_from else {}),
         "family": family_prefix,
         "match_latest_revision_in_family": True,
         # prefect-aws turns FARGATE_SPOT into RunTask's capacityProviderStrategy (FARGATE_SPOT, weight 1)

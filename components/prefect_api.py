@@ -2,7 +2,7 @@
 
 The work pool (`work_pool.py`) and the automations (`run_automations.py`) are Prefect objects kept
 as declared by `pulumi up`. Their providers share, from here: the Prefect client, one-line errors
-that never contain the API key, the "is the API reachable" rule of `diff`, the comparison of what
+that never contain the credential, the "is the API reachable" rule of `diff`, the comparison of what
 we declare with what the server holds, and how the provider is stored in the Pulumi state.
 
 **Stored by reference.** Pulumi pickles a dynamic provider with dill into the state's
@@ -23,18 +23,28 @@ from __future__ import annotations
 import base64
 import json
 import pickletools
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pulumi
 import pulumi.dynamic
 
+if TYPE_CHECKING:  # the provider host needs none of the program's config
+    from components.config import PrefectCredential
+
 TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 KEY_FIX = "Set a valid key: pulumi config set --secret prefect-fargate:prefectApiKey <key>"
+AUTH_STRING_FIX = (
+    "Set the server's PREFECT_SERVER_API_AUTH_STRING: "
+    "pulumi config set --secret prefect-fargate:prefectApiAuthString '<user>:<password>'"
+)
+# The prop that carries each credential (config.CREDENTIAL_ENV's variables), and what a refusal says to do.
+CREDENTIAL_PROPS = {"PREFECT_API_KEY": "api_key", "PREFECT_API_AUTH_STRING": "auth_string"}
+_FIXES = {"api_key": KEY_FIX, "auth_string": AUTH_STRING_FIX}
 
 
 class PrefectApiError(Exception):
-    """A Prefect API failure, described in one line that never contains the API key."""
+    """A Prefect API failure, described in one line that never contains the credential."""
 
 
 def stack_owner() -> str:
@@ -92,8 +102,17 @@ def unreachable(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError)
 
 
-def reason(exc: BaseException) -> str:
-    """The cause of a failed Prefect call in one line, for a person to act on."""
+def credential_props(credential: PrefectCredential | None) -> dict[str, pulumi.Input[str]]:
+    """The props that carry the Prefect credential (a Pulumi secret): `api_key` or `auth_string`; none
+    for a server without authentication. Its resource must list both in `additional_secret_outputs`."""
+    if credential is None:
+        return {}
+    return {CREDENTIAL_PROPS[credential.env_name]: pulumi.Output.secret(credential.value)}
+
+
+def reason(exc: BaseException, fix: str = KEY_FIX) -> str:
+    """The cause of a failed Prefect call in one line, for a person to act on; `fix` says how to set
+    the credential the API refused."""
     import httpx
 
     if isinstance(exc, PrefectApiError):  # already said for a person (a provider's own check)
@@ -109,12 +128,13 @@ def reason(exc: BaseException) -> str:
         except ValueError:
             body = exc.response.text
         if status == 401:
-            return f"the Prefect API refused the API key (HTTP 401). {KEY_FIX}"
+            what = "API key" if fix == KEY_FIX else "credential"
+            return f"the Prefect API refused the {what} (HTTP 401). {fix}"
         if status == 403:  # a key without access, or (Prefect Cloud) a plan without this pool type
             detail = body.get("detail") if isinstance(body, dict) else body
             return (
                 f"the Prefect API refused the request (HTTP 403: {str(detail)[:300] or 'forbidden'}). "
-                f"Check the key's workspace access and the plan's work pool types. {KEY_FIX}"
+                f"Check the key's workspace access and the plan's work pool types. {fix}"
             )
         detail = body
         if isinstance(body, dict):
@@ -136,7 +156,8 @@ def reason(exc: BaseException) -> str:
 
 
 class PrefectApiProvider(pulumi.dynamic.ResourceProvider):
-    """Shared plumbing of a provider whose props hold `api_url`, `api_key` (a Pulumi secret) and `name`.
+    """Shared plumbing of a provider whose props hold `api_url`, `name` and the credential: `api_key` or
+    `auth_string` (a Pulumi secret; neither for a server without authentication).
 
     Prefect is imported inside the methods: the program itself needs only the classes' names.
     """
@@ -150,25 +171,40 @@ class PrefectApiProvider(pulumi.dynamic.ResourceProvider):
         from prefect.client.orchestration import SyncPrefectClient
 
         timeout = httpx.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
+        # The client sends `auth_string` as HTTP basic auth, else `api_key` as a bearer token
+        # (prefect/client/orchestration/__init__.py, SyncPrefectClient.__init__).
         return SyncPrefectClient(
-            props["api_url"], api_key=props.get("api_key") or None, httpx_settings={"timeout": timeout}
+            props["api_url"],
+            api_key=props.get("api_key") or None,
+            auth_string=props.get("auth_string") or None,
+            httpx_settings={"timeout": timeout},
         )
 
+    @staticmethod
+    def _fix(props: dict[str, Any]) -> str:
+        """How to set the credential these props carry, for a refusal."""
+        return _FIXES["auth_string" if props.get("auth_string") else "api_key"]
+
     def _message(self, props: dict[str, Any], text: str) -> str:
-        """`text` about this object, with the key masked (an error may quote a URL or a header)."""
+        """`text` about this object, with the credential masked (an error may quote a URL or a header),
+        also in the base64 form basic auth sends it in."""
         message = f"Prefect {self.kind} {props.get('name')!r}: {text}"
-        key = props.get("api_key") or ""
-        return message.replace(key, "***") if key else message
+        for prop in CREDENTIAL_PROPS.values():
+            value = props.get(prop) or ""
+            if value:
+                encoded = base64.b64encode(value.encode()).decode()
+                message = message.replace(value, "***").replace(encoded, "***")
+        return message
 
     def _call(self, props: dict[str, Any], action: str, operation: Any) -> Any:
-        """Run `operation(client, props)`; turn any failure into one line without the key."""
+        """Run `operation(client, props)`; turn any failure into one line without the credential."""
         try:
             with self._client(props) as client:
                 return operation(client, props)
         except PrefectApiError as exc:
             cause = str(exc)
         except Exception as exc:  # the Prefect client raises httpx and Prefect errors alike
-            cause = reason(exc)
+            cause = reason(exc, self._fix(props))
         raise self.error(self._message(props, f"{action} it at {props.get('api_url')} failed: {cause}")) from None
 
     def _read_for_diff(self, props: dict[str, Any], read: Any) -> tuple[bool, Any]:
@@ -183,7 +219,9 @@ class PrefectApiProvider(pulumi.dynamic.ResourceProvider):
         except Exception as exc:
             if not unreachable(exc):
                 raise self.error(
-                    self._message(props, f"reading it at {props.get('api_url')} failed: {reason(exc)}")
+                    self._message(
+                        props, f"reading it at {props.get('api_url')} failed: {reason(exc, self._fix(props))}"
+                    )
                 ) from None
             # In the provider host `pulumi.log` has no engine and prints "warning: ..." to stderr, which
             # the CLI shows for the dynamic provider (`isDynamicPluginBinary`: its output is not hidden,

@@ -1,6 +1,6 @@
 """PrefectWorker: the whole stack, composed from one component per AWS concern, top to bottom.
 
-AgentImage, FlowStorage, ApiKeySecret, AgentNetwork, WorkerCluster, AgentRoles, (for an `ecs` pool)
+AgentImage, FlowStorage, CredentialSecret, AgentNetwork, WorkerCluster, AgentRoles, (for an `ecs` pool)
 EcsPoolRoles with the flow-run task role and the worker's ECS permissions, the Prefect WorkPool, and
 last AgentService, whose workers start once the pool is configured. Wired from the validated StackConfig.
 Unless config `alarms` is false, Alerts watches the worker service (topic output `alertTopicArn`), and with
@@ -20,7 +20,7 @@ from components.agent_image import AgentImage, AgentImageArgs
 from components.agent_roles import AgentRoles, AgentRolesArgs, arn_context
 from components.agent_service import FLOW_RUN_ENVIRONMENT, AgentService, AgentServiceArgs
 from components.alerts import Alerts, AlertsArgs
-from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
+from components.api_key_secret import CredentialSecret, CredentialSecretArgs
 from components.config import StackConfig
 from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
 from components.ecs_task_events import EcsTaskEvents, EcsTaskEventsArgs, observer_queue_name
@@ -39,7 +39,7 @@ class PrefectWorker(pulumi.ComponentResource):
 
     image: AgentImage
     storage: FlowStorage
-    api_key: ApiKeySecret | None  # None: a self-hosted server without authentication
+    api_key: CredentialSecret | None  # the API key or auth string; None: a server without authentication
     network: AgentNetwork
     cluster: WorkerCluster
     roles: AgentRoles
@@ -61,13 +61,17 @@ class PrefectWorker(pulumi.ComponentResource):
             f"{name}-image", AgentImageArgs(platform=args.docker_platform, given=args.worker_image), opts=child
         )
         self.storage = FlowStorage(f"{name}-flows", kms_key_arn=args.kms_key_arn, opts=child)
+        credential = args.prefect_credential
         self.api_key = (
-            ApiKeySecret(
-                f"{name}-api-key",
-                ApiKeySecretArgs(api_key=args.prefect_api_key, kms_key_arn=args.kms_key_arn),
+            CredentialSecret(
+                # The key's name is the one stacks made before the auth string already hold.
+                f"{name}-api-key" if credential.env_name == "PREFECT_API_KEY" else f"{name}-api-auth-string",
+                CredentialSecretArgs(
+                    value=credential.value, env_name=credential.env_name, kms_key_arn=args.kms_key_arn
+                ),
                 opts=child,
             )
-            if args.prefect_api_key is not None
+            if credential is not None
             else None
         )
         self.network = AgentNetwork(f"{name}-network", args.network, opts=child)
@@ -133,7 +137,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 base_job_template=self._base_job_template(args),
                 concurrency_limit=args.work_pool_concurrency,
                 prefect_api_url=args.prefect_api_url,
-                prefect_api_key=args.prefect_api_key,
+                prefect_credential=args.prefect_credential,
             ),
             opts=child,
         )
@@ -144,6 +148,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 execution_role_arn=self.roles.execution_role.arn,
                 task_role_arn=self.roles.task_role.arn,
                 api_key_value_from=self.api_key.value_from if self.api_key else None,
+                credential_env=self.api_key.env_name if self.api_key else "PREFECT_API_KEY",
                 prefect_api_url=args.prefect_api_url,
                 work_pool=args.work_pool,
                 log_level=args.log_level,
@@ -174,7 +179,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 pool_name=args.work_pool,
                 stuck_after=timedelta(minutes=args.stuck_run_minutes),
                 prefect_api_url=args.prefect_api_url,
-                prefect_api_key=args.prefect_api_key,
+                prefect_credential=args.prefect_credential,
             ),
             opts=child,
         )
@@ -185,7 +190,7 @@ class PrefectWorker(pulumi.ComponentResource):
                     pool_name=args.work_pool,
                     notify_block=args.prefect_notify_block,
                     prefect_api_url=args.prefect_api_url,
-                    prefect_api_key=args.prefect_api_key,
+                    prefect_credential=args.prefect_credential,
                 ),
                 opts=child,
             )
@@ -240,6 +245,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 repository_credentials_arn=self.image.registry_credentials_arn,
                 family_prefix=flow_run_family_prefix(pulumi.get_project(), pulumi.get_stack()),
                 capacity=args.flow_run_capacity,
+                credential_env=self.api_key.env_name if self.api_key else "PREFECT_API_KEY",
             )
         )
 

@@ -39,10 +39,13 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
+from components.config import PrefectCredential
 from components.prefect_api import (
+    CREDENTIAL_PROPS,
     PrefectApiError,
     PrefectApiProvider,
     carries_code,
+    credential_props,
     declared_in,
     parse_json,
     stack_owner,
@@ -117,13 +120,13 @@ def stuck_runs_automation(owner: str, pool_name: str, stuck_after: timedelta) ->
     }
 
 
-def automation_props(spec: dict[str, Any], api_url: str, api_key: pulumi.Input[str]) -> dict[str, Any]:
+def automation_props(spec: dict[str, Any], api_url: str, credential: dict[str, pulumi.Input[str]]) -> dict[str, Any]:
     """The resource's props for an automation `spec`: the body travels as a JSON string (Pulumi
-    drops `None` values inside objects)."""
+    drops `None` values inside objects); `credential` is `credential_props`'s."""
     body = {key: value for key, value in spec.items() if key != "name"}
     return {
         "api_url": api_url,
-        "api_key": api_key,
+        **credential,
         "name": spec["name"],
         "automation": json.dumps(body, sort_keys=True),
     }
@@ -140,7 +143,7 @@ class AutomationError(PrefectApiError):
 
 
 class AutomationProvider(PrefectApiProvider):
-    """CRUD of one Prefect automation. Props: api_url, api_key, name, automation (a JSON string of
+    """CRUD of one Prefect automation. Props: api_url, api_key or auth_string, name, automation (a JSON string of
     everything else Prefect's `AutomationCore` holds), automation_id (output)."""
 
     kind = "automation"
@@ -170,7 +173,7 @@ class AutomationProvider(PrefectApiProvider):
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
         if olds.get("api_url") != news.get("api_url"):  # another workspace: make it there, then delete here
             return pulumi.dynamic.DiffResult(changes=True, replaces=["api_url"], delete_before_replace=False)
-        changed = [key for key in ("name", "automation", "api_key") if olds.get(key) != news.get(key)]
+        changed = [key for key in ("name", "automation", *CREDENTIAL_PROPS.values()) if olds.get(key) != news.get(key)]
         if carries_code(olds.get("__provider", "")):
             changed.append("__provider")
         if not changed:
@@ -270,7 +273,7 @@ class RunAutomationsArgs:
     pool_name: str
     stuck_after: timedelta  # stuckRunMinutes
     prefect_api_url: str
-    prefect_api_key: pulumi.Input[str]  # a Pulumi secret
+    prefect_credential: PrefectCredential | None  # None: a server without authentication
 
 
 class RunAutomations(pulumi.ComponentResource):
@@ -284,18 +287,18 @@ class RunAutomations(pulumi.ComponentResource):
     def __init__(self, name: str, args: RunAutomationsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:prefect:RunAutomations", name, None, opts)
         owner = stack_owner()
-        child = pulumi.ResourceOptions(parent=self, additional_secret_outputs=["api_key"])
+        child = pulumi.ResourceOptions(parent=self, additional_secret_outputs=list(CREDENTIAL_PROPS.values()))
 
-        api_key = pulumi.Output.secret(args.prefect_api_key)
+        credential = credential_props(args.prefect_credential)
         self.zombie_runs = AutomationResource(
             f"{name}-zombie-runs",
-            automation_props(zombie_runs_automation(owner), args.prefect_api_url, api_key),
+            automation_props(zombie_runs_automation(owner), args.prefect_api_url, credential),
             opts=child,
         )
         self.stuck_runs = AutomationResource(
             f"{name}-stuck-runs",
             automation_props(
-                stuck_runs_automation(owner, args.pool_name, args.stuck_after), args.prefect_api_url, api_key
+                stuck_runs_automation(owner, args.pool_name, args.stuck_after), args.prefect_api_url, credential
             ),
             opts=child,
         )

@@ -38,7 +38,8 @@ from typing import Any
 
 import pulumi
 
-from components.prefect_api import stack_owner
+from components.config import PrefectCredential
+from components.prefect_api import CREDENTIAL_PROPS, credential_props, stack_owner
 from components.run_automations import AutomationError, AutomationProvider, AutomationResource, automation_props
 
 NOTIFY_BLOCK_KEY = "prefect-fargate:prefectNotifyBlock"
@@ -167,7 +168,7 @@ class RunNotificationsArgs:
     pool_name: str
     notify_block: str  # prefectNotifyBlock, `<block-type-slug>/<block-name>`
     prefect_api_url: str
-    prefect_api_key: pulumi.Input[str] | None  # a Pulumi secret; None for a server without authentication
+    prefect_credential: PrefectCredential | None  # None: a server without authentication
 
 
 class RunNotifications(pulumi.ComponentResource):
@@ -181,8 +182,8 @@ class RunNotifications(pulumi.ComponentResource):
     def __init__(self, name: str, args: RunNotificationsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:prefect:RunNotifications", name, None, opts)
         owner = stack_owner()
-        child = pulumi.ResourceOptions(parent=self, additional_secret_outputs=["api_key"])
-        api_key = pulumi.Output.secret(args.prefect_api_key)
+        child = pulumi.ResourceOptions(parent=self, additional_secret_outputs=list(CREDENTIAL_PROPS.values()))
+        credential = credential_props(args.prefect_credential)
         specs = {
             "failed-runs": failed_runs_notification(owner, args.pool_name, args.notify_block),
             "pool-not-ready": pool_not_ready_notification(owner, args.pool_name, args.notify_block),
@@ -190,7 +191,7 @@ class RunNotifications(pulumi.ComponentResource):
         self.failed_runs, self.pool_not_ready = (
             AutomationResource(
                 f"{name}-{suffix}",
-                automation_props(spec, args.prefect_api_url, api_key),
+                automation_props(spec, args.prefect_api_url, credential),
                 opts=child,
                 provider=NotificationProvider(),
             )

@@ -33,10 +33,13 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
+from components.config import PrefectCredential
 from components.prefect_api import (
+    CREDENTIAL_PROPS,
     PrefectApiError,
     PrefectApiProvider,
     carries_code,
+    credential_props,
     declared_in,
     parse_json,
     stack_owner,
@@ -65,7 +68,7 @@ class WorkPoolError(PrefectApiError):
 
 
 class WorkPoolProvider(PrefectApiProvider):
-    """CRUD of one Prefect work pool. Props: api_url, api_key, name, type, base_job_template,
+    """CRUD of one Prefect work pool. Props: api_url, api_key or auth_string, name, type, base_job_template,
     concurrency_limit, description, owner."""
 
     kind = "work pool"
@@ -111,8 +114,9 @@ class WorkPoolProvider(PrefectApiProvider):
         if replaces:
             return pulumi.dynamic.DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
         changed = [key for key in MANAGED if olds.get(key) != news.get(key)]
-        if olds.get("api_key") != news.get("api_key"):
-            changed.append("api_key")  # a rotated key: the state must hold the new one
+        for prop in CREDENTIAL_PROPS.values():
+            if olds.get(prop) != news.get(prop):
+                changed.append(prop)  # a rotated credential: the state must hold the new one
         if carries_code(olds.get("__provider", "")):
             changed.append("__provider")  # written by an older version: store the provider by reference
         if not changed:
@@ -268,7 +272,7 @@ class WorkPoolArgs:
     base_job_template: pulumi.Input[dict[str, Any]]  # plain JSON values
     concurrency_limit: int | None
     prefect_api_url: str
-    prefect_api_key: pulumi.Input[str] | None  # a Pulumi secret; None: a server without authentication
+    prefect_credential: PrefectCredential | None  # None: a server without authentication
 
 
 class WorkPool(pulumi.ComponentResource):
@@ -286,7 +290,7 @@ class WorkPool(pulumi.ComponentResource):
             f"{name}-pool",
             {
                 "api_url": args.prefect_api_url,
-                **({"api_key": pulumi.Output.secret(args.prefect_api_key)} if args.prefect_api_key is not None else {}),
+                **credential_props(args.prefect_credential),
                 "name": args.name,
                 "type": args.type,
                 "base_job_template": pulumi.Output.from_input(args.base_job_template).apply(
@@ -296,7 +300,7 @@ class WorkPool(pulumi.ComponentResource):
                 "description": description_for(owner),
                 "owner": owner,
             },
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["api_key"]),
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=list(CREDENTIAL_PROPS.values())),
         )
         self.pool_id = pool.pool_id
         self.name = args.name

@@ -249,21 +249,25 @@ def image_files() -> dict[str, str]:
     return files
 
 
-def rendered_worker_container() -> dict[str, Any]:
-    """The worker's container definition exactly as the Pulumi program registers it (default config)."""
+def rendered_worker_container(auth_string: str | None = None) -> dict[str, Any]:
+    """The worker's container definition exactly as the Pulumi program registers it: the default config, or
+    with `auth_string` a self-hosted server's (prefectApiAuthString, as a secret)."""
     for path in (str(ROOT), str(ROOT / "tests")):  # the program's `components`, and conftest's mocks
         if path not in sys.path:
             sys.path.insert(0, path)
     from conftest import run_program
 
-    return run_program().container()
+    if auth_string is None:
+        return run_program().container()
+    config = {"prefectApiUrl": "http://prefect.internal:4200/api", "prefectApiAuthString": auth_string}
+    return run_program(config, secret_keys=["prefectApiAuthString"]).container()
 
 
-def container_secret_values() -> dict[str, str]:
-    """What Secrets Manager hands the container for each declared secret: the stack's configured key."""
+def container_secret_values(auth_string: str | None = None) -> dict[str, str]:
+    """What Secrets Manager hands the container for each declared secret: the stack's configured credential."""
     from conftest import API_KEY
 
-    return {"PREFECT_API_KEY": API_KEY}
+    return {"PREFECT_API_KEY": API_KEY, **({"PREFECT_API_AUTH_STRING": auth_string} if auth_string else {})}
 
 
 @dataclass
@@ -373,12 +377,10 @@ class Cluster:
         """The container's environment and secrets, with only the API URL pointed at the local server."""
         env = self.base_env()
         env.update(self.container_env())
-        values = container_secret_values()
-        for secret in self.container.get("secrets", []):
+        values = container_secret_values(self.auth_string)
+        for secret in self.container.get("secrets", []):  # the credential, only as the task definition names it
             env[secret["name"]] = values[secret["name"]]  # KeyError: a secret the harness cannot supply
         env["PREFECT_API_URL"] = self.api_url
-        if self.auth_string:
-            env["PREFECT_API_AUTH_STRING"] = self.auth_string
         env.update(overrides)
         return env
 
@@ -464,6 +466,8 @@ class Cluster:
         shutil.copy(TEST_FLOWS, project / TEST_FLOWS.name)
         env = self.base_env()
         env.update(FLOW_BUCKET=FLOW_BUCKET, WORK_POOL=self.work_pool)
+        if self.auth_string:  # the user's CLI, logged in to the server
+            env["PREFECT_API_AUTH_STRING"] = self.auth_string
         result = subprocess.run(
             [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
             cwd=project,
@@ -493,14 +497,18 @@ class Cluster:
         owner = f"{PROJECT}/{STACK}"
         stuck_after = stuck_after or timedelta(minutes=StackConfig.stuck_run_minutes)
         specs = [zombie_runs_automation(owner), stuck_runs_automation(owner, self.work_pool, stuck_after)]
-        return [AutomationProvider().create(automation_props(spec, self.api_url, API_KEY)).id for spec in specs]
+        credential = {"auth_string": self.auth_string} if self.auth_string else {"api_key": API_KEY}
+        return [AutomationProvider().create(automation_props(spec, self.api_url, credential)).id for spec in specs]
 
     def save_secret(self, name: str, value: str) -> None:
         """A Prefect Secret block, as a user stores the webhook URL."""
         from prefect.blocks.system import Secret
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+        updates: dict[Any, Any] = {PREFECT_API_URL: self.api_url}
+        if self.auth_string:
+            updates[PREFECT_API_AUTH_STRING] = self.auth_string
+        with temporary_settings(updates=updates):
             Secret(value=value).save(name, overwrite=True)
 
     def deployment(self, name: str) -> Any:
@@ -587,7 +595,7 @@ class Cluster:
 def local_cluster(auth_string: str | None = None, deploy: bool = True) -> Iterator[Cluster]:
     """Server, S3 and webhook up, flows deployed; everything ended and removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="prefect-fargate-"))
-    cluster = Cluster(workdir=workdir, auth_string=auth_string)
+    cluster = Cluster(workdir=workdir, auth_string=auth_string, container=rendered_worker_container(auth_string))
     try:
         cluster.start_s3()
         cluster.webhook = WebhookRecorder()

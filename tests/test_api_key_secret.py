@@ -1,18 +1,19 @@
-"""ApiKeySecret: the key lives only in the secret version; tasks reference that version; no key, no secret."""
+"""CredentialSecret: the key lives only in the secret version; tasks reference that version; no key, no secret."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from conftest import API_KEY, resolve, run_program, run_pulumi
+from conftest import API_KEY, resolve, run_program, run_pulumi, strings_in
+from pulumi.runtime import rpc
 
-from components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
+from components.api_key_secret import CredentialSecret, CredentialSecretArgs
 
 
 def value_from_for(key: str) -> str:
-    holder: list[ApiKeySecret] = []
-    run = run_pulumi(lambda: holder.append(ApiKeySecret("key", ApiKeySecretArgs(api_key=key))))
+    holder: list[CredentialSecret] = []
+    run = run_pulumi(lambda: holder.append(CredentialSecret("key", CredentialSecretArgs(value=key))))
     secret = run.one("aws:secretsmanager/secret:Secret")
     version = run.one("aws:secretsmanager/secretVersion:SecretVersion")
     assert version.plain_inputs == {"secretId": secret.id, "secretString": key}
@@ -28,7 +29,7 @@ def test_value_from_pins_the_version_and_changes_with_the_key() -> None:
 
 def test_a_deleted_secret_stays_recoverable_for_seven_days() -> None:
     """What the README promises on `pulumi destroy`."""
-    run = run_pulumi(lambda: ApiKeySecret("key", ApiKeySecretArgs(api_key=API_KEY)))
+    run = run_pulumi(lambda: CredentialSecret("key", CredentialSecretArgs(value=API_KEY)))
     assert run.one("aws:secretsmanager/secret:Secret").plain_inputs["recoveryWindowInDays"] == 7
 
 
@@ -59,3 +60,35 @@ def test_self_hosted_server_with_a_key_gets_the_secret() -> None:
     assert {r.typ for r in run.resources} >= SECRET_TYPES
     assert [s["name"] for s in run.container()["secrets"]] == ["PREFECT_API_KEY"]
     assert "api_key" in run.one("pulumi-python:dynamic/prefect:WorkPool").plain_inputs
+
+
+# -- A self-hosted server with basic auth: the auth string takes the key's place everywhere --------
+
+AUTH_STRING = "admin:Secret-Pass-That-Must-Never-Leak"
+AUTH_SERVER = {**OPEN_SERVER, "prefectApiAuthString": AUTH_STRING}
+AUTOMATION = "pulumi-python:dynamic/prefect:Automation"
+AUTOMATION_NAMES = {"prefect-automations-zombie-runs", "prefect-automations-stuck-runs"}
+
+
+@pytest.mark.parametrize("pool_type", ["process", "ecs"])
+def test_auth_string_reaches_every_client_as_a_secret_and_nowhere_else(pool_type: str) -> None:
+    run = run_program({**AUTH_SERVER, "workPoolType": pool_type}, secret_keys=["prefectApiAuthString"])
+    version = run.one("aws:secretsmanager/secretVersion:SecretVersion")
+    assert version.plain_inputs["secretString"] == AUTH_STRING
+    assert version.name == "prefect-api-auth-string-version"
+    secret = run.one("aws:secretsmanager/secret:Secret")
+    value_from = f"{secret.outputs['arn']}:::{version.outputs['versionId']}"
+    assert run.container()["secrets"] == [{"name": "PREFECT_API_AUTH_STRING", "valueFrom": value_from}]
+    # The providers authenticate with it, as a secret input (their outputs: additional_secret_outputs).
+    for resource in (run.one("pulumi-python:dynamic/prefect:WorkPool"), run.one(AUTOMATION, "stuck")):
+        assert resource.inputs["auth_string"][rpc._special_sig_key] == rpc._special_secret_sig
+        assert "api_key" not in resource.plain_inputs
+    if pool_type == "ecs":  # flow-run tasks: prefect-aws's own variable for it (its task definition's `secrets`)
+        pool = run.one("pulumi-python:dynamic/prefect:WorkPool").plain_inputs
+        variables = json.loads(pool["base_job_template"])["variables"]["properties"]
+        assert variables["prefect_api_auth_string_secret_arn"]["default"] == value_from
+        assert variables["prefect_api_key_secret_arn"].get("default") is None
+    # In plaintext only in the secret version: not in outputs, nor in any other resource's inputs.
+    assert not any(AUTH_STRING in s for s in strings_in(run.outputs))
+    holders = {r.name for r in run.resources if any(AUTH_STRING in s for s in strings_in(r.plain_inputs))}
+    assert holders == {"prefect-api-auth-string-version", "prefect-work-pool-pool", *AUTOMATION_NAMES}

@@ -43,6 +43,9 @@ def without(*keys: str) -> dict[str, str]:
     return {k: v for k, v in BASE_CONFIG.items() if k not in keys}
 
 
+AUTH_STRING = "admin:Secret-Pass-That-Must-Never-Leak"
+SELF_HOSTED = {"prefectApiUrl": "http://prefect.internal:4200/api", "prefectApiAuthString": AUTH_STRING}
+
 # (case id, config, secret keys or None for the default, key named in the error, text in the error)
 INVALID = [
     ("key-missing", without("prefectApiKey"), None, "prefectApiKey", "is not set"),
@@ -67,6 +70,13 @@ INVALID = [
      "the Prefect Cloud UI's address"),
     ("cloud-url-without-key", {"prefectApiUrl": CLOUD_URL.format(ACCOUNT_ID, WORKSPACE_ID)}, None,
      "prefectApiKey", "Prefect Cloud needs one"),
+    ("auth-string-and-key", {**SELF_HOSTED, "prefectApiKey": API_KEY}, ["prefectApiKey", "prefectApiAuthString"],
+     "prefectApiAuthString", "together with prefectApiKey"),
+    ("auth-string-for-cloud", {**BASE_CONFIG, "prefectApiAuthString": AUTH_STRING}, ["prefectApiAuthString"],
+     "prefectApiAuthString", "Prefect Cloud's"),
+    ("auth-string-plaintext", SELF_HOSTED, [], "prefectApiAuthString", "plaintext"),
+    ("auth-string-newline", {**SELF_HOSTED, "prefectApiAuthString": AUTH_STRING + "\n"}, ["prefectApiAuthString"],
+     "prefectApiAuthString", "whitespace"),
     ("work-pool-spaces", {**BASE_CONFIG, "workPool": "my pool"}, None, "workPool", "not valid"),
     ("prefect-version-gone", {**BASE_CONFIG, "prefectVersion": "3.9.1"}, None, "prefectVersion", "no longer read"),
     ("cpu-not-fargate", {**BASE_CONFIG, "cpu": "300"}, None, "cpu", "not a Fargate cpu size"),
@@ -124,7 +134,7 @@ def test_invalid_config_fails_clearly_before_any_resource(
     assert problem in line
     assert "Allowed:" in line
     assert "pulumi config set" in line or "pulumi config rm" in line
-    assert API_KEY not in message
+    assert API_KEY not in message and AUTH_STRING not in message
     assert mocks.resources == []
 
 
@@ -216,14 +226,31 @@ def test_self_hosted_server_without_auth_needs_no_key_and_is_warned_about(monkey
     warnings: list[str] = []
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *_, **__: warnings.append(message))
     open_server = {"prefectApiUrl": "http://prefect.internal:4200/api"}
-    assert load_stack_config(open_server).prefect_api_key is None
+    assert load_stack_config(open_server).prefect_credential is None
     (warning,) = warnings
     assert f"{PROJECT}:prefectApiKey is not set" in warning
     assert "http://prefect.internal:4200/api" in warning and "open to anything that can reach it" in warning
     assert f"pulumi config set --secret {PROJECT}:prefectApiKey" in warning
     warnings.clear()
-    assert resolve(load_stack_config({**open_server, "prefectApiKey": API_KEY}).prefect_api_key) == API_KEY
+    assert resolve(load_stack_config({**open_server, "prefectApiKey": API_KEY}).prefect_credential.value) == API_KEY
     assert warnings == []  # a self-hosted server that checks keys gets one, without the warning
+
+
+def test_a_self_hosted_auth_string_is_the_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *_, **__: warnings.append(message))
+    credential = load_stack_config(SELF_HOSTED, ["prefectApiAuthString"]).prefect_credential
+    assert (credential.config_key, credential.env_name) == ("prefectApiAuthString", "PREFECT_API_AUTH_STRING")
+    assert resolve(credential.value) == AUTH_STRING
+    assert warnings == []  # not an open server
+
+
+def test_both_credentials_name_the_fix_without_either_value() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config({**SELF_HOSTED, "prefectApiKey": API_KEY}, ["prefectApiKey", "prefectApiAuthString"])
+    message = str(raised.value)
+    assert f"pulumi config rm {PROJECT}:prefectApiKey" in message
+    assert API_KEY not in message and AUTH_STRING not in message
 
 
 def test_a_mistyped_self_hosted_url_is_the_only_error_without_a_key() -> None:
@@ -341,8 +368,9 @@ def test_pulumi_yaml_declares_every_key_with_the_programs_defaults() -> None:
     # would refuse an unset key, as it checks the plaintext default against it (pulumi/pulumi,
     # sdk/go/common/workspace/config.go, mergeConfig and validateStackConfigValue). The program
     # refuses a plaintext key itself (case key-plaintext above).
-    assert declared["prefectApiKey"]["default"] == ""
-    assert "secret" not in declared["prefectApiKey"]
+    for key in ("prefectApiKey", "prefectApiAuthString"):
+        assert declared[key]["default"] == ""
+        assert "secret" not in declared[key]
 
 
 def test_cli_lets_a_missing_or_plaintext_key_reach_the_programs_message() -> None:

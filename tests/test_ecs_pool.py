@@ -271,15 +271,21 @@ def test_ecs_policies_are_valid_iam_documents(ecs_run: Run) -> None:
 # -- prefect-aws's worker on the filled template ---------------------------------------------------
 
 
+# The worker's own credential (in its environment, so in the settings prefect-aws copies into every
+# flow run's env: prefect/workers/base.py, BaseJobConfiguration._base_environment): a key or an auth string.
+WORKER_CREDENTIALS = [("PREFECT_API_KEY", API_KEY), ("PREFECT_API_AUTH_STRING", "admin:Pass-That-Must-Never-Leak")]
+
+
+@pytest.mark.parametrize(("credential_env", "credential"), WORKER_CREDENTIALS, ids=["key", "auth-string"])
 def test_worker_builds_task_definition_and_run_task_from_the_template(
-    aws_env: None, monkeypatch: pytest.MonkeyPatch, ecs_run: Run
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, ecs_run: Run, credential_env: str, credential: str
 ) -> None:
     from prefect.client.schemas.objects import FlowRun
-    from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect_aws.workers.ecs_worker import ECSWorker
 
     ecs = boto3.client("ecs")
-    template = moto_template(family_prefix=defaults(ecs_run)["family"])
+    template = moto_template(family_prefix=defaults(ecs_run)["family"], credential_env=credential_env)
     cluster, subnet, group = template_default(template, "cluster"), *_network(template)
     flow_run_role = template_default(template, "task_role_arn")
     execution_role, value_from = MOTO_EXECUTION_ROLE, MOTO_VALUE_FROM
@@ -287,7 +293,7 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
     calls = record_aws_calls(monkeypatch)
 
     flow_run = FlowRun(flow_id=uuid.uuid4(), deployment_id=uuid.uuid4(), name="sample-run")
-    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_API_KEY: API_KEY}):
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api", credential_env: credential}):
         configuration = _job_configuration(template)
         configuration.prepare_for_flow_run(flow_run)
         task_arn, cluster_arn = ECSWorker(work_pool_name="fargate-pool")._prepare_and_create_task(
@@ -299,13 +305,13 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
 
     operations = [(service, operation) for service, operation, _ in calls]
     assert ("ecs", "RegisterTaskDefinition") in operations and ("ecs", "RunTask") in operations
-    assert not any(API_KEY in s for s in strings_in([params for _, _, params in calls]))
+    assert not any(credential in s for s in strings_in([params for _, _, params in calls]))
 
     (registered,) = ecs.list_task_definitions()["taskDefinitionArns"]
     task_definition = ecs.describe_task_definition(taskDefinition=registered)["taskDefinition"]
     (container,) = task_definition["containerDefinitions"]
     assert container["image"] == template["variables"]["properties"]["image"]["default"]
-    assert container["secrets"] == [{"name": "PREFECT_API_KEY", "valueFrom": value_from}]
+    assert container["secrets"] == [{"name": credential_env, "valueFrom": value_from}]
     assert container["logConfiguration"]["options"]["awslogs-group"] == "/prefect-fargate/test/prefect"
     assert task_definition["executionRoleArn"] == execution_role
     assert (task_definition["cpu"], task_definition["memory"]) == ("2048", "4096")
@@ -320,7 +326,7 @@ def test_worker_builds_task_definition_and_run_task_from_the_template(
         "assignPublicIp": "DISABLED",
     }
     environment = name_values(run_task["overrides"]["containerOverrides"][0]["environment"])
-    assert "PREFECT_API_KEY" not in environment and "PREFECT_API_URL" in environment
+    assert credential_env not in environment and "PREFECT_API_URL" in environment
     assert environment["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"  # the template's env reaches the task
     assert run_task["tags"]  # hence ecs:TagResource in the worker's policy
 
@@ -335,7 +341,9 @@ MOTO_EXECUTION_ROLE = f"arn:aws:iam::{ACCOUNT}:role/execution"
 MOTO_VALUE_FROM = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:key-AbC123:::0b1c2d3e"
 
 
-def moto_template(family_prefix: str, capacity: str = "FARGATE") -> dict[str, Any]:
+def moto_template(
+    family_prefix: str, capacity: str = "FARGATE", credential_env: str = "PREFECT_API_KEY"
+) -> dict[str, Any]:
     """The pool's template on a moto network (call inside `aws_env`): what the worker gets in the test."""
     vpc, subnet, group, cluster = moto_ecs_network()
     return ecs_base_job_template(
@@ -356,6 +364,7 @@ def moto_template(family_prefix: str, capacity: str = "FARGATE") -> dict[str, An
         flow_run_env={"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
         family_prefix=family_prefix,
         capacity=capacity,
+        credential_env=credential_env,
     )
 
 

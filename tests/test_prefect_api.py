@@ -3,6 +3,7 @@ how it is stored in the Pulumi state, how the host loads it, and what counts as 
 
 from __future__ import annotations
 
+import base64
 import json
 import types
 from pathlib import Path
@@ -103,3 +104,15 @@ def test_the_host_outside_the_project_directory_cannot_load_it(tmp_path: Path) -
 )
 def test_declared_in(wanted: Any, live: Any, expected: bool) -> None:
     assert declared_in(wanted, live) is expected
+
+
+@pytest.mark.parametrize("prop", ["api_key", "auth_string"])
+def test_messages_mask_the_credential_also_as_basic_auth_sends_it(prop: str) -> None:
+    """An error may quote a header: the value is masked plain and base64-encoded, and the fix names
+    the config key of the credential in use."""
+    value = "admin:Pass-That-Must-Never-Leak"
+    encoded = base64.b64encode(value.encode()).decode()
+    provider = WorkPoolProvider()
+    message = provider._message({"name": "pool", prop: value}, f"refused {value} (Authorization: Basic {encoded})")
+    assert value not in message and encoded not in message and message.count("***") == 2
+    assert ("prefectApiAuthString" if prop == "auth_string" else "prefectApiKey") in provider._fix({prop: value})

@@ -39,7 +39,7 @@ SPECS = {
 
 
 def props(spec: dict[str, Any], url: str = NOWHERE) -> dict[str, Any]:
-    return automation_props(spec, url, API_KEY)
+    return automation_props(spec, url, {"api_key": API_KEY})
 
 
 def body_without_server(spec: dict[str, Any]) -> dict[str, Any]:

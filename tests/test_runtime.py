@@ -9,6 +9,7 @@ timeouts only keep a broken run from hanging (speed lives in benchmarks/).
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import threading
@@ -248,11 +249,32 @@ def test_load_100_deployments_200_runs_through_one_worker_none_lost_or_duplicate
     assert len({run.id for run in runs.values()}) == 200
 
 
+AUTH_STRING = "admin:the-right-password"
+
+
+def test_worker_from_the_auth_string_task_definition_polls_and_runs_a_flow() -> None:
+    """prefectApiAuthString: the rendered task definition's `secrets` are the worker's only credential."""
+    with local_cluster(auth_string=AUTH_STRING) as c:
+        assert [s["name"] for s in c.container["secrets"]] == ["PREFECT_API_AUTH_STRING"]
+        assert AUTH_STRING not in str(c.container)
+        w = start_ready_worker(c)  # healthy and registered: it polls the server that checks the string
+        try:
+            run_id = c.trigger(_deployment_id(c, "runtime_flows.py:tiny", "tiny"), {"n": 1})
+            run = c.wait_final([run_id], RUN_TIMEOUT)[run_id]
+            assert run.state.type == StateType.COMPLETED, c.run_logs(run_id)
+            logs = c.run_logs(run_id)
+        finally:
+            w.stop()
+        output = w.log() + (c.server.log() if c.server else "")
+    assert AUTH_STRING not in output and AUTH_STRING not in logs
+    assert base64.b64encode(AUTH_STRING.encode()).decode() not in output  # nor as basic auth sends it
+
+
 def test_rejected_credentials_fail_loudly_without_printing_the_key() -> None:
     """A server that requires another credential rejects the worker, which must say so and exit."""
-    with local_cluster(auth_string="admin:the-right-password", deploy=False) as c:
-        env = c.worker_env()
-        env.pop("PREFECT_API_AUTH_STRING")  # the worker has only what the task definition gives it: the key
+    wrong = "admin:a-wrong-password"
+    with local_cluster(auth_string=AUTH_STRING, deploy=False) as c:
+        env = c.worker_env(PREFECT_API_AUTH_STRING=wrong)  # as a stale secret version would give it
         w = Process.start("worker-rejected", c.worker_argv(), env, c.logs)
         c.workers.append(w)
         try:
@@ -263,4 +285,4 @@ def test_rejected_credentials_fail_loudly_without_printing_the_key() -> None:
         output = w.log()
     assert code != 0
     assert "401 Unauthorized" in output, output[-3000:]  # Prefect's words for a rejected key or auth string
-    assert API_KEY not in output
+    assert wrong not in output and AUTH_STRING not in output and API_KEY not in output

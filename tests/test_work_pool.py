@@ -15,7 +15,7 @@ from typing import Any
 import dill
 import pytest
 from conftest import PROJECT, STACK, moto_ecs_network, name_values, record_aws_calls
-from prefect_servers import Server, nowhere
+from prefect_servers import AUTH_STRING, Server, nowhere
 from provider_host import ProviderHost, provider_host
 from pulumi.dynamic.dynamic import serialize_provider
 
@@ -280,6 +280,36 @@ def test_wrong_key_is_refused_without_showing_it(
     _one_line_without_key(message)
     with pool_error("refused the API key"):  # a refusal is no outage: `diff` fails too
         provider.diff("id", _props(auth_server, "refused"), _props(auth_server, "refused"))
+
+
+def test_auth_string_manages_pool_and_automations_and_a_wrong_one_gets_the_fix(
+    prefect_servers: tuple[Server, Server], provider: WorkPoolProvider
+) -> None:
+    """prefectApiAuthString: both providers authenticate with it; a wrong one fails `pulumi up` in one line
+    that names the config key, without the string (nor its base64, as basic auth sends it)."""
+    from components.run_automations import AutomationProvider, automation_props, zombie_runs_automation
+
+    _, auth_server = prefect_servers
+    props = {key: value for key, value in _props(auth_server, "auth-string").items() if key != "api_key"}
+    props["auth_string"] = AUTH_STRING
+    created = provider.create(props)
+    assert provider.diff(created.id, created.outs, props).changes is False
+    automations = AutomationProvider()
+    automation = automations.create(
+        automation_props(zombie_runs_automation(OWNER), auth_server.url, {"auth_string": AUTH_STRING})
+    )
+    automations.delete(automation.id, automation.outs)
+
+    wrong = "admin:wrong-password"
+    refused = {**props, "auth_string": wrong}
+    for operation in (lambda: provider.create(refused), lambda: provider.diff(created.id, refused, refused)):
+        with pool_error() as raised:
+            operation()
+        message = str(raised.value)
+        assert "refused the credential (HTTP 401)" in message, message
+        assert "pulumi config set --secret prefect-fargate:prefectApiAuthString '<user>:<password>'" in message
+        assert "\n" not in message and wrong not in message and base64.b64encode(wrong.encode()).decode() not in message
+    provider.delete(created.id, created.outs)
 
 
 def test_unreachable_url_is_one_clear_line_for_read_and_create(provider: WorkPoolProvider) -> None:

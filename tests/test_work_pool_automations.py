@@ -37,7 +37,7 @@ RECORDED = json.loads((Path(__file__).parent / "data" / "automation_stuck_runs_3
 
 
 def stuck(pool: str = "fargate-pool", after: timedelta = timedelta(minutes=15)) -> dict[str, Any]:
-    return automation_props(stuck_runs_automation(OWNER, pool, after), NOWHERE, KEY)
+    return automation_props(stuck_runs_automation(OWNER, pool, after), NOWHERE, {"api_key": KEY})
 
 
 # -- the specs: what the stack asks Prefect for -------------------------------------------------------
@@ -237,7 +237,7 @@ def server_props(prefect_servers: Any) -> Callable[..., dict[str, Any]]:
     server = prefect_servers[0]
 
     def props(pool: str, after: timedelta = timedelta(minutes=15)) -> dict[str, Any]:
-        return automation_props(stuck_runs_automation(OWNER, pool, after), server.url, KEY)
+        return automation_props(stuck_runs_automation(OWNER, pool, after), server.url, {"api_key": KEY})
 
     return props
 
@@ -310,7 +310,7 @@ def test_a_run_left_pending_in_this_pool_is_crashed_after_the_configured_time(pr
     window = timedelta(seconds=10)
     provider = AutomationProvider()
     spec = stuck_runs_automation(OWNER, "stuck-pool", window)
-    created = provider.create(automation_props(spec, server.url, KEY))
+    created = provider.create(automation_props(spec, server.url, {"api_key": KEY}))
     with SyncPrefectClient(server.url) as client:
         runs = {}
         for pool in ("stuck-pool", "other-pool"):

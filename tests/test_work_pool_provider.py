@@ -304,7 +304,7 @@ def test_key_is_a_secret_input_and_a_secret_output(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(WorkPoolResource, "__init__", recording)
     run = run_program()
     (opts,) = seen
-    assert opts.additional_secret_outputs == ["api_key"]
+    assert opts.additional_secret_outputs == ["api_key", "auth_string"]
     pool = run.one("pulumi-python:dynamic/prefect:WorkPool")
     assert pool.inputs["api_key"][rpc._special_sig_key] == rpc._special_secret_sig
     assert pool.plain_inputs["owner"] == OWNER

@@ -64,7 +64,7 @@ def test_state_written_under_one_python_is_refreshed_diffed_and_destroyed_under_
     }
     spec = stuck_runs_automation(OWNER, "state-pool", timedelta(minutes=15))
     automation = {
-        **automation_props(spec, server.url, ""),
+        **automation_props(spec, server.url, {"api_key": ""}),
         "__provider": serialize_provider(AutomationProvider()),
     }
     with provider_host() as host:  # the tests' own Python: `pulumi up` by the first teammate
