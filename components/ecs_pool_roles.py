@@ -62,8 +62,7 @@ def ecs_worker_statements(
     ecs = pulumi.Output.format("arn:{0}:ecs:{1}:{2}", partition, region, account)
     this_cluster = {"ArnEquals": {"ecs:cluster": cluster_arn}}
     cluster_tasks = pulumi.Output.format("{0}:task/{1}/*", ecs, cluster_name)
-    # This stack's families and their revisions (`<family>:<n>`); without `:*` it also matches a
-    # family named alone, as DescribeTaskDefinition is called with to find the latest revision.
+    # This stack's families and their revisions (`<family>:<n>`).
     families = pulumi.Output.format("{0}:task-definition/{1}{2}*", ecs, family_prefix, FAMILY_SEPARATOR)
     return [
         # Sizes are left to deployments (job variables cpu/memory, any pair Fargate accepts), so
@@ -76,11 +75,14 @@ def ecs_worker_statements(
             "Resource": families,
             "Condition": {"BoolIfExists": {"ecs:privileged": "false"}},
         },
+        # DescribeTaskDefinition takes no resource type (AWS's Service Authorization Reference, as in
+        # cfn-lint's Policies.json): a statement naming the families would never match, and the worker's
+        # lookup of a family's latest revision would be denied.
         {
-            "Sid": "DescribeOwnTaskDefinitions",
+            "Sid": "DescribeTaskDefinitions",
             "Effect": "Allow",
             "Action": "ecs:DescribeTaskDefinition",
-            "Resource": families,
+            "Resource": "*",
         },
         {
             "Sid": "RunOnThisCluster",

@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -129,6 +131,65 @@ def test_every_kind_of_policy_document_is_registered_by_some_config() -> None:
     """POLICY_DOCUMENTS lists no kind that no run registers (its check would never run)."""
     kinds = {typ for config in POLICY_CONFIGS.values() for typ, _ in registered_policies(run_program(config)).values()}
     assert kinds == set(POLICY_DOCUMENTS)
+
+
+def resource_types_by_action() -> dict[str, list[str]]:
+    """`service:action` (lowercase) -> the resource types AWS lets a statement name for it (none: it takes
+    only "*"), from cfn-lint's copy of AWS's Service Authorization Reference (data/AdditionalSpecs/Policies.json)."""
+    import cfnlint.data.AdditionalSpecs
+
+    data = json.loads((Path(cfnlint.data.AdditionalSpecs.__file__).parent / "Policies.json").read_text())
+    return {
+        f"{service}:{action}": spec.get("Resources", [])
+        for service, definition in data.items()
+        if isinstance(definition, dict) and "Actions" in definition
+        for action, spec in definition["Actions"].items()
+    }
+
+
+def scope_problems(documents: dict[str, tuple[str, str]], types: dict[str, list[str]]) -> list[str]:
+    """Identity-policy statements whose resource AWS would not honour as written: "*" on an action that
+    takes a resource type (it could be scoped), or an ARN on one that takes none (AWS then denies it)."""
+    problems = []
+    for name, (typ, document) in documents.items():
+        if typ != "aws:iam/rolePolicy:RolePolicy":  # trust and resource policies: "*" means the resource itself
+            continue
+        for statement in json.loads(document)["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            for pattern in actions:
+                matched = [action for action in types if fnmatch.fnmatchcase(action, pattern.lower())]
+                assert matched, f"{name}: {pattern} names no action AWS knows"
+                for action in matched:
+                    if resources == ["*"] and types[action]:
+                        problems.append(f"{name}: {action} on * though AWS scopes it to {types[action]}")
+                    elif resources != ["*"] and not types[action]:
+                        problems.append(f"{name}: {action} on {resources} though AWS takes only * for it")
+    return problems
+
+
+@pytest.mark.parametrize("case", POLICY_CONFIGS)
+def test_a_wildcard_resource_only_where_aws_takes_nothing_narrower(case: str, default_run: Run) -> None:
+    config = POLICY_CONFIGS[case]
+    run = default_run if config == BASE_CONFIG else run_program(config)
+    assert scope_problems(registered_policies(run), resource_types_by_action()) == []
+
+
+def test_the_scope_check_fails_both_ways() -> None:
+    def role_policy(action: str, resource: str) -> tuple[str, str]:
+        statement = {"Effect": "Allow", "Action": action, "Resource": resource}
+        return "aws:iam/rolePolicy:RolePolicy", json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+    types = resource_types_by_action()
+    problems = scope_problems(
+        {
+            "scopable-on-star": role_policy("ecs:RunTask", "*"),
+            "unscopable-on-arn": role_policy("ecr:GetAuthorizationToken", "arn:aws:ecr:us-east-1:1:repository/r"),
+            "fine": role_policy("ec2:DescribeVpcs", "*"),
+        },
+        types,
+    )
+    assert [problem.split(":", 1)[0] for problem in problems] == ["scopable-on-star", "unscopable-on-arn"]
 
 
 TRUST = {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}

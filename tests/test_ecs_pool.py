@@ -223,7 +223,7 @@ def test_ecs_worker_gets_exactly_what_it_calls(ecs_run: Run) -> None:
             [families],
             {"BoolIfExists": {"ecs:privileged": "false"}},
         ),
-        "DescribeOwnTaskDefinitions": (["ecs:DescribeTaskDefinition"], [families], None),
+        "DescribeTaskDefinitions": (["ecs:DescribeTaskDefinition"], ["*"], None),  # takes no resource type
         "RunOnThisCluster": (["ecs:RunTask"], [families], on_cluster),
         "ThisClustersTasks": (["ecs:DescribeTasks", "ecs:StopTask"], [tasks], on_cluster),
         "TagOnRunTask": (["ecs:TagResource"], [tasks], {"StringEquals": {"ecs:CreateAction": "RunTask"}}),
@@ -378,7 +378,7 @@ def _network(template: dict[str, Any]) -> tuple[str, str]:
 
 
 def _task_definition_arn(reference: str) -> str:
-    """DescribeTaskDefinition and RunTask take a family, `family:revision` or an ARN; IAM sees an ARN."""
+    """RunTask takes a family, `family:revision` or an ARN; IAM sees an ARN."""
     return reference if reference.startswith("arn:") else f"{ECS_ARN}:task-definition/{reference}"
 
 
@@ -395,10 +395,10 @@ def assert_allowed(run: Run, calls: list[tuple[str, str, dict[str, Any]]], regis
         if operation == "RegisterTaskDefinition":
             resource = next(revisions)
             assert not any(c.get("privileged") for c in params["containerDefinitions"])  # ecs:privileged
-        elif operation in ("DescribeTaskDefinition", "RunTask"):
+        elif operation == "RunTask":
             resource = _task_definition_arn(params["taskDefinition"])
         else:
-            resource = "*"  # DescribeSubnets/DescribeVpcs: no resource type
+            resource = "*"  # DescribeTaskDefinition, DescribeSubnets/DescribeVpcs: no resource type
         result = policy.is_action_permitted(f"{service}:{operation}", resource)
         assert result == PermissionResult.PERMITTED, (operation, resource)
 
@@ -552,7 +552,7 @@ def test_another_family_is_not_granted(ecs_run: Run) -> None:
     policy = IAMPolicy(ecs_run.one("aws:iam/rolePolicy:RolePolicy", "ecs-pool-worker-policy").plain_inputs["policy"])
     own = defaults(ecs_run)["family"]
     for family in (f"prefect_fargate-pool_{uuid.uuid4()}", f"{own}-other_1024_2048", "other-stack_1024_2048"):
-        for action in ("ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:RunTask"):
+        for action in ("ecs:RegisterTaskDefinition", "ecs:RunTask"):  # DescribeTaskDefinition takes only "*"
             arn = f"{ECS_ARN}:task-definition/{family}:1"
             assert policy.is_action_permitted(action, arn) == PermissionResult.NEUTRAL, (action, arn)
 
