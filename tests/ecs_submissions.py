@@ -41,7 +41,9 @@ class Submission:
         return self.calls[operation] / self.calls["RunTask"]
 
 
-def moto_pool_template() -> dict[str, Any]:
+def moto_pool_template(
+    family_prefix: str = "prefect-fargate-scale-flow-run", capacity: str = "FARGATE"
+) -> dict[str, Any]:
     """This stack's `ecs` template on a moto network (the pool's size: 1024 CPU, 2048 MiB)."""
     vpc, subnet, group, cluster = moto_ecs_network()
     return ecs_base_job_template(
@@ -60,7 +62,8 @@ def moto_pool_template() -> dict[str, Any]:
         memory=2048,
         cpu_architecture="X86_64",
         flow_run_env={"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
-        family_prefix="prefect-fargate-scale-flow-run",
+        family_prefix=family_prefix,
+        capacity=capacity,
     )
 
 

@@ -592,6 +592,19 @@ class Cluster:
 
 
 @contextlib.contextmanager
+def server_only_cluster(prefix: str) -> Iterator[Cluster]:
+    """Just a Prefect server, for tests that drive workers or flow runs of their own; ended and removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    cluster = Cluster(workdir=workdir)
+    try:
+        cluster.start_server()
+        yield cluster
+    finally:
+        cluster.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def local_cluster(auth_string: str | None = None, deploy: bool = True) -> Iterator[Cluster]:
     """Server, S3 and webhook up, flows deployed; everything ended and removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="prefect-fargate-"))

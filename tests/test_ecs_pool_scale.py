@@ -6,28 +6,19 @@ deployments; AWS is moto's. benchmarks/ecs_pool_bench.py runs the same at 100 de
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from ecs_submissions import moto_pool_template, stock_family_handling, submit_through_pool
-from harness import Cluster
+from harness import Cluster, server_only_cluster
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    workdir = Path(tempfile.mkdtemp(prefix="prefect-scale-"))
-    local = Cluster(workdir=workdir)
-    try:
-        local.start_server()
+    with server_only_cluster("prefect-scale-") as local:
         yield local
-    finally:
-        local.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_runs_of_many_deployments_register_per_task_size_not_per_run(cluster: Cluster, aws_env: None) -> None:

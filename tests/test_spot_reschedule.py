@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import moto_ecs_network, name_values, record_aws_calls
-from harness import Cluster, Process, wait_for
-
-from components.job_templates import ecs_base_job_template
+from conftest import name_values, record_aws_calls
+from ecs_submissions import moto_pool_template
+from harness import Cluster, Process, server_only_cluster, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +33,8 @@ STOP_TIMEOUT = 120  # Fargate's longest stopTimeout; a Spot task gets two minute
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    workdir = Path(tempfile.mkdtemp(prefix="prefect-spot-"))
-    local = Cluster(workdir=workdir)
-    try:
-        local.start_server()
+    with server_only_cluster("prefect-spot-") as local:
         yield local
-    finally:
-        local.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _spot_task_request(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, dict[str, Any]]:
@@ -53,26 +44,7 @@ def _spot_task_request(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> tup
     from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
     from prefect_aws.workers.ecs_worker import ECSJobConfiguration, ECSWorker
 
-    vpc, subnet, group, ecs_cluster = moto_ecs_network()
-    template = ecs_base_job_template(
-        cluster_arn=ecs_cluster,
-        vpc_id=vpc,
-        subnet_ids=[subnet],
-        security_group_ids=[group],
-        assign_public_ip=True,
-        execution_role_arn="arn:aws:iam::123456789012:role/execution",
-        task_role_arn="arn:aws:iam::123456789012:role/flow-run",
-        image="123456789012.dkr.ecr.us-east-1.amazonaws.com/agent@sha256:" + "a" * 64,
-        log_group_name="/prefect-fargate/test/prefect",
-        region="us-east-1",
-        api_key_value_from="arn:aws:secretsmanager:us-east-1:123456789012:secret:key-AbC123:::v1",
-        cpu=1024,
-        memory=2048,
-        cpu_architecture="X86_64",
-        flow_run_env={"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
-        family_prefix="prefect-fargate-test-flow-run",
-        capacity="FARGATE_SPOT",
-    )
+    template = moto_pool_template("prefect-fargate-test-flow-run", capacity="FARGATE_SPOT")
     calls = record_aws_calls(monkeypatch)
 
     async def submit() -> Any:

@@ -28,7 +28,7 @@ def cluster() -> Iterator[Cluster]:
 
 def test_a_run_whose_worker_is_killed_outright_is_crashed_by_the_zombie_automation(cluster: Cluster) -> None:
     worker = cluster.start_worker()
-    wait_for(lambda: cluster.probe_health() == 0 or not worker.alive(), 120, "worker healthy")
+    wait_for(lambda: cluster.probe_health(worker.health_port) == 0 or not worker.alive(), 120, "worker healthy")
     deployment = cluster.add_deployment("runtime_flows.py:sleep_for", "sleep-for-zombie")
     run_id = cluster.trigger(deployment, {"seconds": 600})
     beat = "prefect.flow-run.heartbeat"
