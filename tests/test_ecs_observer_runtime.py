@@ -21,7 +21,7 @@ from ecs_task_event import capacity_failure, create_observer_aws, image_pull_fai
 from harness import AWS_REGION, Cluster, local_cluster, wait_for
 from test_ecs_pool import ECS_CONFIG, _job_configuration, pool_inputs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def _pending_run(cluster: Cluster, deployment_id: uuid.UUID) -> uuid.UUID:

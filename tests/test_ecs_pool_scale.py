@@ -12,7 +12,7 @@ import pytest
 from ecs_submissions import moto_pool_template, stock_family_handling, submit_through_pool
 from harness import Cluster, server_only_cluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 @pytest.fixture(scope="module")

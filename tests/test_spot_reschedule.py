@@ -23,7 +23,7 @@ from conftest import name_values, record_aws_calls
 from ecs_submissions import moto_pool_template
 from harness import Cluster, Process, server_only_cluster, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 TESTS = Path(__file__).resolve().parent
 POOL = "spot-pool"

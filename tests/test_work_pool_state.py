@@ -25,7 +25,7 @@ from components.job_templates import process_base_job_template
 from components.run_automations import AutomationProvider, automation_props, stuck_runs_automation
 from components.work_pool import WorkPoolProvider, description_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 OWNER = f"{PROJECT}/{STACK}"
 POOL_URN = f"urn:pulumi:{STACK}::{PROJECT}::pulumi-python:dynamic/prefect:WorkPool::state-pool"
