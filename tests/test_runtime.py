@@ -173,6 +173,7 @@ def _stop_releasing(worker: Process, release: Path) -> StopResult:
         timer.cancel()
 
 
+@pytest.mark.long  # in CI's own `-m long` run: keeps the default run short
 def test_ecs_stop_short_run_finishes_in_place_and_long_run_completes_on_the_replacement(
     cluster: Cluster, stoppable_worker: Process
 ) -> None:
@@ -197,6 +198,7 @@ def test_ecs_stop_short_run_finishes_in_place_and_long_run_completes_on_the_repl
     assert _attempts(cluster, long) == ["attempt 1", "attempt 2"], "the flow could not tell its second attempt"
 
 
+@pytest.mark.long  # in CI's own `-m long` run: keeps the default run short
 def test_ecs_stop_with_limit_runs_in_flight_loses_none(cluster: Cluster, stoppable_worker: Process) -> None:
     """A full worker stopped: half its runs can finish before the deadline, half cannot; all end COMPLETED."""
     command = cluster.container["command"]
@@ -215,6 +217,7 @@ def test_ecs_stop_with_limit_runs_in_flight_loses_none(cluster: Cluster, stoppab
     assert sorted(r.run_count for r in runs.values()) == sorted(1 if n % 2 else 2 for n in range(limit))
 
 
+@pytest.mark.long  # in CI's own `-m long` run: keeps the default run short
 def test_api_outage_worker_reconnects_and_every_scheduled_run_completes(cluster: Cluster, worker: Process) -> None:
     tiny = _deployment_id(cluster, "runtime_flows.py:tiny", "tiny")
     due = datetime.now(UTC) + timedelta(seconds=20)  # past the worker's prefetch: due mid-outage
@@ -252,6 +255,7 @@ def test_load_100_deployments_200_runs_through_one_worker_none_lost_or_duplicate
 AUTH_STRING = "admin:the-right-password"
 
 
+@pytest.mark.long  # in CI's own `-m long` run: keeps the default run short
 def test_worker_from_the_auth_string_task_definition_polls_and_runs_a_flow() -> None:
     """prefectApiAuthString: the rendered task definition's `secrets` are the worker's only credential."""
     with local_cluster(auth_string=AUTH_STRING) as c:
