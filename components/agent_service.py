@@ -82,6 +82,9 @@ class AgentServiceArgs:
     observer_queue_name: str | None = None  # an `ecs` worker's observer queue (EcsTaskEvents)
     repository_credentials_arn: str | None = None  # a non-ECR image's registry login (Secrets Manager ARN)
     credential_env: str = "PREFECT_API_KEY"  # or PREFECT_API_AUTH_STRING (config prefectApiAuthString)
+    # Application Auto Scaling owns the desired count (components/worker_scaling.py): `desired_count` is the
+    # first one only, and `pulumi up` leaves the count the scaling policy set alone.
+    scaled: bool = False
 
 
 # prefect-aws's ECS worker always starts its observer (its `..._OBSERVER_ENABLED` setting is read
@@ -272,6 +275,10 @@ class AgentService(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
             wait_for_steady_state=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.needs)),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=list(args.needs),
+                ignore_changes=["desiredCount"] if args.scaled else None,
+            ),
         )
         self.register_outputs({"service_name": self.service.name, "task_definition_arn": self.task_definition.arn})

@@ -12,6 +12,7 @@ from conftest import API_KEY, BASE_CONFIG, PROJECT, STACK, Run, name_values, run
 EXPECTED_OUTPUTS = {
     "imageUri", "repositoryUrl", "clusterName", "serviceName", "taskDefinitionArn", "logGroupName",
     "flowBucketName", "apiKeySecretArn", "workPool", "workPoolType", "prefectApiUrl", "alertTopicArn",
+    "dashboardUrl",
 }  # fmt: skip
 
 
