@@ -208,6 +208,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 WorkerScalingArgs(
                     cluster_name=self.cluster.cluster.name,
                     service_name=self.service.service.name,
+                    task_role_name=self.roles.task_role.name,
                     min_workers=args.scaling.min_workers,
                     max_workers=args.scaling.max_workers,
                     namespace=backlog_namespace(pulumi.get_stack()),

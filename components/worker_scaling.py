@@ -2,9 +2,11 @@
 
 Creates the Application Auto Scaling target on the service's desired count (min and max capacity), one
 step scaling policy that sets an exact capacity, and the CloudWatch alarm that drives it from the stack
-controller's `WorkersWanted` metric (controller/backlog.py). Needs the cluster and service names, the
-metric's namespace and the pool's name. Application Auto Scaling acts through its service-linked role for
-ECS, which RegisterScalableTarget creates when the account has none.
+controller's `WorkersWanted` metric (controller/backlog.py), and lets the worker's task role protect its
+own task from scale-in while runs are in flight (agent_image/task_protection.py). Needs the cluster and
+service names, the worker's task role, the metric's namespace and the pool's name. Application Auto
+Scaling acts through its service-linked role for ECS, which RegisterScalableTarget creates when the
+account has none.
 
 How it moves, and why missing data never removes a worker:
 - The alarm is `WorkersWanted >= 0`: in ALARM whenever the controller published in the last minute.
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.agent_roles import Statement
+from components.agent_roles import Statement, arn_context, policy_document
 
 WORKERS_WANTED = "WorkersWanted"
 # A minute between scaling activities: a new worker takes about that long to start (README, "Scaling").
@@ -68,10 +70,22 @@ def step_adjustments(
     ]
 
 
+def task_protection_statement(task_arns: pulumi.Input[str]) -> Statement:
+    """The ECS agent's task-protection endpoint calls UpdateTaskProtection with the task role's credentials;
+    its resource type is `task` (AWS's action table): the cluster's tasks, `task/<cluster>/*`."""
+    return {
+        "Sid": "ProtectOwnTaskFromScaleIn",
+        "Effect": "Allow",
+        "Action": "ecs:UpdateTaskProtection",
+        "Resource": task_arns,
+    }
+
+
 @dataclass(frozen=True, kw_only=True)
 class WorkerScalingArgs:
     cluster_name: pulumi.Input[str]
     service_name: pulumi.Input[str]
+    task_role_name: pulumi.Input[str]  # the worker's task role (AgentRoles)
     min_workers: int
     max_workers: int
     namespace: str  # backlog_namespace(stack)
@@ -134,6 +148,19 @@ class WorkerScaling(pulumi.ComponentResource):
             datapoints_to_alarm=1,
             treat_missing_data="missing",
             alarm_actions=[self.policy.arn],
+            opts=child,
+        )
+        account, partition, region = arn_context(self)
+        aws.iam.RolePolicy(
+            f"{name}-task-protection",
+            role=args.task_role_name,
+            policy=policy_document(
+                task_protection_statement(
+                    pulumi.Output.format(
+                        "arn:{0}:ecs:{1}:{2}:task/{3}/*", partition, region, account, args.cluster_name
+                    )
+                )
+            ),
             opts=child,
         )
         self.register_outputs({"policy_arn": self.policy.arn})

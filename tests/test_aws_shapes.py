@@ -63,6 +63,7 @@ POLICY_CONFIGS = {
     "process": BASE_CONFIG,
     "ecs": {**BASE_CONFIG, "workPoolType": "ecs"},
     "open-server": {"prefectApiUrl": "http://prefect.internal:4200/api"},
+    "scaled": {**BASE_CONFIG, "minWorkers": "0", "maxWorkers": "2"},
 }
 
 
