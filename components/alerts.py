@@ -11,6 +11,7 @@ subscription, and CloudWatch alarms that publish to it:
 - with an `ecs` pool, the observer's dead-letter queue has messages (when its name is given);
 - with the stack controller's backlog metrics (controller/backlog.py): the pool's oldest Late run is older
   than lateRunMinutes, and the controller has published nothing for 5 minutes.
+- the stack controller failed (Prefect unreachable, credential rejected, AWS throttling) in 3 of 5 minutes.
 Needs the worker's cluster and service. Alarms are named `<alarm_prefix>-<suffix>`; the topic policy
 lets CloudWatch publish for exactly these alarms' ARNs.
 """
@@ -57,6 +58,9 @@ FAILED_HEALTH_CHECK_PREFIX = "Task failed"
 # ECS's container `reason` for an out-of-memory kill: "OutOfMemoryError: Container killed due to
 # memory usage" (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-error-codes.html).
 OOM_REASON = "OutOfMemoryError"
+# The controller runs every minute: failing in 3 of 5 minutes is a fault that lasts (one throttled or timed-out
+# minute is not), and it is caught within 5 minutes.
+CONTROLLER_ERROR_MINUTES = (3, 5)
 OOM_METRIC = "WorkerOomKills"  # counted from the stopped-task log, in the namespace `alarm_prefix`
 # A CloudWatch Logs target takes only an input of the form {"timestamp": <time>, "message": <string>}
 # (aws-cdk's aws-events-targets/lib/log-group.ts, CloudWatchLogGroup.validateInputTemplate, citing
@@ -92,6 +96,7 @@ class AlertsArgs:
     dead_letter_queue_name: pulumi.Input[str] | None = None  # the `ecs` observer's DLQ (EcsTaskEvents)
     # The user's key (config kmsKeyArn) for the topic and the stopped-task log instead of a key of our own.
     kms_key_arn: str | None = None
+    controller_function_name: pulumi.Input[str] | None = None  # the stack controller (stack_controller.py)
     backlog: BacklogAlarms | None = None  # the controller's backlog metrics
 
 
@@ -257,6 +262,28 @@ def alarm_specs(args: AlertsArgs, rule_name: pulumi.Input[str]) -> list[AlarmSpe
         )
     if args.backlog is not None:
         specs += backlog_alarm_specs(args.backlog)
+    if args.controller_function_name is not None:
+        specs.append(
+            AlarmSpec(
+                suffix="controller-errors",
+                description=pulumi.Output.concat(
+                    "The stack controller failed in 3 of the last 5 minutes (Prefect unreachable, credential "
+                    "rejected, AWS throttling): runs whose worker died are not recovered meanwhile (none is lost: "
+                    "it acts on the next good run). Read why: aws logs tail /aws/lambda/",
+                    args.controller_function_name,
+                    " --since 1h",
+                ),
+                namespace="AWS/Lambda",
+                metric_name="Errors",
+                dimensions={"FunctionName": args.controller_function_name},
+                statistic="Sum",
+                comparison="GreaterThanOrEqualToThreshold",
+                threshold=1,
+                period=60,
+                evaluation_periods=CONTROLLER_ERROR_MINUTES[1],
+                datapoints_to_alarm=CONTROLLER_ERROR_MINUTES[0],
+            )
+        )
     return specs
 
 

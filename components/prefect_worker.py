@@ -3,7 +3,9 @@
 AgentImage, FlowStorage, CredentialSecret, AgentNetwork, WorkerCluster, AgentRoles, (for an `ecs` pool)
 EcsPoolRoles with the flow-run task role and the worker's ECS permissions, the Prefect WorkPool, and
 last AgentService, whose workers start once the pool is configured. Wired from the validated StackConfig.
-Unless config `alarms` is false, Alerts watches the worker service (topic output `alertTopicArn`), and with
+StackController recovers the pool's runs whose worker is gone (every minute; RunAutomations backs it up for
+stuck Pending runs). Unless config `alarms` is false, Alerts watches the worker service and the controller
+(topic output `alertTopicArn`), and with
 `prefectNotifyBlock` RunNotifications tells that block about failed runs and a pool without a worker.
 """
 
@@ -18,7 +20,13 @@ import pulumi_aws as aws
 
 from components.agent_image import AgentImage, AgentImageArgs
 from components.agent_roles import AgentRoles, AgentRolesArgs, arn_context
-from components.agent_service import FLOW_RUN_ENVIRONMENT, AgentService, AgentServiceArgs
+from components.agent_service import (
+    FLOW_HEARTBEAT_SECONDS,
+    FLOW_RUN_ENVIRONMENT,
+    AgentService,
+    AgentServiceArgs,
+    run_limit,
+)
 from components.alerts import Alerts, AlertsArgs, BacklogAlarms
 from components.api_key_secret import CredentialSecret, CredentialSecretArgs
 from components.config import StackConfig
@@ -30,10 +38,33 @@ from components.kms import key_policy_statements
 from components.network import AgentNetwork
 from components.run_automations import RunAutomations, RunAutomationsArgs
 from components.run_notifications import RunNotifications, RunNotificationsArgs
+from components.stack_controller import ControllerVpc, StackController, StackControllerArgs
 from components.stack_dashboard import StackDashboard, StackDashboardArgs
 from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker_cluster import WorkerCluster, WorkerClusterArgs
-from components.worker_scaling import WorkerScaling, WorkerScalingArgs, backlog_namespace
+from components.worker_scaling import (
+    WorkerScaling,
+    WorkerScalingArgs,
+    backlog_namespace,
+    controller_environment,
+    put_metric_statement,
+)
+
+
+def backlog_environment(args: StackConfig) -> dict[str, pulumi.Input[str]]:
+    """The controller's backlog job settings: the fixed count (min = max) unless minWorkers/maxWorkers are set."""
+    low, high = (
+        (args.scaling.min_workers, args.scaling.max_workers)
+        if args.scaling
+        else (args.desired_count, args.desired_count)
+    )
+    return controller_environment(
+        namespace=backlog_namespace(pulumi.get_stack()),
+        run_limit=run_limit(args.size.memory),
+        min_workers=low,
+        max_workers=high,
+        lead_minutes=args.scale_lead_minutes,
+    )
 
 
 class PrefectWorker(pulumi.ComponentResource):
@@ -51,6 +82,7 @@ class PrefectWorker(pulumi.ComponentResource):
     service: AgentService
     alerts: Alerts | None
     automations: RunAutomations
+    controller: StackController
     notifications: RunNotifications | None  # config prefectNotifyBlock (and alarms)
     scaling: WorkerScaling | None  # config minWorkers/maxWorkers
     dashboard: StackDashboard
@@ -188,6 +220,30 @@ class PrefectWorker(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.controller = StackController(
+            f"{name}-controller",
+            StackControllerArgs(
+                prefect_api_url=args.prefect_api_url,
+                credential_secret_arn=self.api_key.secret_arn if self.api_key else None,
+                credential_env=self.api_key.env_name if self.api_key else "PREFECT_API_KEY",
+                pool_name=args.work_pool,
+                pool_type=args.work_pool_type,
+                cluster_arn=self.cluster.cluster.arn,
+                cluster_name=self.cluster.cluster.name,
+                heartbeat_seconds=FLOW_HEARTBEAT_SECONDS,
+                stuck_after=timedelta(minutes=args.stuck_run_minutes),
+                log_retention_days=args.log_retention_days,
+                kms_key_arn=args.kms_key_arn,
+                vpc=ControllerVpc(
+                    subnet_ids=self.network.subnet_ids, security_group_ids=self.network.security_group_ids
+                )
+                if args.controller_in_vpc
+                else None,
+                environment=backlog_environment(args),
+                extra_policy_statements=[put_metric_statement(backlog_namespace(pulumi.get_stack()))],
+            ),
+            opts=child,
+        )
         self.notifications = (
             RunNotifications(
                 f"{name}-notifications",
@@ -255,6 +311,7 @@ class PrefectWorker(pulumi.ComponentResource):
                     work_pool=args.work_pool,
                     late_run_minutes=args.late_run_minutes,
                 ),
+                controller_function_name=self.controller.function.name,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -44,6 +44,20 @@ def backlog_namespace(stack: str) -> str:
     return f"prefect-fargate-{stack}"
 
 
+def controller_environment(
+    *, namespace: str, run_limit: int, min_workers: int, max_workers: int, lead_minutes: int
+) -> dict[str, pulumi.Input[str]]:
+    """What controller/backlog.py reads (BacklogSettings.from_environ), next to the controller's own settings."""
+    return {
+        "BACKLOG_NAMESPACE": namespace,
+        "BACKLOG_RUN_LIMIT": str(run_limit),
+        "BACKLOG_MIN_WORKERS": str(min_workers),
+        "BACKLOG_MAX_WORKERS": str(max_workers),
+        "BACKLOG_LEAD_MINUTES": str(lead_minutes),
+        "BACKLOG_QUIET_MINUTES": str(QUIET_MINUTES),
+    }
+
+
 def put_metric_statement(namespace: str) -> Statement:
     """PutMetricData has no resource type (AWS's action table): scoped by the `cloudwatch:namespace` condition."""
     return {

@@ -199,5 +199,6 @@ def tick(prefect: PrefectReader, cloudwatch: Any, settings: BacklogSettings, now
 
 
 def run(ctx: Any) -> None:
-    """The controller's job (controller/handler.py): ctx gives the Prefect client, boto3 and the clock."""
-    tick(ctx.prefect, ctx.cloudwatch, BacklogSettings.from_environ(), ctx.now())
+    """The controller's job (controller/handler.py, controller/context.py's Context)."""
+    wanted = tick(ctx.prefect, ctx.cloudwatch, BacklogSettings.from_environ(), ctx.now())
+    ctx.log(f"backlog: {wanted} worker(s) wanted")

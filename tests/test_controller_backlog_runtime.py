@@ -4,9 +4,7 @@ job's calls are reads that no worker poll is made of)."""
 
 from __future__ import annotations
 
-import json
 import math
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,26 +12,12 @@ import boto3
 import pytest
 from prefect_servers import Server
 
-from controller.backlog import BacklogSettings, read_backlog, tick, workers_wanted
+from controller import backlog as backlog_job
+from controller import handler
+from controller.backlog import BacklogSettings, read_backlog, workers_wanted
+from controller.prefect_rest import PrefectRest
 
 pytestmark = pytest.mark.slow
-
-
-class Rest:
-    """The controller's client shape (controller/prefect_rest.py, `request`), plain urllib on loopback."""
-
-    def __init__(self, api_url: str) -> None:
-        self.api_url = api_url
-        self.calls: list[str] = []
-
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        self.calls.append(f"{method} {path}")
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 (loopback)
-            f"{self.api_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
-            return json.loads(response.read() or b"null")
 
 
 def make_runs(server: Server, pool: str, now: datetime) -> dict[str, str]:
@@ -68,7 +52,7 @@ def make_runs(server: Server, pool: str, now: datetime) -> dict[str, str]:
 
 
 def test_every_kind_of_run_is_counted_for_this_pool_only_and_the_pool_stays_not_ready(
-    prefect_servers: tuple[Server, Server], aws_env: None
+    prefect_servers: tuple[Server, Server], aws_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = prefect_servers[0]
     now = datetime.now(UTC)
@@ -84,7 +68,15 @@ def test_every_kind_of_run_is_counted_for_this_pool_only_and_the_pool_stays_not_
         lead=timedelta(minutes=3),
         quiet=timedelta(minutes=10),
     )
-    rest = Rest(server.url)
+    calls: list[str] = []
+    request = PrefectRest.request
+
+    def recorded(self: PrefectRest, method: str, path: str, body: Any = None) -> Any:
+        calls.append(f"{method} {path}")
+        return request(self, method, path, body)
+
+    monkeypatch.setattr(PrefectRest, "request", recorded)
+    rest = PrefectRest(server.url, {})
 
     backlog = read_backlog(rest, settings, now)
     assert (backlog.due, backlog.late, backlog.pending, backlog.running) == (3, 1, 1, 2)  # due: 2 Scheduled + Late
@@ -94,8 +86,18 @@ def test_every_kind_of_run_is_counted_for_this_pool_only_and_the_pool_stays_not_
     assert backlog.start_delay_p50_seconds is not None and 150 <= backlog.start_delay_p50_seconds <= 260
     assert workers_wanted(backlog, settings) == math.ceil((3 + 1 + 2) / 4)
 
+    # The handler as the Lambda runs it: settings from the environment, the job publishing through boto3.
+    environment = {
+        "PREFECT_API_URL": server.url, "WORK_POOL": "scale-pool", "WORK_POOL_TYPE": "process",
+        "CLUSTER_ARN": "arn:aws:ecs:us-east-1:123456789012:cluster/c", "SILENCE_SECONDS": "150",
+        "STUCK_SECONDS": "900", "BACKLOG_NAMESPACE": "prefect-fargate-test", "BACKLOG_RUN_LIMIT": "4",
+        "BACKLOG_MIN_WORKERS": "0", "BACKLOG_MAX_WORKERS": "5", "BACKLOG_LEAD_MINUTES": "3",
+        "BACKLOG_QUIET_MINUTES": "10",
+    }  # fmt: skip
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    handler.run_jobs(environment, {"backlog": backlog_job.run}, now=lambda: now)
     cloudwatch = boto3.client("cloudwatch")
-    assert tick(rest, cloudwatch, settings, now) == 2
     metrics = {m["MetricName"] for m in cloudwatch.list_metrics(Namespace="prefect-fargate-test")["Metrics"]}
     assert metrics == {"WorkersWanted", "RunsDue", "RunsLate", "RunsPending", "RunsRunning", "OldestLateRunAge",
                        "StartDelayP50"}  # fmt: skip
@@ -111,5 +113,5 @@ def test_every_kind_of_run_is_counted_for_this_pool_only_and_the_pool_stays_not_
     assert [point["Maximum"] for point in wanted] == [2.0]
 
     # Only reads: counts and filters, never a worker's poll (get_scheduled_flow_runs marks a pool READY).
-    assert set(rest.calls) == {"POST /flow_runs/count", "POST /flow_runs/filter"}
+    assert set(calls) == {"POST /flow_runs/count", "POST /flow_runs/filter"}
     assert server.api("GET", "/work_pools/scale-pool")["status"] == "NOT_READY"

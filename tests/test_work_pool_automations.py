@@ -19,11 +19,11 @@ from pulumi.runtime import rpc
 
 from components.config import ConfigError
 from components.run_automations import (
+    CONTROLLER_GRACE,
     AutomationError,
     AutomationProvider,
     automation_props,
     stuck_runs_automation,
-    zombie_runs_automation,
 )
 
 KEY = "pnu_AutomationKeyThatMustNeverLeak5"
@@ -32,7 +32,7 @@ NOWHERE = "http://127.0.0.1:9/api"
 AUTOMATION = "pulumi-python:dynamic/prefect:Automation"
 # `GET /automations/{id}` from a real Prefect 3.9.1 server for props(stuck_runs_automation(OWNER,
 # "fargate-pool", 15 min)) as the provider made it (recorded 2026-11-28): the server's trigger id
-# and defaults included.
+# and defaults included; its description and message since updated to the spec's.
 RECORDED = json.loads((Path(__file__).parent / "data" / "automation_stuck_runs_3.9.1.json").read_text())
 
 
@@ -43,56 +43,45 @@ def stuck(pool: str = "fargate-pool", after: timedelta = timedelta(minutes=15)) 
 # -- the specs: what the stack asks Prefect for -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "spec",
-    [zombie_runs_automation(OWNER), stuck_runs_automation(OWNER, "fargate-pool", timedelta(minutes=15))],
-    ids=["zombie", "stuck"],
-)
-def test_specs_are_accepted_by_the_client_and_server_schemas(spec: dict[str, Any]) -> None:
+def test_the_spec_is_accepted_by_the_client_and_server_schemas() -> None:
     """The client's schema is the body Prefect Cloud's API takes; the server's is what a self-hosted
     server validates (prefect/server/events/schemas/automations.py)."""
     from prefect.events.schemas.automations import AutomationCore
     from prefect.server.events.schemas.automations import AutomationCore as ServerAutomationCore
 
+    spec = stuck_runs_automation(OWNER, "fargate-pool", timedelta(minutes=15))
     client = AutomationCore.model_validate(spec)
     server = ServerAutomationCore.model_validate(spec)
     assert client.trigger.posture.value == server.trigger.posture.value == "Proactive"
     assert client.trigger.within == server.trigger.within
 
 
-def test_zombie_runs_crash_after_90_s_without_a_heartbeat() -> None:
-    """The README's promise, as literals: three missed 30 s beats, then CRASHED; every flow run."""
-    spec = zombie_runs_automation(OWNER)
-    assert spec["name"] == "prefect-fargate/test: crash flow runs whose heartbeats stop"
-    trigger = spec["trigger"]
-    assert (trigger["posture"], trigger["within"], trigger["threshold"]) == ("Proactive", 90, 1)
-    assert trigger["after"] == ["prefect.flow-run.heartbeat"] and trigger["expect"] == ["prefect.flow-run.*"]
-    assert trigger["for_each"] == ["prefect.resource.id"] and "match_related" not in trigger
-    (action,) = spec["actions"]
-    assert (action["type"], action["state"]) == ("change-flow-run-state", "CRASHED")
-
-
-def test_stuck_runs_of_this_pool_crash_after_the_configured_time() -> None:
-    spec = stuck_runs_automation(OWNER, "my-pool", timedelta(minutes=20))
+def test_stuck_runs_of_this_pool_crash_only_if_the_controller_has_not_acted_10_minutes_later() -> None:
+    """The controller hands back or crashes a run Pending for stuckRunMinutes (controller/recovery.py); this
+    backstop acts only 10 minutes after that, when the controller is down."""
+    spec = stuck_runs_automation(OWNER, "my-pool", timedelta(minutes=20) + CONTROLLER_GRACE)
     assert spec["name"] == "prefect-fargate/test: crash flow runs stuck in my-pool"
     trigger = spec["trigger"]
-    assert (trigger["posture"], trigger["within"]) == ("Proactive", 1200)
+    assert (trigger["posture"], trigger["within"]) == ("Proactive", 1800)
     assert trigger["after"] == ["prefect.flow-run.Pending"]  # not Late: a run queued behind a limit is Late
     assert trigger["match_related"] == {"prefect.resource.role": "work-pool", "prefect.resource.name": "my-pool"}
     (action,) = spec["actions"]
     assert action["state"] == "CRASHED"
-    assert action["message"].startswith("Pending for 20 min in work pool my-pool: submitted but never started")
+    assert action["message"].startswith("Pending for 30 min in work pool my-pool: submitted but never started")
+    assert "the stack controller did not act on it" in action["message"]
 
 
-def test_the_program_declares_both_per_stack_with_the_key_secret() -> None:
+def test_the_program_declares_only_pool_scoped_automations_with_the_key_secret() -> None:
+    """No workspace-wide automation: the zombie-runs one that existing stacks hold is no longer declared, so the
+    next `pulumi up` deletes it (its provider's delete on the stored props: test_old_zombie_automation_...)."""
     run = run_program({**BASE_CONFIG, "workPool": "team-pool", "stuckRunMinutes": "5"})
     automations = {a.plain_inputs["name"]: a for a in run.of_type(AUTOMATION)}
-    assert set(automations) == {
-        "prefect-fargate/test: crash flow runs whose heartbeats stop",
-        "prefect-fargate/test: crash flow runs stuck in team-pool",
-    }
+    assert set(automations) == {"prefect-fargate/test: crash flow runs stuck in team-pool"}
+    assert [a.name for a in run.of_type(AUTOMATION)] == ["prefect-automations-stuck-runs"]
     stuck_runs = automations["prefect-fargate/test: crash flow runs stuck in team-pool"]
-    assert stuck_runs.json_input("automation")["trigger"]["within"] == 300
+    trigger = stuck_runs.json_input("automation")["trigger"]
+    assert trigger["within"] == 900  # 5 + 10 minutes
+    assert trigger["match_related"] == {"prefect.resource.role": "work-pool", "prefect.resource.name": "team-pool"}
     for automation in automations.values():
         assert automation.inputs["api_key"][rpc._special_sig_key] == rpc._special_secret_sig
         assert automation.plain_inputs["api_url"] == run.outputs["prefectApiUrl"]
