@@ -47,10 +47,34 @@ class PrefectApiError(Exception):
     """A Prefect API failure, described in one line that never contains the credential."""
 
 
+def owner_mark(organization: str, project: str, stack: str, account: str, region: str) -> str:
+    """What marks a Prefect object as one stack's: `<organization>/<project>/<stack>@<account>/<region>`.
+
+    `<project>/<stack>` alone (the mark before this one) is shared by every Pulumi organization's `dev`
+    stack in one Prefect workspace. The organization tells Pulumi Cloud teams apart, but every
+    self-managed backend reports the same one ("organization"); the AWS account and region tell those
+    apart. A stack moved to another backend or organization keeps its objects all the same: the
+    providers also accept the mark the stack's state last wrote (its `olds`), and rewrite it."""
+    return f"{organization}/{project}/{stack}@{account}/{region}"
+
+
+def stack_of(mark: str) -> str:
+    """The stack name in a mark (either format)."""
+    return mark.split("@", 1)[0].rsplit("/", 1)[-1]
+
+
 def stack_owner() -> str:
-    """`<project>/<stack>`: what marks a Prefect object as this stack's (the organisation is left out,
-    so moving the stack to another backend keeps its objects)."""
-    return f"{pulumi.get_project()}/{pulumi.get_stack()}"
+    """This stack's mark (`owner_mark`). The account and region are sync invokes: a plain string, so the
+    names and descriptions built from it stay plain too."""
+    import pulumi_aws as aws
+
+    return owner_mark(
+        pulumi.get_organization() or "organization",  # Pulumi's own name for a self-managed backend's
+        pulumi.get_project(),
+        pulumi.get_stack(),
+        aws.get_caller_identity().account_id,
+        aws.get_region().region,
+    )
 
 
 def declared_in(wanted: Any, live: Any) -> bool:

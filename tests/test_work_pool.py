@@ -14,18 +14,28 @@ from typing import Any
 
 import dill
 import pytest
-from conftest import PROJECT, STACK, moto_ecs_network, name_values, record_aws_calls
+from conftest import (
+    ACCOUNT,
+    ORGANIZATION,
+    OWNER,
+    PROJECT,
+    REGION,
+    STACK,
+    moto_ecs_network,
+    name_values,
+    record_aws_calls,
+)
 from prefect_servers import AUTH_STRING, Server, nowhere
 from provider_host import ProviderHost, provider_host
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.job_templates import ecs_base_job_template, process_base_job_template
+from components.prefect_api import owner_mark
 from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
 
 pytestmark = pytest.mark.slow
 
 KEY = "pnu_WorkPoolKeyThatMustNeverLeak42"
-OWNER = f"{PROJECT}/{STACK}"
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +242,41 @@ def test_a_renamed_stack_keeps_its_pool(server: Server, provider: WorkPoolProvid
     renamed = {**props, "owner": f"{PROJECT}/renamed", "description": description_for(f"{PROJECT}/renamed")}
     provider.update(created.id, created.outs, renamed)
     assert _live(server, "renamed")["description"] == description_for(f"{PROJECT}/renamed")
+
+
+def _owned_by(server: Server, name: str, owner: str) -> dict[str, Any]:
+    return _props(server, name, owner=owner, description=description_for(owner))
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        owner_mark("another-org", PROJECT, STACK, ACCOUNT, REGION),
+        owner_mark(ORGANIZATION, PROJECT, STACK, "210987654321", REGION),
+    ],
+    ids=["other-organization", "other-account"],
+)
+def test_same_stack_name_elsewhere_is_another_owner(server: Server, provider: WorkPoolProvider, other: str) -> None:
+    """Two teams' `dev` stacks in one workspace: the mark tells them apart by organization (Pulumi Cloud)
+    or by AWS account (self-managed backends all report one organization), so neither adopts the other's
+    pool nor deletes it."""
+    assert other != OWNER
+    theirs = provider.create(_owned_by(server, f"dev-{other[:5]}", other))
+    name = theirs.outs["name"]
+    with pool_error(f"belongs to Pulumi stack {other}, not {OWNER}"):
+        provider.create(_props(server, name))
+    provider.delete("id", _props(server, name))  # our `destroy`, had it the pool in its state
+    assert _live(server, name)["description"] == description_for(other)
+
+
+def test_a_pool_with_the_older_mark_is_kept_by_its_own_stack(server: Server, provider: WorkPoolProvider) -> None:
+    """A stack made before the mark named its organization and account: its state holds the old
+    `<project>/<stack>`, so its next `pulumi up` updates the pool and writes the new mark."""
+    legacy = f"{PROJECT}/{STACK}"
+    created = provider.create(_owned_by(server, "legacy", legacy))
+    assert _live(server, "legacy")["description"] == description_for(legacy)
+    provider.update(created.id, created.outs, _props(server, "legacy"))
+    assert _live(server, "legacy")["description"] == description_for(OWNER)
 
 
 def test_existing_pool_of_another_type_is_refused(server: Server, provider: WorkPoolProvider) -> None:
