@@ -107,7 +107,7 @@ class WorkPoolProvider(PrefectApiProvider):
         return pulumi.dynamic.CreateResult(id_=str(pool.id), outs=self._outs(props, pool))
 
     def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
-        pool = self._call(props, "reading", self._read)
+        pool = self._call_stored(props, "reading", self._read)
         if pool is None:  # deleted outside Pulumi: an empty id tells the engine it is gone
             return pulumi.dynamic.ReadResult(id_="", outs={})
         live = self._live(pool)
@@ -135,7 +135,7 @@ class WorkPoolProvider(PrefectApiProvider):
         return pulumi.dynamic.UpdateResult(outs=self._outs(news, pool))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        self._call(props, "deleting", self._delete)
+        self._call_stored(props, "deleting", self._delete)
 
     # -- Prefect calls ----------------------------------------------------------------------------
 

@@ -555,3 +555,36 @@ def test_worker_submits_a_deployments_run_from_the_pool_on_the_server(
     environment = name_values(run_task["overrides"]["containerOverrides"][0]["environment"])
     assert environment["PREFECT_API_URL"] == server.url and "PREFECT_API_KEY" not in environment
     assert KEY not in json.dumps([params for _, _, params in calls], default=str)
+
+
+def test_destroy_after_a_revoked_credential_uses_the_current_one_or_says_how_out(
+    prefect_servers: tuple[Server, Server],
+    provider: WorkPoolProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`read`/`delete` get only the state's credential. Rotated and revoked before `pulumi up`: refresh and
+    destroy fail with the way out, and work with the current credential in the environment."""
+    _, auth_server = prefect_servers
+    props = {key: value for key, value in _props(auth_server, "rotated").items() if key != "api_key"}
+    created = provider.create({**props, "auth_string": AUTH_STRING})
+    stale = {**created.outs, "auth_string": "admin:revoked-password"}  # what the state still holds
+
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)
+    with pool_error(r"\(HTTP 401\)") as raised:
+        provider.delete(created.id, stale)
+    message = str(raised.value)
+    assert "current one in PREFECT_API_AUTH_STRING" in message and "pulumi state delete <urn>" in message
+    assert "revoked-password" not in message
+    assert provider.read(created.id, created.outs).id == created.id  # still there, and still in the state
+
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", AUTH_STRING)  # PREFECT_API_AUTH_STRING=... pulumi destroy
+    assert provider.read(created.id, stale).id == created.id  # `pulumi refresh`
+    provider.delete(created.id, stale)
+    assert provider.read(created.id, created.outs).id == ""  # gone
+
+
+def test_destroy_with_prefect_out_of_reach_names_the_state_command(provider: WorkPoolProvider) -> None:
+    props = _props(nowhere(), "unreachable")
+    with pool_error("cannot reach the Prefect API") as raised:
+        provider.delete("id", props)
+    assert "`pulumi state delete <urn>`" in str(raised.value)
