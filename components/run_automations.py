@@ -239,9 +239,9 @@ class AutomationProvider(PrefectApiProvider):
 
         return AutomationCore.model_validate({**self._body(props, client), "name": props["name"]})
 
-    def _body(self, props: dict[str, Any], client: Any) -> dict[str, Any]:
-        """Everything but the name. A subclass may fill in what only the server knows (`client` is None
-        in `check`, which runs at preview and asks no server)."""
+    def _body(self, props: dict[str, Any], _client: Any) -> dict[str, Any]:
+        """Everything but the name. A subclass may fill in what only the server knows through the client
+        (None in `check`, which runs at preview and asks no server)."""
         return dict(parse_json(props["automation"]))
 
     @staticmethod

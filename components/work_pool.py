@@ -106,7 +106,7 @@ class WorkPoolProvider(PrefectApiProvider):
         pool = self._call(props, "creating", self._create)
         return pulumi.dynamic.CreateResult(id_=str(pool.id), outs=self._outs(props, pool))
 
-    def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
+    def read(self, _id: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
         pool = self._call_stored(props, "reading", self._read)
         if pool is None:  # deleted outside Pulumi: an empty id tells the engine it is gone
             return pulumi.dynamic.ReadResult(id_="", outs={})
