@@ -582,6 +582,16 @@ def test_destroy_after_a_revoked_credential_uses_the_current_one_or_says_how_out
     provider.delete(created.id, stale)
     assert provider.read(created.id, created.outs).id == ""  # gone
 
+    # The automations' provider shares the way out (PrefectApiProvider._call_stored).
+    from components.run_automations import AutomationProvider, automation_props, zombie_runs_automation
+
+    automations = AutomationProvider()
+    made = automations.create(
+        automation_props(zombie_runs_automation(OWNER), auth_server.url, {"auth_string": AUTH_STRING})
+    )
+    automations.delete(made.id, {**made.outs, "auth_string": "admin:revoked-password"})
+    assert automations.read(made.id, made.outs).id == ""
+
 
 def test_destroy_with_prefect_out_of_reach_names_the_state_command(provider: WorkPoolProvider) -> None:
     props = _props(nowhere(), "unreachable")
