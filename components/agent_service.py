@@ -269,7 +269,9 @@ class AgentService(pulumi.ComponentResource):
             #   launch type <-> a strategy even with it): Pulumi creates the new service on the new
             #   capacity, waits for it to be steady, then deletes the old one, whose tasks get
             #   ECS's SIGTERM (the worker's stop path);
-            # - desiredCount, network and the rest are UpdateService fields that start no deployment.
+            # - desiredCount and the rest are UpdateService fields that start no deployment (ECS itself
+            #   starts new tasks for a new network configuration). Once Application Auto Scaling owns
+            #   desiredCount, this service needs `ignore_changes=["desiredCount"]`, or `pulumi up` resets it.
             **service_capacity(args.capacity),
             platform_version="LATEST",
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
