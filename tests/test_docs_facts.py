@@ -27,7 +27,18 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import BASE_CONFIG, PROJECT, STACK, Run, load_stack_config, name_values, run_program
+from conftest import (
+    ACCOUNT,
+    BASE_CONFIG,
+    ORGANIZATION,
+    PROJECT,
+    REGION,
+    STACK,
+    Run,
+    load_stack_config,
+    name_values,
+    run_program,
+)
 from packaging.specifiers import SpecifierSet
 
 from components import agent_service
@@ -139,6 +150,10 @@ def pool_default(variable: str, kind: str = "ecs") -> Any:
 def queue(suffix: str) -> dict[str, Any]:
     (found,) = [q.plain_inputs for q in run("ecs").of_type("aws:sqs/queue:Queue") if q.name.endswith(suffix)]
     return found
+
+
+# The stack's mark as the docs write it (prefect_api.owner_mark): the organization first, as "test" is in it.
+MARK_PARTS = {"organization": ORGANIZATION, "project": PROJECT, "stack": STACK, "account": ACCOUNT, "region": REGION}
 
 
 def placeholders(text: str, **names: str) -> str:
@@ -611,7 +626,7 @@ FACTS: dict[str, Fact | Rule] = {
     "automation names": Fact(
         "docs/runs.md",
         r"Their names start with `([^`]+)`",
-        lambda: placeholders(automation("zombie-runs")["name"].split(":")[0] + ":", project=PROJECT, stack=STACK),
+        lambda: placeholders(automation("zombie-runs")["name"].split(":")[0] + ":", **MARK_PARTS),
     ),
     # docs/flows.md
     "base image": Fact(
@@ -702,13 +717,13 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "pool description": Fact(
         "docs/ecs-pools.md",
-        r"\"(Managed by Pulumi stack [\w/-]+ \([\w-]+\)) \.\.\.\"",
-        lambda: pool()["description"].split(":")[0].replace(f"/{STACK} ", "/dev "),
+        r"\"(Managed by Pulumi stack\s+[\w/@-]+ \([\w-]+\)) \.\.\.\"",
+        lambda: pool()["description"].split(":")[0].replace(f"/{STACK}@", "/dev@").replace(ORGANIZATION, "acme"),
     ),
     "another stack's pool": Rule(
         "docs/ecs-pools.md",
         r"`Prefect work pool '([\w-]+)': creating it at <url> failed: this pool belongs to Pulumi stack"
-        r" ([\w/-]+), not ([\w/-]+), (.*?)`\.",
+        r" ([\w/@-]+), not ([\w/@-]+), (.*?)`\.",
         lambda name, owner, mine, rest: another_stacks_pool(
             name, owner, mine, f"this pool belongs to Pulumi stack {owner}, not {mine}, {rest}"
         ),
@@ -894,10 +909,8 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "notification names": Fact(
         "docs/alerts.md",
-        r"named `(<project>/<stack>: notify when) \.\.\.`",
-        lambda: placeholders(
-            automation("failed-runs", "ecs")["name"].split(" a flow run")[0], project=PROJECT, stack=STACK
-        ),
+        r"named `([^`]+: notify when) \.\.\.`",
+        lambda: placeholders(automation("failed-runs", "ecs")["name"].split(" a flow run")[0], **MARK_PARTS),
     ),
     "failed-run notification": Fact(
         "docs/alerts.md",
