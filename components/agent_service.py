@@ -37,7 +37,7 @@ FLOW_HEARTBEAT_SECONDS = 30
 FLOW_RUN_ENVIRONMENT = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_SECONDS)}
 # A process worker runs each flow run as its own Python process, and without --limit it starts every
 # due run at once: a burst of scheduled jobs would get a default task killed for memory (16 trivial
-# runs at once measured 1.2 GiB). Measured with benchmarks/worker_bench.py (README, "Sizing guide"):
+# runs at once measured 1.2 GiB). Measured with benchmarks/worker_bench.py (docs/sizing.md, "Sizing guide"):
 # the worker peaks at 193 MiB, a trivial flow run at 123 MiB; 160 leaves room for a flow's own imports.
 WORKER_RSS_MIB = 200
 FLOW_RUN_RSS_MIB = 160
@@ -260,11 +260,22 @@ class AgentService(pulumi.ComponentResource):
             cluster=args.cluster_arn,
             task_definition=self.task_definition.arn,
             desired_count=args.desired_count,
+            # No force_new_deployment: the AWS provider sends ForceNewDeployment with *every* update of
+            # a service that has it (terraform-provider-aws internal/service/ecs/service.go,
+            # resourceServiceUpdate: `ForceNewDeployment: d.Get("force_new_deployment")`), so a new
+            # desiredCount, subnet or security group would replace every running worker. Without it:
+            # - a new task definition (image, credential version, size, settings) is an UpdateService
+            #   with the new taskDefinition, which ECS rolls out by itself;
+            # - a new workerCapacity changes the capacity provider strategy, which the provider then
+            #   plans as a replacement of the service (capacityProviderStrategyCustomizeDiff forces a
+            #   new service on any strategy change without force_new_deployment, and on FARGATE's
+            #   launch type <-> a strategy even with it): Pulumi creates the new service on the new
+            #   capacity, waits for it to be steady, then deletes the old one, whose tasks get
+            #   ECS's SIGTERM (the worker's stop path);
+            # - desiredCount and the rest are UpdateService fields that start no deployment (ECS itself
+            #   starts new tasks for a new network configuration). With minWorkers/maxWorkers Application
+            #   Auto Scaling owns desiredCount (`scaled`): `ignore_changes` keeps `pulumi up` from resetting it.
             **service_capacity(args.capacity),
-            # Switching workerCapacity changes the capacity provider strategy, which the AWS provider
-            # updates only with force_new_deployment (capacityProviderStrategyCustomizeDiff in
-            # terraform-provider-aws's ecs/service.go); the new tasks then start on the new capacity.
-            force_new_deployment=True,
             platform_version="LATEST",
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
                 subnets=args.subnet_ids,

@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from conftest import BASE_CONFIG, PROJECT, STACK, load_stack_config, run_program
+from conftest import BASE_CONFIG, OWNER, load_stack_config, run_program
 from pulumi.runtime import rpc
 
 from components.config import ConfigError
@@ -27,17 +27,17 @@ from components.run_automations import (
 )
 
 KEY = "pnu_AutomationKeyThatMustNeverLeak5"
-OWNER = f"{PROJECT}/{STACK}"
 NOWHERE = "http://127.0.0.1:9/api"
 AUTOMATION = "pulumi-python:dynamic/prefect:Automation"
 # `GET /automations/{id}` from a real Prefect 3.9.1 server for props(stuck_runs_automation(OWNER,
 # "fargate-pool", 15 min)) as the provider made it (recorded 2026-11-28): the server's trigger id
 # and defaults included; its description and message since updated to the spec's.
 RECORDED = json.loads((Path(__file__).parent / "data" / "automation_stuck_runs_3.9.1.json").read_text())
+RECORDED_OWNER = "prefect-fargate/test"  # the recording's mark (the `<project>/<stack>` format of then)
 
 
 def stuck(pool: str = "fargate-pool", after: timedelta = timedelta(minutes=15)) -> dict[str, Any]:
-    return automation_props(stuck_runs_automation(OWNER, pool, after), NOWHERE, {"api_key": KEY})
+    return automation_props(stuck_runs_automation(RECORDED_OWNER, pool, after), NOWHERE, {"api_key": KEY})
 
 
 # -- the specs: what the stack asks Prefect for -------------------------------------------------------
@@ -60,7 +60,7 @@ def test_stuck_runs_of_this_pool_crash_only_if_the_controller_has_not_acted_10_m
     """The controller hands back or crashes a run Pending for stuckRunMinutes (controller/recovery.py); this
     backstop acts only 10 minutes after that, when the controller is down."""
     spec = stuck_runs_automation(OWNER, "my-pool", timedelta(minutes=20) + CONTROLLER_GRACE)
-    assert spec["name"] == "prefect-fargate/test: crash flow runs stuck in my-pool"
+    assert spec["name"] == f"{OWNER}: crash flow runs stuck in my-pool"
     trigger = spec["trigger"]
     assert (trigger["posture"], trigger["within"]) == ("Proactive", 1800)
     assert trigger["after"] == ["prefect.flow-run.Pending"]  # not Late: a run queued behind a limit is Late
@@ -76,9 +76,9 @@ def test_the_program_declares_only_pool_scoped_automations_with_the_key_secret()
     next `pulumi up` deletes it (its provider's delete on the stored props: test_old_zombie_automation_...)."""
     run = run_program({**BASE_CONFIG, "workPool": "team-pool", "stuckRunMinutes": "5"})
     automations = {a.plain_inputs["name"]: a for a in run.of_type(AUTOMATION)}
-    assert set(automations) == {"prefect-fargate/test: crash flow runs stuck in team-pool"}
+    assert set(automations) == {f"{OWNER}: crash flow runs stuck in team-pool"}
     assert [a.name for a in run.of_type(AUTOMATION)] == ["prefect-automations-stuck-runs"]
-    stuck_runs = automations["prefect-fargate/test: crash flow runs stuck in team-pool"]
+    stuck_runs = automations[f"{OWNER}: crash flow runs stuck in team-pool"]
     trigger = stuck_runs.json_input("automation")["trigger"]
     assert trigger["within"] == 900  # 5 + 10 minutes
     assert trigger["match_related"] == {"prefect.resource.role": "work-pool", "prefect.resource.name": "team-pool"}
