@@ -32,7 +32,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from harness import Process, describe_live, free_port, wait_for
+from harness import Process, describe_live, free_port, server_only_cluster, wait_for
 from prefect.states import Cancelled, Cancelling, Completed, Crashed, Failed, Pending, Running
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -382,25 +382,28 @@ class StubApi:
         self._server.server_close()
 
 
-def start_supervised(tmp_path: Path, api_url: str, names: list[str]) -> Process:
-    """The supervisor running the stand-in worker with the runs `names`; returns once all runs are started."""
+def start_supervised(
+    tmp_path: Path, api_url: str, runs: dict[str, str], stop_timeout: float = STOP_TIMEOUT, hand_back: float = HAND_BACK
+) -> Process:
+    """The supervisor running the stand-in worker with `runs` (flow run id -> kind, a RUN_CODE key); returns once all
+    runs are started."""
     script = tmp_path / "worker.py"
     script.write_text(STAND_IN_WORKER)
-    spec = json.dumps([[name, RUN_IDS[name], RUN_CODE[name]] for name in names])
-    argv = [sys.executable, str(SUPERVISOR), "--stop-timeout", str(STOP_TIMEOUT), "--hand-back-seconds", str(HAND_BACK)]
+    spec = json.dumps([[name, run_id, RUN_CODE[name]] for run_id, name in runs.items()])
+    argv = [sys.executable, str(SUPERVISOR), "--stop-timeout", str(stop_timeout), "--hand-back-seconds", str(hand_back)]
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(tmp_path)}
-    process = Process.start(
-        "supervisor", [*argv, "--", sys.executable, str(script), str(tmp_path), spec], env, tmp_path
-    )
-    processes = 1 + len(names) + names.count("child")  # the worker, its runs, the child run's child
-    wait_for(lambda: len(process.tree()) == processes and (tmp_path / "polls").exists(), 30, "worker and runs started")
+    worker = [sys.executable, str(script), str(tmp_path), spec]
+    process = Process.start("supervisor", [*argv, "--", *worker], env, tmp_path)
+    kinds = list(runs.values())
+    processes = 1 + len(kinds) + kinds.count("child")  # the worker, its runs, the child run's child
+    wait_for(lambda: len(process.tree()) == processes and (tmp_path / "polls").exists(), 60, "worker and runs started")
     return process
 
 
 @pytest.fixture
 def supervised(tmp_path: Path) -> Iterator[Process]:
     """The supervisor and stand-in worker with every kind of run; the API is a closed port."""
-    process = start_supervised(tmp_path, f"http://127.0.0.1:{free_port()}/api", list(RUN_CODE))
+    process = start_supervised(tmp_path, f"http://127.0.0.1:{free_port()}/api", {RUN_IDS[n]: n for n in RUN_CODE})
     yield process
     process.stop()
 
@@ -439,7 +442,7 @@ def test_an_api_that_answers_503_or_hangs_still_lets_the_supervisor_exit_before_
     tmp_path: Path, behaviour: str
 ) -> None:
     api = StubApi(behaviour)
-    supervised = start_supervised(tmp_path, api.url, ["long"])
+    supervised = start_supervised(tmp_path, api.url, {RUN_IDS["long"]: "long"})
     try:
         stop = supervised.ecs_stop(STOP_TIMEOUT)
         log = supervised.log()
@@ -456,3 +459,35 @@ def test_a_worker_that_dies_takes_the_supervisor_down_with_its_code(supervised: 
     os.kill(_worker(supervised), signal.SIGKILL)
     assert supervised.wait(timeout=30) == 128 + signal.SIGKILL
     assert not [describe_live(pid) for pid in started if describe_live(pid)], "the worker's runs outlived it"
+
+
+@pytest.mark.slow
+def test_ecs_stop_hands_40_runs_in_flight_back_to_a_real_server_inside_the_window(tmp_path: Path) -> None:
+    """40 runs RUNNING in a real Prefect server, their processes (stand-ins carrying their ids) in flight at the stop:
+    all are AwaitingRetry when the supervisor exits, before the deadline, with the declared hand-back time."""
+    from prefect import flow
+    from prefect.states import Running
+
+    from components.agent_service import HAND_BACK_SECONDS
+
+    @flow(name="in-flight")
+    def in_flight() -> None:
+        pass
+
+    stop_timeout = HAND_BACK_SECONDS + 3  # the runs never end: the hand-back starts 3 s into the stop
+    with server_only_cluster("supervisor-40-") as cluster, cluster.client() as client:
+        run_ids = [str(client.create_flow_run(in_flight, state=Running()).id) for _ in range(40)]
+        supervised = start_supervised(
+            tmp_path, cluster.api_url, dict.fromkeys(run_ids, "long"), stop_timeout, HAND_BACK_SECONDS
+        )
+        try:
+            stop = supervised.ecs_stop(stop_timeout)
+        finally:
+            supervised.stop()
+        runs = cluster.flow_runs([UUID(run_id) for run_id in run_ids])
+    log = supervised.log()
+    assert stop.exited_in_time, f"SIGKILLed at stopTimeout:\n{log[-3000:]}"
+    print(f"hand-back of 40 runs took {stop.seconds - 3:.1f} s of its {HAND_BACK_SECONDS} s")
+    states = {run.state.name for run in runs.values()}
+    assert states == {"AwaitingRetry"}, (states, log[-3000:])
+    assert log.count("handed back: AwaitingRetry") == 40
