@@ -166,8 +166,9 @@ def test_runs_in_flight_are_waited_for_until_the_hand_back_starts() -> None:
 
 def test_when_the_runs_end_the_wait_ends_at_once() -> None:
     clock = FakeClock()
-    scans = iter([ws.Processes(runs={RUN_ID: [RUN]}), ws.Processes(worker=[CLI])])
-    done = ws.wait_for_runs(lambda: next(scans), until=1105.0, clock=clock, sleep=clock.sleep)
+    idle = ws.Processes(worker=[CLI])
+    scans = iter([ws.Processes(runs={RUN_ID: [RUN]})])
+    done = ws.wait_for_runs(lambda: next(scans, idle), until=1105.0, clock=clock, sleep=clock.sleep)
     assert not done.in_flight
     assert clock.now == 1000.0 + ws.POLL_SECONDS
 
