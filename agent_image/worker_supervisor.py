@@ -63,8 +63,9 @@ FLOW_RUN_ID = b"PREFECT__FLOW_RUN_ID="
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 POLL_SECONDS = 0.2
 KILL_WAIT_SECONDS = 5
-# Kept between the end of the hand-back and stopTimeout, to kill the frozen worker and exit.
-EXIT_MARGIN_SECONDS = 1.0
+# Kept between the end of the hand-back and stopTimeout, to kill the frozen worker and exit (a second was not
+# always enough on a loaded 2-core machine).
+EXIT_MARGIN_SECONDS = 2.0
 # One API call's own timeout; the deadline bounds it further.
 CALL_TIMEOUT_SECONDS = 5.0
 # Runs handed back at once: a task at its --limit holds dozens; more at once only queues at the server.
@@ -291,7 +292,8 @@ async def hand_back_runs(
                     _hand_back_one(client, run_id, new_state, until, clock), max(0.0, until - clock())
                 )
         except Exception as exc:  # one failed run must not keep the others from being handed back
-            return f"not handed back: {exc!r}"
+            reason = "no answer before the deadline" if isinstance(exc, TimeoutError) else repr(exc)
+            return f"not handed back: {reason}"
 
     ids = list(run_ids)
     return dict(zip(ids, await asyncio.gather(*(one(run_id) for run_id in ids)), strict=True))
@@ -508,4 +510,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # at once: no interpreter teardown of Prefect's modules and threads eating into stopTimeout

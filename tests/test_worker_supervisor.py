@@ -290,8 +290,8 @@ def test_a_503_is_tried_again_while_time_remains_and_given_up_on_at_the_deadline
 
 # -- The program, with a stand-in worker ------------------------------------------------------------------------
 
-STOP_TIMEOUT = 8
-HAND_BACK = 4  # generous: importing Prefect's client takes seconds on a loaded machine
+STOP_TIMEOUT = 10
+HAND_BACK = 5  # generous: importing Prefect's client takes seconds on a loaded machine
 MIB = 1024 * 1024
 
 STAND_IN_WORKER = textwrap.dedent(
