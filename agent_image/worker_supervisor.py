@@ -42,7 +42,6 @@ so tests drive each rule with fakes (tests/test_worker_supervisor.py).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import ctypes
 import os
@@ -258,6 +257,8 @@ async def _hand_back_one(
 ) -> str:
     """One run: read its state, propose the hand-back state (forced: its processes are gone, so no engine reports
     a state after this one); calls answered 408/429/502/503 or not at all are tried again while time remains."""
+    import asyncio  # here, not at the top: 11 MiB, needed only once runs are handed back
+
     while True:
         try:
             run = await asyncio.wait_for(client.read_flow_run(UUID(run_id)), max(0.0, until - clock()))
@@ -283,6 +284,8 @@ async def hand_back_runs(
 ) -> dict[str, str]:
     """Hand every run back at once (HAND_BACK_CONCURRENCY at a time), all done by `until` (a `clock` time).
     Returns run id -> what happened; the ones that failed start with "not handed back"."""
+    import asyncio
+
     limit = asyncio.Semaphore(HAND_BACK_CONCURRENCY)
 
     async def one(run_id: str) -> str:
@@ -303,6 +306,8 @@ def prefect_hand_back(run_ids: list[str], until: float) -> dict[str, str]:
     """`hand_back_runs` with Prefect's own client: its retries off and its timeouts short (PrefectHttpxAsyncClient
     retries 408/429/502/503 up to PREFECT_CLIENT_MAX_RETRIES times with backoff, prefect/client/base.py, and
     waits PREFECT_API_REQUEST_TIMEOUT, 60 s, per call, prefect/client/orchestration/__init__.py)."""
+    import asyncio
+
     import httpx
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
