@@ -217,6 +217,7 @@ def test_ecs_stop_with_limit_runs_in_flight_loses_none(cluster: Cluster, stoppab
     assert sorted(r.run_count for r in runs.values()) == sorted(1 if n % 2 else 2 for n in range(limit))
 
 
+@pytest.mark.long  # in CI's own `-m long` run: keeps the default run short (the fast set has a stand-in's)
 def test_ecs_stop_a_run_whose_child_has_no_environment_and_a_run_printing_1_mib_finish_in_place(
     cluster: Cluster, stoppable_worker: Process
 ) -> None:

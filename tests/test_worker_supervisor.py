@@ -463,6 +463,7 @@ def test_a_worker_that_dies_takes_the_supervisor_down_with_its_code(supervised: 
 
 
 @pytest.mark.slow
+@pytest.mark.long  # its own server: in CI's `-m long` run, so the default run stays short
 def test_ecs_stop_hands_40_runs_in_flight_back_to_a_real_server_inside_the_window(tmp_path: Path) -> None:
     """40 runs RUNNING in a real Prefect server, their processes (stand-ins carrying their ids) in flight at the stop:
     all are AwaitingRetry when the supervisor exits, before the deadline, with the declared hand-back time."""
