@@ -1,15 +1,13 @@
-"""agent_image/task_protection.py against a stub of the ECS agent's task-protection endpoint: protected while
-a flow-run process is in flight (found as the supervisor finds them), cleared after, renewed, never fatal."""
+"""agent_image/task_protection.py against a stub of the ECS agent's task-protection endpoint: the supervisor
+protects its task while a flow run is in flight and clears it after; renewed; an agent that refuses or does
+not answer is retried and never stops the supervisor."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import textwrap
 import threading
-import uuid
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -19,8 +17,8 @@ import pytest
 from harness import free_port, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent_image"))
-from task_protection import PROTECT_MINUTES, RENEW_SECONDS, TaskProtection
-from worker_supervisor import runs_in_flight
+from task_protection import CHECK_SECONDS, PROTECT_MINUTES, RENEW_SECONDS, TaskProtection
+from test_worker_supervisor import RUN_IDS, start_supervised
 
 
 class Agent:
@@ -73,54 +71,37 @@ class Clock:
         return self.now
 
 
-STAND_IN_WORKER = textwrap.dedent(
-    """
-    import os, subprocess, sys, time
-    from pathlib import Path
-    release = Path(sys.argv[1])
-    env = {**os.environ, "PREFECT__FLOW_RUN_ID": sys.argv[2]}
-    code = f"import pathlib, time\\nwhile not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)"
-    run = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
-    Path(sys.argv[3]).write_text("started")
-    run.wait()
-    time.sleep(600)  # the worker keeps polling after its run ended
-    """
-)
-
-
-def test_protected_while_a_run_is_in_flight_and_cleared_after(agent: Agent, tmp_path: Path) -> None:
-    release, started = tmp_path / "release", tmp_path / "started"
-    worker = subprocess.Popen(
-        [sys.executable, "-c", STAND_IN_WORKER, str(release), str(uuid.uuid4()), str(started)], start_new_session=True
-    )
+def test_the_supervisor_protects_its_task_while_a_run_is_in_flight_and_clears_it_after(
+    agent: Agent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor in front of the stand-in worker (tests/test_worker_supervisor.py), ECS_AGENT_URI on the stub."""
+    monkeypatch.setenv("ECS_AGENT_URI", agent.uri)
+    supervised = start_supervised(tmp_path, f"http://127.0.0.1:{free_port()}/api", {RUN_IDS["short"]: "short"})
     try:
-        clock = Clock()
-        protection = TaskProtection(agent.uri, clock=clock)
-
-        def tick() -> None:
-            clock.now += 5
-            protection.update(lambda: bool(runs_in_flight(worker.pid)))
-
-        tick()  # the worker polls, no run yet: nothing to set or clear
-        assert agent.puts == []
-        wait_for(started.exists, 30, "the stand-in's flow run to start")
-        tick()
+        wait_for(lambda: agent.puts, 30, "protection set while the run is in flight")
         assert agent.puts == [{"ProtectionEnabled": True, "ExpiresInMinutes": PROTECT_MINUTES}]
-        tick()  # still in flight, not yet due for renewal
-        assert len(agent.puts) == 1
-        clock.now += RENEW_SECONDS
-        tick()  # renewed before it lapses
-        assert agent.puts[-1] == {"ProtectionEnabled": True, "ExpiresInMinutes": PROTECT_MINUTES}
-        release.write_text("go")
-        wait_for(lambda: not runs_in_flight(worker.pid), 30, "the run to end")
-        tick()
+        (tmp_path / "release").touch()  # the short run ends; the worker keeps polling
+        wait_for(lambda: len(agent.puts) == 2, 30, "protection cleared once no run is in flight")
         assert agent.puts[-1] == {"ProtectionEnabled": False}
-        count = len(agent.puts)
-        tick()  # idle stays idle: no more calls
-        assert len(agent.puts) == count == 3
+        time.sleep(CHECK_SECONDS + 1)
+        assert len(agent.puts) == 2, "an idle worker kept calling the agent"
+        assert "protected while flow runs are in flight" in supervised.log()
     finally:
-        os.killpg(worker.pid, 9)
-        worker.wait()
+        supervised.stop()
+
+
+def test_protection_is_renewed_before_it_lapses(agent: Agent) -> None:
+    clock = Clock()
+    protection = TaskProtection(agent.uri, clock=clock)
+    for _ in range(3):
+        clock.now += CHECK_SECONDS
+        protection.update(lambda: True)
+    assert len(agent.puts) == 1  # set once, not before RENEW_SECONDS
+    clock.now += RENEW_SECONDS
+    protection.update(lambda: True)
+    assert agent.puts[-1] == {"ProtectionEnabled": True, "ExpiresInMinutes": PROTECT_MINUTES}
+    assert len(agent.puts) == 2
+    assert RENEW_SECONDS < PROTECT_MINUTES * 60  # renewed well before it would lapse
 
 
 def test_a_refusal_or_no_answer_is_retried_and_never_raised(agent: Agent) -> None:
