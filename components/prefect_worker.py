@@ -7,6 +7,8 @@ StackController recovers the pool's runs whose worker is gone (every minute; Run
 stuck Pending runs). Unless config `alarms` is false, Alerts watches the worker service and the controller
 (topic output `alertTopicArn`), and with
 `prefectNotifyBlock` RunNotifications tells that block about failed runs and a pool without a worker.
+The controller also publishes the pool's backlog (controller/backlog.py); with minWorkers/maxWorkers
+WorkerScaling makes the service follow it, and StackDashboard shows it all (output `dashboardUrl`).
 """
 
 from __future__ import annotations
