@@ -108,7 +108,7 @@ def _iso(moment: datetime) -> str:
 
 
 def read_backlog(prefect: PrefectReader, settings: BacklogSettings, now: datetime) -> Backlog:
-    """Six read-only calls: four counts and two filters, each limited to the pool."""
+    """Six read-only calls (seven with a Late run): counts and filters, each limited to the pool."""
 
     def count(flow_runs: dict[str, Any]) -> int:
         return int(prefect.request("POST", "/flow_runs/count", {**_pool(settings.work_pool), "flow_runs": flow_runs}))
