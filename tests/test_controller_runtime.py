@@ -16,6 +16,7 @@ import re
 import signal
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,7 @@ from uuid import UUID
 import boto3
 import pytest
 from conftest import API_KEY
-from harness import Cluster, local_cluster, server_only_cluster, wait_for
+from harness import Cluster, local_cluster, wait_for
 
 from controller import handler
 from controller.context import build_context
@@ -45,12 +46,12 @@ READ_ONLY = {
 }
 
 
-def controller_env(cluster: Cluster, pool: str, silence: int = TEST_SILENCE) -> dict[str, str]:
+def controller_env(api_url: str, pool: str, silence: int = TEST_SILENCE) -> dict[str, str]:
     """The function's environment as StackController sets it, pointed at the local server and moto's secret."""
     secrets = boto3.client("secretsmanager")
     arn = secrets.create_secret(Name=f"prefect-api-key-{pool}", SecretString=API_KEY)["ARN"]
     return {
-        "PREFECT_API_URL": cluster.api_url,
+        "PREFECT_API_URL": api_url,
         "PREFECT_CREDENTIAL_SECRET_ARN": arn,
         "PREFECT_CREDENTIAL_ENV": "PREFECT_API_KEY",
         "WORK_POOL": pool,
@@ -116,7 +117,7 @@ def test_a_killed_workers_runs_are_retried_as_their_flow_allows_else_crashed(
     runs = {"retries-1": cluster.trigger(one_retry, {"seconds": 600}), "retries-0": cluster.trigger(no_retry)}
     beat = "prefect.flow-run.heartbeat"
     wait_for(lambda: all(beat in cluster.run_events(r) for r in runs.values()), RUN_TIMEOUT, "a heartbeat of each")
-    env = controller_env(cluster, cluster.work_pool)
+    env = controller_env(cluster.api_url, cluster.work_pool)
 
     task = [worker.pid, *worker.tree()]
     worker.signal_group(signal.SIGKILL)
@@ -167,29 +168,30 @@ def _alive(pid: int) -> bool:
 
 
 def test_only_this_pools_dead_or_stuck_runs_are_changed_and_the_pool_is_not_polled(
-    aws_env: None, requests_sent: list[tuple[str, str, str]]
+    prefect_servers: Any, aws_env: None, requests_sent: list[tuple[str, str, str]]
 ) -> None:
     """Runs left RUNNING with no heartbeat at all, judged 20 minutes later (the clock given to the handler):
     this pool's is crashed, another pool's and a local run's (no pool: `python flow.py`, `flow.serve()`) are
     not even selected, so their silence does not matter however long it lasts."""
+    from prefect import flow
+    from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.client.schemas.objects import FlowRunPolicy
     from prefect.states import Completed, Pending, Running
 
-    with server_only_cluster("controller-scope-") as cluster, cluster.client() as client:
-        for pool in ("ours", "theirs"):
+    server = prefect_servers[0]  # the session's open server: pools named per test
+    ours, theirs = (f"{side}-{uuid.uuid4().hex[:8]}" for side in ("ours", "theirs"))
+    with SyncPrefectClient(server.url) as client:
+        for pool in (ours, theirs):
             client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
         flow_id = client.create_flow_from_name("silent")
         deployments = {
-            pool: client.create_deployment(flow_id=flow_id, name=pool, work_pool_name=pool)
-            for pool in ("ours", "theirs")
+            pool: client.create_deployment(flow_id=flow_id, name=pool, work_pool_name=pool) for pool in (ours, theirs)
         }
         runs = {
             name: client.create_flow_run_from_deployment(deployments[pool]).id
-            for name, pool in (("dead", "ours"), ("stuck", "ours"), ("finished", "ours"), ("other-pool", "theirs"))
+            for name, pool in (("dead", ours), ("stuck", ours), ("finished", ours), ("other-pool", theirs))
         }
-        from prefect import flow
-
         runs["local"] = client.create_flow_run(flow(name="silent")(lambda: None)).id  # as `python flow.py` makes it
         for name in ("dead", "finished", "other-pool", "local"):
             client.set_flow_run_state(runs[name], Pending())
@@ -199,7 +201,7 @@ def test_only_this_pools_dead_or_stuck_runs_are_changed_and_the_pool_is_not_poll
         client.update_flow_run(runs["stuck"], empirical_policy=FlowRunPolicy(retries=1))
         client.set_flow_run_state(runs["stuck"], Pending())
 
-        env = controller_env(cluster, "ours", silence=150)
+        env = controller_env(server.url, ours, silence=150)
         later = lambda: datetime.now(UTC) + timedelta(minutes=20)  # noqa: E731
         handler.run_jobs(env, now=later)
 
@@ -207,13 +209,13 @@ def test_only_this_pools_dead_or_stuck_runs_are_changed_and_the_pool_is_not_poll
         assert states["dead"].type.value == "CRASHED"
         assert states["dead"].message.startswith("No heartbeat for 150 s while RUNNING")
         assert (states["stuck"].type.value, states["stuck"].name) == ("SCHEDULED", "AwaitingRetry")
-        assert states["stuck"].message.startswith("Pending for 15 min in work pool ours")
+        assert states["stuck"].message.startswith(f"Pending for 15 min in work pool {ours}")
         for name in ("other-pool", "local"):
             assert states[name].type.value == "RUNNING", name
-            assert "CRASHED" not in history(cluster, runs[name]), name
+            assert "CRASHED" not in [state.type.value for state in client.read_flow_run_states(runs[name])], name
         assert states["finished"].type.value == "COMPLETED"
-        check_requests(requests_sent, cluster.api_url, {str(runs["dead"]), str(runs["stuck"])})
-        assert client.read_work_pool("ours").status.value == "NOT_READY"
+        check_requests(requests_sent, server.url, {str(runs["dead"]), str(runs["stuck"])})
+        assert client.read_work_pool(ours).status.value == "NOT_READY"
 
         # A run that reached a final state meanwhile: the server itself refuses the controller's CRASHED.
         ctx = build_context(env, print)
