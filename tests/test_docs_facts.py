@@ -45,10 +45,9 @@ RUNS: dict[str, dict[str, str]] = {
     "no-alarms": {**BASE_CONFIG, "alarms": "false"},
     "ecs": ECS,
     "spot": SPOT,
-    "kms": {**BASE_CONFIG, "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
+    "kms-ecs": {**ECS, "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
     "worker-image": {**BASE_CONFIG, "workerImage": OTHER_ACCOUNT_IMAGE},
 }
-RUNS["kms-ecs"] = {**RUNS["kms"], "workPoolType": "ecs"}
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 ORDINALS = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"]
 DAY, MINUTE = 86400, 60
@@ -560,7 +559,7 @@ FACTS: dict[str, Fact | Rule] = {
         "docs/configuration.md", r"with `workPoolType` `ecs` also (`\w+`)", equal_sets("ecs", "default")
     ),
     "stack outputs with kmsKeyArn": Rule(
-        "docs/configuration.md", r"with `kmsKeyArn` also (`\w+`)", equal_sets("kms", "default")
+        "docs/configuration.md", r"with `kmsKeyArn` also (`\w+`)", equal_sets("kms-ecs", "ecs")
     ),
     # docs/runs.md
     "stopTimeout": Fact("docs/runs.md", r"`stopTimeout` \(here (\d+) s", lambda: n(container()["stopTimeout"])),
