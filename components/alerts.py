@@ -8,7 +8,8 @@ subscription, and CloudWatch alarms that publish to it:
 - worker tasks stop unexpectedly (an EventBridge rule records each stop in a log group; alarms on
   the rule's metric and on OOM kills in that log turn a crash loop into one alert);
 - memory above 90% for 10 minutes, CPU above 90% for 15 minutes;
-- with an `ecs` pool, the observer's dead-letter queue has messages (when its name is given).
+- with an `ecs` pool, the observer's dead-letter queue has messages (when its name is given);
+- the stack controller failed (Prefect unreachable, credential rejected, AWS throttling) in 3 of 5 minutes.
 Needs the worker's cluster and service. Alarms are named `<alarm_prefix>-<suffix>`; the topic policy
 lets CloudWatch publish for exactly these alarms' ARNs.
 """
@@ -55,6 +56,9 @@ FAILED_HEALTH_CHECK_PREFIX = "Task failed"
 # ECS's container `reason` for an out-of-memory kill: "OutOfMemoryError: Container killed due to
 # memory usage" (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-error-codes.html).
 OOM_REASON = "OutOfMemoryError"
+# The controller runs every minute: failing in 3 of 5 minutes is a fault that lasts (one throttled or timed-out
+# minute is not), and it is caught within 5 minutes.
+CONTROLLER_ERROR_MINUTES = (3, 5)
 OOM_METRIC = "WorkerOomKills"  # counted from the stopped-task log, in the namespace `alarm_prefix`
 # A CloudWatch Logs target takes only an input of the form {"timestamp": <time>, "message": <string>}
 # (aws-cdk's aws-events-targets/lib/log-group.ts, CloudWatchLogGroup.validateInputTemplate, citing
@@ -90,6 +94,7 @@ class AlertsArgs:
     dead_letter_queue_name: pulumi.Input[str] | None = None  # the `ecs` observer's DLQ (EcsTaskEvents)
     # The user's key (config kmsKeyArn) for the topic and the stopped-task log instead of a key of our own.
     kms_key_arn: str | None = None
+    controller_function_name: pulumi.Input[str] | None = None  # the stack controller (stack_controller.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -240,6 +245,28 @@ def alarm_specs(args: AlertsArgs, rule_name: pulumi.Input[str]) -> list[AlarmSpe
                 period=300,
                 evaluation_periods=1,
                 datapoints_to_alarm=1,
+            )
+        )
+    if args.controller_function_name is not None:
+        specs.append(
+            AlarmSpec(
+                suffix="controller-errors",
+                description=pulumi.Output.concat(
+                    "The stack controller failed in 3 of the last 5 minutes (Prefect unreachable, credential "
+                    "rejected, AWS throttling): runs whose worker died are not recovered meanwhile (none is lost: "
+                    "it acts on the next good run). Read why: aws logs tail /aws/lambda/",
+                    args.controller_function_name,
+                    " --since 1h",
+                ),
+                namespace="AWS/Lambda",
+                metric_name="Errors",
+                dimensions={"FunctionName": args.controller_function_name},
+                statistic="Sum",
+                comparison="GreaterThanOrEqualToThreshold",
+                threshold=1,
+                period=60,
+                evaluation_periods=CONTROLLER_ERROR_MINUTES[1],
+                datapoints_to_alarm=CONTROLLER_ERROR_MINUTES[0],
             )
         )
     return specs

@@ -170,6 +170,7 @@ class StackConfig:
     worker_capacity: str = "FARGATE"  # the worker service's capacity provider
     flow_run_capacity: str = "FARGATE"  # `ecs` only: the flow-run tasks' capacity provider
     prefect_notify_block: str | None = None  # `<block-type-slug>/<block-name>` (run_notifications.py)
+    controller_in_vpc: bool = False  # the stack controller runs in network.subnet_ids (stack_controller.py)
 
     @property
     def docker_platform(self) -> str:
@@ -318,6 +319,7 @@ def load_config() -> StackConfig:
     kms_key_arn = _kms_key(r)
     worker_image = _worker_image(r)
     worker_capacity, flow_run_capacity = _capacities(r, work_pool_type, architecture)
+    controller_in_vpc = _controller_in_vpc(r, network)
 
     if r.errors:
         raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
@@ -350,6 +352,7 @@ def load_config() -> StackConfig:
         worker_capacity=worker_capacity,
         flow_run_capacity=flow_run_capacity,
         prefect_notify_block=notify_block,
+        controller_in_vpc=controller_in_vpc,
     )
 
 
@@ -597,6 +600,28 @@ def _network(r: _Reader) -> NetworkConfig:
         security_group_ids=security_group_ids,
         assign_public_ip=assign_public_ip,
     )
+
+
+def _controller_in_vpc(r: _Reader, network: NetworkConfig) -> bool:
+    """controllerInVpc: the controller runs in the stack's subnets, for an API reachable only from the VPC. A Lambda
+    function in a VPC never gets a public IP ("Giving Lambda functions access to resources in an Amazon VPC"), so
+    it reaches Secrets Manager, ECS and CloudWatch only through a NAT gateway (or VPC endpoints): private subnets
+    named explicitly, as assignPublicIp false already means for the worker. Off (the default), it runs outside any
+    VPC, which is what a Prefect Cloud stack needs."""
+    key = "controllerInVpc"
+    in_vpc = r.boolean(key, False)
+    if in_vpc and not (network.vpc_id and network.subnet_ids and not network.assign_public_ip):
+        r.fail(
+            key,
+            "is true but the stack has no private subnets of its own (it needs vpcId, subnetIds and assignPublicIp "
+            "false): a function in a VPC gets no public IP, so in public or default subnets it could reach nothing",
+            "true only with vpcId, private subnetIds routed through a NAT gateway, and assignPublicIp false",
+            f"{set_command('vpcId', 'vpc-0123456789abcdef0')} && pulumi config set --path "
+            f"'{NAMESPACE}:subnetIds[0]' subnet-0123456789abcdef0 && {set_command('assignPublicIp', 'false')}  "
+            f"(or: pulumi config rm {NAMESPACE}:{key})",
+        )
+        return False
+    return in_vpc
 
 
 def _alerts(r: _Reader) -> tuple[bool, str | None]:

@@ -3,7 +3,9 @@
 AgentImage, FlowStorage, CredentialSecret, AgentNetwork, WorkerCluster, AgentRoles, (for an `ecs` pool)
 EcsPoolRoles with the flow-run task role and the worker's ECS permissions, the Prefect WorkPool, and
 last AgentService, whose workers start once the pool is configured. Wired from the validated StackConfig.
-Unless config `alarms` is false, Alerts watches the worker service (topic output `alertTopicArn`), and with
+StackController recovers the pool's runs whose worker is gone (every minute; RunAutomations backs it up for
+stuck Pending runs). Unless config `alarms` is false, Alerts watches the worker service and the controller
+(topic output `alertTopicArn`), and with
 `prefectNotifyBlock` RunNotifications tells that block about failed runs and a pool without a worker.
 """
 
@@ -18,7 +20,7 @@ import pulumi_aws as aws
 
 from components.agent_image import AgentImage, AgentImageArgs
 from components.agent_roles import AgentRoles, AgentRolesArgs, arn_context
-from components.agent_service import FLOW_RUN_ENVIRONMENT, AgentService, AgentServiceArgs
+from components.agent_service import FLOW_HEARTBEAT_SECONDS, FLOW_RUN_ENVIRONMENT, AgentService, AgentServiceArgs
 from components.alerts import Alerts, AlertsArgs
 from components.api_key_secret import CredentialSecret, CredentialSecretArgs
 from components.config import StackConfig
@@ -30,6 +32,7 @@ from components.kms import key_policy_statements
 from components.network import AgentNetwork
 from components.run_automations import RunAutomations, RunAutomationsArgs
 from components.run_notifications import RunNotifications, RunNotificationsArgs
+from components.stack_controller import ControllerVpc, StackController, StackControllerArgs
 from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker_cluster import WorkerCluster, WorkerClusterArgs
 
@@ -49,6 +52,7 @@ class PrefectWorker(pulumi.ComponentResource):
     service: AgentService
     alerts: Alerts | None
     automations: RunAutomations
+    controller: StackController
     notifications: RunNotifications | None  # config prefectNotifyBlock (and alarms)
 
     def __init__(self, name: str, args: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -183,6 +187,28 @@ class PrefectWorker(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.controller = StackController(
+            f"{name}-controller",
+            StackControllerArgs(
+                prefect_api_url=args.prefect_api_url,
+                credential_secret_arn=self.api_key.secret_arn if self.api_key else None,
+                credential_env=self.api_key.env_name if self.api_key else "PREFECT_API_KEY",
+                pool_name=args.work_pool,
+                pool_type=args.work_pool_type,
+                cluster_arn=self.cluster.cluster.arn,
+                cluster_name=self.cluster.cluster.name,
+                heartbeat_seconds=FLOW_HEARTBEAT_SECONDS,
+                stuck_after=timedelta(minutes=args.stuck_run_minutes),
+                log_retention_days=args.log_retention_days,
+                kms_key_arn=args.kms_key_arn,
+                vpc=ControllerVpc(
+                    subnet_ids=self.network.subnet_ids, security_group_ids=self.network.security_group_ids
+                )
+                if args.controller_in_vpc
+                else None,
+            ),
+            opts=child,
+        )
         self.notifications = (
             RunNotifications(
                 f"{name}-notifications",
@@ -214,6 +240,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 alert_email=args.alert_email,
                 dead_letter_queue_name=self.task_events.dead_letter_queue.name if self.task_events else None,
                 kms_key_arn=args.kms_key_arn,
+                controller_function_name=self.controller.function.name,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

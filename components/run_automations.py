@@ -1,29 +1,29 @@
-"""RunAutomations: the Prefect automations that keep this stack's flow runs from staying stuck.
+"""RunAutomations: the Prefect automation that backs the stack controller up for runs stuck in Pending.
 
-Creates two dynamic resources (`pulumi-python:dynamic/prefect:Automation`), each a Prefect
-automation made, kept as declared (drift put back) and deleted by `pulumi up`/`destroy` through
-the same provider plumbing as the work pool (`prefect_api.PrefectApiProvider`):
+Creates one dynamic resource (`pulumi-python:dynamic/prefect:Automation`), a Prefect automation made, kept as
+declared (drift put back) and deleted by `pulumi up`/`destroy` through the same provider plumbing as the work
+pool (`prefect_api.PrefectApiProvider`):
 
-- **zombie runs**: a flow run whose heartbeats stop for 90 s (three missed beats: flow runs beat
-  every `FLOW_HEARTBEAT_SECONDS`) is marked CRASHED. Its worker task was stopped, replaced or
-  killed (SIGKILL, out of memory) mid-run. Heartbeat events name the flow run, its flow,
-  deployment and tags, never its work pool (prefect/flow_engine.py,
-  `_build_heartbeat_event_template`), so this one watches every flow run of the workspace.
-- **stuck runs**: a run of this stack's pool that stays PENDING (submitted, never started: an ECS
-  task that could not start, a run a worker claimed just before it was stopped) longer than
-  `stuckRunMinutes` is marked CRASHED with a message saying why. State-change events name the run's
-  work pool (prefect/server/models/events.py, `_flow_run_related_resources_from_orm`), so this one
-  watches this pool only. Late runs are left alone on purpose: a run queued behind the worker's
-  `--limit` or the pool's concurrency limit turns Late too, and crashing it would lose a run that is
-  only waiting its turn (a burst of 100 due runs takes about 20 minutes to drain on the default
-  worker); a pool with no worker at all is the alerts' job (components/alerts.py).
+- **stuck runs**: a run of this stack's pool that stays PENDING (submitted, never started: an ECS task that
+  could not start, a run a worker claimed just before it was stopped) is handled by the stack controller after
+  `stuckRunMinutes`: handed back while its flow's retries allow, else CRASHED (controller/recovery.py). This
+  automation crashes it only if it is still Pending CONTROLLER_GRACE later, i.e. when the controller is down
+  (its error alarm fires then). State-change events name the run's work pool
+  (prefect/server/models/events.py, `_flow_run_related_resources_from_orm`), so it watches this pool only.
+  Late runs are left alone on purpose: a run queued behind the worker's `--limit` or the pool's concurrency
+  limit turns Late too, and crashing it would lose a run that is only waiting its turn; a pool with no worker
+  at all is the alerts' job (components/alerts.py).
 
-Both are proactive triggers: the server opens a window at an `after` event and fires when no
-`expect` event follows within `within` (prefect/server/events/triggers.py, `evaluate`; an event
-that is both restarts the window). Proactive triggers are evaluated every 5 s by the server's
-triggers service (`PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY`), on by default.
+Stacks made before the controller also hold a workspace-wide "zombie runs" automation (a run silent for 90 s was
+crashed, whatever its pool: heartbeat events name no work pool). It is no longer declared, so the next
+`pulumi up` deletes it through AutomationProvider.delete, with the props its state holds.
 
-Automation names need not be unique in Prefect, so each carries `<project>/<stack>`: two stacks in
+This is a proactive trigger: the server opens a window at an `after` event and fires when no
+`expect` event follows within `within` (prefect/server/events/triggers.py, `evaluate`). Proactive
+triggers are evaluated every 5 s by the server's triggers service
+(`PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY`), on by default.
+
+Automation names need not be unique in Prefect, so it carries `<project>/<stack>`: two stacks in
 one workspace have their own, and a stack whose state was lost adopts its own by name instead of
 making a second. The id Prefect gives is kept in the state (`automation_id`), because one deleted
 by hand is made again with a new id and Pulumi cannot change a resource's own id on update.
@@ -51,50 +51,21 @@ from components.prefect_api import (
     stack_owner,
 )
 
-MISSED_HEARTBEATS = 3
+# How long after the controller's own stuckRunMinutes the automation steps in: the controller acts within a
+# minute (its schedule), so only a controller that is down leaves a run Pending this long.
+CONTROLLER_GRACE = timedelta(minutes=10)
 
 
-def zombie_runs_automation(owner: str) -> dict[str, Any]:
-    """A run whose heartbeats stop is CRASHED after MISSED_HEARTBEATS beats (90 s)."""
-    # Imported here: the provider host loads this module to find AutomationProvider, and need not
-    # import pulumi_aws (which agent_service does) for it.
-    from components.agent_service import FLOW_HEARTBEAT_SECONDS
-
-    silence = MISSED_HEARTBEATS * FLOW_HEARTBEAT_SECONDS
-    return {
-        "name": f"{owner}: crash flow runs whose heartbeats stop",
-        "description": f"Managed by Pulumi stack {owner} (prefect-fargate). Flow runs beat every "
-        f"{FLOW_HEARTBEAT_SECONDS} s; one silent for {silence} s lost its worker and is marked CRASHED.",
-        "enabled": True,
-        "trigger": {
-            "type": "event",
-            "posture": "Proactive",
-            "after": ["prefect.flow-run.heartbeat"],
-            "expect": ["prefect.flow-run.*"],  # the next heartbeat, or any state change
-            "match": {"prefect.resource.id": "prefect.flow-run.*"},
-            "for_each": ["prefect.resource.id"],
-            "threshold": 1,
-            "within": silence,
-        },
-        "actions": [
-            {
-                "type": "change-flow-run-state",
-                "state": "CRASHED",
-                "message": f"No heartbeat for {silence} s: the worker running this flow run stopped or died.",
-            }
-        ],
-    }
-
-
-def stuck_runs_automation(owner: str, pool_name: str, stuck_after: timedelta) -> dict[str, Any]:
-    """A run of this pool that stays PENDING for `stuck_after` is CRASHED, saying why (Late runs may only be
-    queued: see the module docstring)."""
-    seconds = int(stuck_after.total_seconds())
+def stuck_runs_automation(owner: str, pool_name: str, within: timedelta) -> dict[str, Any]:
+    """A run of this pool still PENDING after `within` (the stack uses the controller's stuckRunMinutes plus
+    CONTROLLER_GRACE) is CRASHED, saying why (Late runs may only be queued: see the module docstring)."""
+    seconds = int(within.total_seconds())
     minutes = f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
     return {
         "name": f"{owner}: crash flow runs stuck in {pool_name}",
         "description": f"Managed by Pulumi stack {owner} (prefect-fargate). A run of work pool {pool_name} "
-        f"that stays Pending for {minutes} is marked CRASHED.",
+        f"that stays Pending for {minutes} is marked CRASHED (the stack controller hands such runs back or crashes "
+        "them sooner; this one acts only when the controller is down).",
         "enabled": True,
         "trigger": {
             "type": "event",
@@ -106,7 +77,7 @@ def stuck_runs_automation(owner: str, pool_name: str, stuck_after: timedelta) ->
             "match_related": {"prefect.resource.role": "work-pool", "prefect.resource.name": pool_name},
             "for_each": ["prefect.resource.id"],
             "threshold": 1,
-            "within": stuck_after.total_seconds(),
+            "within": seconds,
         },
         "actions": [
             {
@@ -114,7 +85,8 @@ def stuck_runs_automation(owner: str, pool_name: str, stuck_after: timedelta) ->
                 "state": "CRASHED",
                 "message": f"Pending for {minutes} in work pool {pool_name}: submitted but never started "
                 "(for an ecs pool its task could not start: see the ECS task's stopped reason; for a process "
-                "pool the worker that took it stopped before starting it).",
+                "pool the worker that took it stopped before starting it); the stack controller did not act on it: "
+                "see its log and the controller-errors alarm.",
             }
         ],
     }
@@ -277,12 +249,10 @@ class RunAutomationsArgs:
 
 
 class RunAutomations(pulumi.ComponentResource):
-    """The zombie-run and stuck-run automations of one stack, kept as declared."""
+    """The stuck-run automation of one stack, kept as declared."""
 
-    zombie_runs: AutomationResource
-    """Crashes flow runs whose heartbeats stop."""
     stuck_runs: AutomationResource
-    """Crashes this pool's runs that stay Pending too long."""
+    """Crashes this pool's runs that stay Pending long after the controller's limit."""
 
     def __init__(self, name: str, args: RunAutomationsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:prefect:RunAutomations", name, None, opts)
@@ -290,15 +260,12 @@ class RunAutomations(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, additional_secret_outputs=list(CREDENTIAL_PROPS.values()))
 
         credential = credential_props(args.prefect_credential)
-        self.zombie_runs = AutomationResource(
-            f"{name}-zombie-runs",
-            automation_props(zombie_runs_automation(owner), args.prefect_api_url, credential),
-            opts=child,
-        )
         self.stuck_runs = AutomationResource(
             f"{name}-stuck-runs",
             automation_props(
-                stuck_runs_automation(owner, args.pool_name, args.stuck_after), args.prefect_api_url, credential
+                stuck_runs_automation(owner, args.pool_name, args.stuck_after + CONTROLLER_GRACE),
+                args.prefect_api_url,
+                credential,
             ),
             opts=child,
         )

@@ -482,21 +482,20 @@ class Cluster:
         return output
 
     def create_automations(self, stuck_after: timedelta | None = None) -> list[str]:
-        """Create the stack's automations as `pulumi up` does: RunAutomations' specs through their
-        provider, for this cluster's pool (`stuck_after` replaces stuckRunMinutes' default)."""
+        """Create the stack's automation as `pulumi up` does: RunAutomations' spec through its
+        provider, for this cluster's pool (`stuck_after` replaces the window the stack gives it)."""
         from conftest import API_KEY, OWNER
 
         from components.config import StackConfig
         from components.run_automations import (
+            CONTROLLER_GRACE,
             AutomationProvider,
             automation_props,
             stuck_runs_automation,
-            zombie_runs_automation,
         )
 
-        owner = OWNER
-        stuck_after = stuck_after or timedelta(minutes=StackConfig.stuck_run_minutes)
-        specs = [zombie_runs_automation(owner), stuck_runs_automation(owner, self.work_pool, stuck_after)]
+        stuck_after = stuck_after or timedelta(minutes=StackConfig.stuck_run_minutes) + CONTROLLER_GRACE
+        specs = [stuck_runs_automation(OWNER, self.work_pool, stuck_after)]
         credential = {"auth_string": self.auth_string} if self.auth_string else {"api_key": API_KEY}
         return [AutomationProvider().create(automation_props(spec, self.api_url, credential)).id for spec in specs]
 

@@ -54,3 +54,9 @@ def sleep_first_attempt(seconds: float = 600, release_file: str | None = None) -
         while time.monotonic() < deadline and not (release_file and Path(release_file).exists()):
             time.sleep(0.2)
     return attempt
+
+
+@flow(name="sleep-first-attempt-retries-1", retries=1, log_prints=True)
+def sleep_first_attempt_retries_1(seconds: float = 600) -> int:
+    """As sleep_first_attempt, with one retry: a run whose worker dies on attempt 1 is owed attempt 2."""
+    return sleep_first_attempt.fn(seconds)

@@ -132,6 +132,7 @@ def test_every_alarm_notifies_the_topic_and_says_what_to_do(run: Run) -> None:
     topic = topic_arn(run)
     assert set(alarms(run)) == {
         "worker-not-running", "worker-tasks-stopping", "worker-out-of-memory", "worker-memory-high", "worker-cpu-high",
+        "controller-errors",
     }  # fmt: skip
     for suffix, alarm in alarms(run).items():
         assert alarm["alarmActions"] == [topic], suffix
@@ -148,7 +149,7 @@ def test_every_alarm_notifies_the_topic_and_says_what_to_do(run: Run) -> None:
 def test_a_crash_loop_is_one_alert(run: Run) -> None:
     """The stop alarms count this rule's matches (and OOM lines of its log) over 30 minutes: the first stop
     fires, later stops keep the alarm in ALARM (no new notification), 30 quiet minutes end it."""
-    rule = run.one("aws:cloudwatch/eventRule:EventRule").outputs["name"]
+    rule = run.one("aws:cloudwatch/eventRule:EventRule", "stopped-tasks").outputs["name"]
     stopping = alarms(run)["worker-tasks-stopping"]
     assert (stopping["namespace"], stopping["metricName"], stopping["dimensions"]) == (
         "AWS/Events", "TriggeredRules", {"RuleName": rule},
@@ -195,10 +196,14 @@ def test_alert_email_subscribes_to_the_topic(run: Run) -> None:
 
 
 def test_alarms_false_creates_none_of_it() -> None:
+    """Only the alerting goes: the controller (and its schedule and log) stays, it recovers runs."""
     off = run_program({**BASE_CONFIG, "alarms": "false"})
     alerting = ("aws:sns/", "aws:kms/", "aws:cloudwatch/metricAlarm", "aws:cloudwatch/event", "aws:cloudwatch/logM")
-    assert [r.typ for r in off.resources if r.typ.startswith(alerting)] == []
-    assert [r.name for r in off.of_type(LOG)] == ["prefect-worker-logs"]
+    assert [r.name for r in off.resources if r.typ.startswith(alerting)] == [
+        "prefect-controller-schedule",
+        "prefect-controller-target",
+    ]
+    assert sorted(r.name for r in off.of_type(LOG)) == ["prefect-controller-logs", "prefect-worker-logs"]
     assert "alertTopicArn" not in off.outputs
 
 
@@ -285,13 +290,13 @@ def create_in_moto(run: Run, aws: dict[str, Any]) -> dict[str, Any]:
         }],
     )  # fmt: skip
 
-    rule = run.one("aws:cloudwatch/eventRule:EventRule")
+    rule = run.one("aws:cloudwatch/eventRule:EventRule", "stopped-tasks")
     aws["events"].put_rule(
         Name=rule.outputs["name"],
         EventPattern=rule.plain_inputs["eventPattern"],
         Description=rule.plain_inputs["description"],
     )
-    target = run.one("aws:cloudwatch/eventTarget:EventTarget").plain_inputs
+    target = run.one("aws:cloudwatch/eventTarget:EventTarget", "stopped-tasks").plain_inputs
     assert (target["rule"], target["arn"]) == (rule.outputs["name"], run.one(LOG, "stopped-tasks").outputs["arn"])
     transformer = target["inputTransformer"]
     paths, template = transformer["inputPaths"], transformer["inputTemplate"]

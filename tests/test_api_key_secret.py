@@ -67,7 +67,7 @@ def test_self_hosted_server_with_a_key_gets_the_secret() -> None:
 AUTH_STRING = "admin:Secret-Pass-That-Must-Never-Leak"
 AUTH_SERVER = {**OPEN_SERVER, "prefectApiAuthString": AUTH_STRING}
 AUTOMATION = "pulumi-python:dynamic/prefect:Automation"
-AUTOMATION_NAMES = {"prefect-automations-zombie-runs", "prefect-automations-stuck-runs"}
+AUTOMATION_NAMES = {"prefect-automations-stuck-runs"}
 
 
 @pytest.mark.parametrize("pool_type", ["process", "ecs"])

@@ -63,6 +63,15 @@ POLICY_CONFIGS = {
     "process": BASE_CONFIG,
     "ecs": {**BASE_CONFIG, "workPoolType": "ecs"},
     "open-server": {"prefectApiUrl": "http://prefect.internal:4200/api"},
+    # The stack controller in the VPC: its role manages its network interfaces there (stack_controller.py).
+    "controller-in-vpc": {
+        "prefectApiUrl": "http://prefect.internal:4200/api",
+        "workPoolType": "ecs",
+        "vpcId": "vpc-0123456789abcdef0",
+        "subnetIds": '["subnet-0123456789abcdef0"]',
+        "assignPublicIp": "false",
+        "controllerInVpc": "true",
+    },
 }
 
 

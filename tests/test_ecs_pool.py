@@ -97,7 +97,7 @@ def test_process_stays_the_default_with_prefects_own_template(default_run: Run) 
     assert command[command.index("--type") + 1] == "process"
     assert default_run.outputs["workPoolType"] == "process"
     assert "flowRunRoleArn" not in default_run.outputs
-    assert len(default_run.of_type("aws:iam/role:Role")) == 2
+    assert len(default_run.of_type("aws:iam/role:Role")) == 3  # execution, task, and the stack controller's
 
 
 def test_ecs_pool_is_declared_with_its_limit(ecs_run: Run) -> None:
@@ -147,7 +147,8 @@ def test_template_defaults_are_the_stacks_resources(ecs_run: Run) -> None:
 
 def test_ecs_flow_runs_beat_as_the_process_workers_do(ecs_run: Run, default_run: Run) -> None:
     """A flow-run task that dies (its own out-of-memory kill, a stop) leaves its run RUNNING unless the
-    zombie automation sees its heartbeats stop: they beat at the same, checked, frequency."""
+    stack controller sees its task stopped; they beat at the same, checked, frequency all the same (the run's
+    own liveness signal wherever it runs)."""
     process_env = name_values(default_run.container()["environment"])
     beat = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
     template = pool_inputs(ecs_run)["base_job_template"]
@@ -253,6 +254,7 @@ def test_ecs_worker_no_longer_reads_the_bucket(ecs_run: Run) -> None:
         "prefect-roles-execution-policy",
         "prefect-ecs-pool-worker-policy",
         "prefect-ecs-pool-flow-run-policy",
+        "prefect-controller-policy",
     }
 
 

@@ -25,6 +25,7 @@ CONFIGS = {"process": BASE_CONFIG, "ecs": {**BASE_CONFIG, "workPoolType": "ecs"}
 SECRET = ("aws:secretsmanager/secret:Secret", "prefect-api-key-secret")
 WORKER_LOGS = ("aws:cloudwatch/logGroup:LogGroup", "prefect-worker-logs")
 STOP_LOGS = ("aws:cloudwatch/logGroup:LogGroup", "prefect-alerts-stopped-tasks")
+CONTROLLER_LOGS = ("aws:cloudwatch/logGroup:LogGroup", "prefect-controller-logs")
 BUCKET_SSE = (
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
     "prefect-flows-encryption",
@@ -41,17 +42,24 @@ KMS_STATEMENTS = {
     "process": {
         "prefect-roles-execution-policy": [("ApiKeyKey", "secretsmanager")],
         "prefect-roles-task-policy": [("FlowCodeKey", "s3")],
+        "prefect-controller-policy": [("CredentialKey", "secretsmanager")],
     },
     "ecs": {
         "prefect-roles-execution-policy": [("ApiKeyKey", "secretsmanager")],
         "prefect-ecs-pool-flow-run-policy": [("FlowCodeKey", "s3")],
         "prefect-ecs-pool-worker-policy": [("ObserverQueueKey", "sqs")],
+        "prefect-controller-policy": [("CredentialKey", "secretsmanager")],
     },
 }
 
 
 def by_name(run: Run) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(r.typ, r.name): r.plain_inputs for r in run.resources}
+    """Inputs by resource; an archive (the controller's code) as the files it holds, which is what it ships."""
+
+    def plain(value: Any) -> Any:
+        return {k: v.path for k, v in value.assets.items()} if isinstance(value, pulumi.AssetArchive) else value
+
+    return {(r.typ, r.name): {k: plain(v) for k, v in r.plain_inputs.items()} for r in run.resources}
 
 
 def changed_inputs(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
@@ -101,13 +109,14 @@ def test_with_a_key_exactly_the_data_resources_and_their_readers_change(
         SECRET: {"kmsKeyId"},
         WORKER_LOGS: {"kmsKeyId"},
         STOP_LOGS: {"kmsKeyId"},
+        CONTROLLER_LOGS: {"kmsKeyId"},
         BUCKET_SSE: {"rules"},
         TOPIC: {"kmsMasterKeyId"},
         **{queue: {"kmsMasterKeyId", "sqsManagedSseEnabled"} for queue in (QUEUES if case == "ecs" else [])},
         **{(ROLE_POLICY, policy): {"policy"} for policy in KMS_STATEMENTS[case]},
     }
     assert changed == expected
-    for resource in (SECRET, WORKER_LOGS, STOP_LOGS):
+    for resource in (SECRET, WORKER_LOGS, STOP_LOGS, CONTROLLER_LOGS):
         assert after[resource]["kmsKeyId"] == KEY
     assert after[TOPIC]["kmsMasterKeyId"] == KEY
     for queue in QUEUES if case == "ecs" else []:

@@ -10,6 +10,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import dill
@@ -332,7 +333,7 @@ def test_auth_string_manages_pool_and_automations_and_a_wrong_one_gets_the_fix(
 ) -> None:
     """prefectApiAuthString: both providers authenticate with it; a wrong one fails `pulumi up` in one line
     that names the config key, without the string (nor its base64, as basic auth sends it)."""
-    from components.run_automations import AutomationProvider, automation_props, zombie_runs_automation
+    from components.run_automations import AutomationProvider, automation_props, stuck_runs_automation
 
     _, auth_server = prefect_servers
     props = {key: value for key, value in _props(auth_server, "auth-string").items() if key != "api_key"}
@@ -341,7 +342,11 @@ def test_auth_string_manages_pool_and_automations_and_a_wrong_one_gets_the_fix(
     assert provider.diff(created.id, created.outs, props).changes is False
     automations = AutomationProvider()
     automation = automations.create(
-        automation_props(zombie_runs_automation(OWNER), auth_server.url, {"auth_string": AUTH_STRING})
+        automation_props(
+            stuck_runs_automation(OWNER, "auth-pool", timedelta(minutes=15)),
+            auth_server.url,
+            {"auth_string": AUTH_STRING},
+        )
     )
     automations.delete(automation.id, automation.outs)
 

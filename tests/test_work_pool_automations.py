@@ -14,16 +14,16 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from conftest import BASE_CONFIG, OWNER, load_stack_config, run_program
+from conftest import BASE_CONFIG, OWNER, PROJECT, STACK, load_stack_config, run_program
 from pulumi.runtime import rpc
 
 from components.config import ConfigError
 from components.run_automations import (
+    CONTROLLER_GRACE,
     AutomationError,
     AutomationProvider,
     automation_props,
     stuck_runs_automation,
-    zombie_runs_automation,
 )
 
 KEY = "pnu_AutomationKeyThatMustNeverLeak5"
@@ -31,7 +31,7 @@ NOWHERE = "http://127.0.0.1:9/api"
 AUTOMATION = "pulumi-python:dynamic/prefect:Automation"
 # `GET /automations/{id}` from a real Prefect 3.9.1 server for props(stuck_runs_automation(OWNER,
 # "fargate-pool", 15 min)) as the provider made it (recorded 2026-11-28): the server's trigger id
-# and defaults included.
+# and defaults included; its description and message since updated to the spec's.
 RECORDED = json.loads((Path(__file__).parent / "data" / "automation_stuck_runs_3.9.1.json").read_text())
 RECORDED_OWNER = "prefect-fargate/test"  # the recording's mark (the `<project>/<stack>` format of then)
 
@@ -43,56 +43,45 @@ def stuck(pool: str = "fargate-pool", after: timedelta = timedelta(minutes=15)) 
 # -- the specs: what the stack asks Prefect for -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "spec",
-    [zombie_runs_automation(OWNER), stuck_runs_automation(OWNER, "fargate-pool", timedelta(minutes=15))],
-    ids=["zombie", "stuck"],
-)
-def test_specs_are_accepted_by_the_client_and_server_schemas(spec: dict[str, Any]) -> None:
+def test_the_spec_is_accepted_by_the_client_and_server_schemas() -> None:
     """The client's schema is the body Prefect Cloud's API takes; the server's is what a self-hosted
     server validates (prefect/server/events/schemas/automations.py)."""
     from prefect.events.schemas.automations import AutomationCore
     from prefect.server.events.schemas.automations import AutomationCore as ServerAutomationCore
 
+    spec = stuck_runs_automation(OWNER, "fargate-pool", timedelta(minutes=15))
     client = AutomationCore.model_validate(spec)
     server = ServerAutomationCore.model_validate(spec)
     assert client.trigger.posture.value == server.trigger.posture.value == "Proactive"
     assert client.trigger.within == server.trigger.within
 
 
-def test_zombie_runs_crash_after_90_s_without_a_heartbeat() -> None:
-    """docs/runs.md's promise, as literals: three missed 30 s beats, then CRASHED; every flow run."""
-    spec = zombie_runs_automation(OWNER)
-    assert spec["name"] == f"{OWNER}: crash flow runs whose heartbeats stop"
-    trigger = spec["trigger"]
-    assert (trigger["posture"], trigger["within"], trigger["threshold"]) == ("Proactive", 90, 1)
-    assert trigger["after"] == ["prefect.flow-run.heartbeat"] and trigger["expect"] == ["prefect.flow-run.*"]
-    assert trigger["for_each"] == ["prefect.resource.id"] and "match_related" not in trigger
-    (action,) = spec["actions"]
-    assert (action["type"], action["state"]) == ("change-flow-run-state", "CRASHED")
-
-
-def test_stuck_runs_of_this_pool_crash_after_the_configured_time() -> None:
-    spec = stuck_runs_automation(OWNER, "my-pool", timedelta(minutes=20))
+def test_stuck_runs_of_this_pool_crash_only_if_the_controller_has_not_acted_10_minutes_later() -> None:
+    """The controller hands back or crashes a run Pending for stuckRunMinutes (controller/recovery.py); this
+    backstop acts only 10 minutes after that, when the controller is down."""
+    spec = stuck_runs_automation(OWNER, "my-pool", timedelta(minutes=20) + CONTROLLER_GRACE)
     assert spec["name"] == f"{OWNER}: crash flow runs stuck in my-pool"
     trigger = spec["trigger"]
-    assert (trigger["posture"], trigger["within"]) == ("Proactive", 1200)
+    assert (trigger["posture"], trigger["within"]) == ("Proactive", 1800)
     assert trigger["after"] == ["prefect.flow-run.Pending"]  # not Late: a run queued behind a limit is Late
     assert trigger["match_related"] == {"prefect.resource.role": "work-pool", "prefect.resource.name": "my-pool"}
     (action,) = spec["actions"]
     assert action["state"] == "CRASHED"
-    assert action["message"].startswith("Pending for 20 min in work pool my-pool: submitted but never started")
+    assert action["message"].startswith("Pending for 30 min in work pool my-pool: submitted but never started")
+    assert "the stack controller did not act on it" in action["message"]
 
 
-def test_the_program_declares_both_per_stack_with_the_key_secret() -> None:
+def test_the_program_declares_only_pool_scoped_automations_with_the_key_secret() -> None:
+    """No workspace-wide automation: the zombie-runs one that existing stacks hold is no longer declared, so the
+    next `pulumi up` deletes it (its provider's delete on the stored props: test_old_zombie_automation_...)."""
     run = run_program({**BASE_CONFIG, "workPool": "team-pool", "stuckRunMinutes": "5"})
     automations = {a.plain_inputs["name"]: a for a in run.of_type(AUTOMATION)}
-    assert set(automations) == {
-        f"{OWNER}: crash flow runs whose heartbeats stop",
-        f"{OWNER}: crash flow runs stuck in team-pool",
-    }
+    assert set(automations) == {f"{OWNER}: crash flow runs stuck in team-pool"}
+    assert [a.name for a in run.of_type(AUTOMATION)] == ["prefect-automations-stuck-runs"]
     stuck_runs = automations[f"{OWNER}: crash flow runs stuck in team-pool"]
-    assert stuck_runs.json_input("automation")["trigger"]["within"] == 300
+    trigger = stuck_runs.json_input("automation")["trigger"]
+    assert trigger["within"] == 900  # 5 + 10 minutes
+    assert trigger["match_related"] == {"prefect.resource.role": "work-pool", "prefect.resource.name": "team-pool"}
     for automation in automations.values():
         assert automation.inputs["api_key"][rpc._special_sig_key] == rpc._special_secret_sig
         assert automation.plain_inputs["api_url"] == run.outputs["prefectApiUrl"]
@@ -336,3 +325,54 @@ def test_a_run_left_pending_in_this_pool_is_crashed_after_the_configured_time(pr
         assert state_of(runs["other-pool"]).type == StateType.PENDING
     print(f"crashed {took:.1f} s after it was left pending (window {window.total_seconds():.0f} s)")
     provider.delete(created.id, created.outs)
+
+
+# The workspace-wide zombie-runs automation that stacks made before the stack controller hold, as its spec
+# stood then (components/run_automations.py, zombie_runs_automation, before issue 16).
+OLD_ZOMBIE_RUNS = {
+    "name": f"{RECORDED_OWNER}: crash flow runs whose heartbeats stop",
+    "description": f"Managed by Pulumi stack {RECORDED_OWNER} (prefect-fargate). Flow runs beat every 30 s; "
+    "one silent for "
+    "90 s lost its worker and is marked CRASHED.",
+    "enabled": True,
+    "trigger": {
+        "type": "event",
+        "posture": "Proactive",
+        "after": ["prefect.flow-run.heartbeat"],
+        "expect": ["prefect.flow-run.*"],
+        "match": {"prefect.resource.id": "prefect.flow-run.*"},
+        "for_each": ["prefect.resource.id"],
+        "threshold": 1,
+        "within": 90,
+    },
+    "actions": [
+        {
+            "type": "change-flow-run-state",
+            "state": "CRASHED",
+            "message": "No heartbeat for 90 s: the worker running this flow run stopped or died.",
+        }
+    ],
+}
+
+
+@pytest.mark.slow
+def test_the_old_zombie_automation_is_deleted_by_the_next_up_from_its_stored_state(prefect_servers: Any) -> None:
+    """The program no longer declares it (test_the_program_declares_only_pool_scoped_...), so `pulumi up` calls
+    Delete on the provider host with the state's props, `__provider` included, as for any resource dropped."""
+    from provider_host import provider_host
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    server = prefect_servers[0]
+    urn = f"urn:pulumi:{STACK}::{PROJECT}::pulumi-python:dynamic/prefect:Automation::prefect-automations-zombie-runs"
+    props = {
+        **automation_props(OLD_ZOMBIE_RUNS, server.url, {"api_key": ""}),
+        "__provider": serialize_provider(AutomationProvider()),
+    }
+    with provider_host() as host:  # the `pulumi up` that made it
+        automation_id, state = host.create(urn, props)
+    assert server.api("GET", f"/automations/{automation_id}")["name"] == OLD_ZOMBIE_RUNS["name"]
+    with provider_host() as host:  # the next `pulumi up`, with this code
+        host.delete(automation_id, urn, state)
+        errors = host.stderr()
+    assert automation_id not in [a["id"] for a in server.api("POST", "/automations/filter", {})]
+    assert "Traceback" not in errors, errors[-3000:]

@@ -1,0 +1,241 @@
+"""StackController: the stack's controller, an AWS Lambda function run every minute (code in controller/).
+
+Creates the function (python3.13, zipped by Pulumi from controller/'s modules: no Docker, no Prefect package,
+only the standard library and the runtime's boto3), its role, its log group (the stack's retention), and an
+EventBridge rule that invokes it every minute. Its jobs (controller/handler.py) recover this pool's runs whose
+worker or task is gone (controller/recovery.py); more jobs add their settings through `environment` and their
+permissions through `extra_policy_statements`. Its errors alarm on the stack's alert topic (components/alerts.py,
+`controller-errors`).
+
+The role reads exactly the stack's credential secret, describes exactly this cluster's tasks (an `ecs` pool only),
+writes its own log group, and (config controllerInVpc) manages the function's network interfaces in the stack's
+subnets; nothing else. Needs the credential secret, the cluster and the pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components.agent_roles import Statement, arn_context, policy_document
+from components.kms import decrypt_through
+
+CONTROLLER_DIR = Path(__file__).resolve().parent.parent / "controller"
+RUNTIME = "python3.13"  # its image carries boto3 (the controller's only dependency beyond the standard library)
+HANDLER = "controller.handler.handler"
+MEMORY_MB = 128  # the smallest Lambda size: a few HTTP calls a minute
+TIMEOUT_SECONDS = 50  # under the 1-minute schedule, so two runs never overlap for long
+SCHEDULE = "rate(1 minute)"
+# A process pool's RUNNING run is dead after this many heartbeats missed (components/agent_service.py's
+# FLOW_HEARTBEAT_SECONDS apart): five, so one late event or one slow beat is no death.
+MISSED_HEARTBEATS = 5
+
+
+def controller_archive() -> pulumi.AssetArchive:
+    """controller/'s Python modules under `controller/` in the zip (no __pycache__, nothing else)."""
+    return pulumi.AssetArchive(
+        {f"controller/{path.name}": pulumi.FileAsset(str(path)) for path in sorted(CONTROLLER_DIR.glob("*.py"))}
+    )
+
+
+def function_name(stack: str) -> str:
+    """Named up front so the role's log statement and the alarm can name it; at most 64 characters."""
+    return f"prefect-fargate-{stack}-controller"[-64:].lstrip("-")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControllerVpc:
+    """Run the function in these subnets (config controllerInVpc): for an API reachable only from the VPC."""
+
+    subnet_ids: pulumi.Input[list[str]]
+    security_group_ids: pulumi.Input[list[str]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackControllerArgs:
+    """What the controller watches and how to reach it; `environment` and `extra_policy_statements` let other
+    jobs add their settings and permissions."""
+
+    prefect_api_url: str
+    credential_secret_arn: pulumi.Input[str] | None  # None: a server without authentication
+    credential_env: str  # PREFECT_API_KEY or PREFECT_API_AUTH_STRING
+    pool_name: str
+    pool_type: str  # process or ecs
+    cluster_arn: pulumi.Input[str]
+    cluster_name: pulumi.Input[str]
+    heartbeat_seconds: int  # how often the stack's flow runs beat
+    stuck_after: timedelta  # config stuckRunMinutes
+    log_retention_days: int
+    kms_key_arn: str | None = None  # the user's key (config kmsKeyArn) on the secret and the log group
+    vpc: ControllerVpc | None = None
+    environment: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    extra_policy_statements: list[Statement] = field(default_factory=list)
+
+
+def lambda_trust() -> str:
+    return policy_document(
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    )
+
+
+def controller_statements(
+    args: StackControllerArgs, log_group_arn: pulumi.Input[str], partition: pulumi.Input[str],
+    region: pulumi.Input[str], account: pulumi.Input[str],
+) -> list[Statement]:  # fmt: skip
+    """The role's statements, each on the narrowest resource AWS accepts."""
+    statements: list[Statement] = [
+        {
+            "Sid": "OwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": pulumi.Output.concat(log_group_arn, ":log-stream:*"),
+        }
+    ]
+    if args.credential_secret_arn is not None:
+        statements.append(
+            {
+                "Sid": "Credential",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": args.credential_secret_arn,
+            }
+        )
+    if args.pool_type == "ecs":
+        statements.append(
+            {
+                "Sid": "ThisClustersTasks",
+                "Effect": "Allow",
+                "Action": "ecs:DescribeTasks",
+                "Resource": pulumi.Output.format(
+                    "arn:{0}:ecs:{1}:{2}:task/{3}/*", partition, region, account, args.cluster_name
+                ),
+                "Condition": {"ArnEquals": {"ecs:cluster": args.cluster_arn}},
+            }
+        )
+    if args.vpc is not None:
+        ec2 = pulumi.Output.format("arn:{0}:ec2:{1}:{2}", partition, region, account)
+        enis = pulumi.Output.format("{0}:network-interface/*", ec2)
+        # What Lambda does with the function's role to attach it to the subnets ("Giving Lambda functions access
+        # to resources in an Amazon VPC", execution role permissions): interfaces in exactly these subnets and
+        # groups. DescribeNetworkInterfaces takes no resource.
+        attach_to = pulumi.Output.all(ec2, args.vpc.subnet_ids, args.vpc.security_group_ids).apply(
+            lambda v: [f"{v[0]}:subnet/{s}" for s in v[1]] + [f"{v[0]}:security-group/{g}" for g in v[2]]
+        )
+        statements += [
+            {"Sid": "DescribeEnis", "Effect": "Allow", "Action": "ec2:DescribeNetworkInterfaces", "Resource": "*"},
+            {
+                "Sid": "CreateEnis",
+                "Effect": "Allow",
+                "Action": "ec2:CreateNetworkInterface",
+                "Resource": pulumi.Output.all(enis, attach_to).apply(lambda v: [v[0], *v[1]]),
+            },
+            {
+                "Sid": "ManageEnis",
+                "Effect": "Allow",
+                "Action": [
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                "Resource": enis,
+            },
+        ]
+    statements += args.extra_policy_statements
+    return statements
+
+
+class StackController(pulumi.ComponentResource):
+    """The controller function, its role, log group and every-minute schedule."""
+
+    function: aws.lambda_.Function
+    """The controller function; its `Errors` metric is what the controller-errors alarm watches."""
+    role: aws.iam.Role
+    """The function's execution role."""
+    log_group: aws.cloudwatch.LogGroup
+    """`/aws/lambda/<function>`, with the stack's retention."""
+    schedule: aws.cloudwatch.EventRule
+    """Invokes the function every minute."""
+
+    def __init__(self, name: str, args: StackControllerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("prefect-fargate:controller:StackController", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        account, partition, region = arn_context(self)
+        fn_name = function_name(pulumi.get_stack())
+
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/aws/lambda/{fn_name}",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn,
+            opts=child,
+        )
+        self.role = aws.iam.Role(f"{name}-role", assume_role_policy=lambda_trust(), opts=child)
+        credential_key = (  # the user's key on the secret (config kmsKeyArn), read through Secrets Manager only
+            decrypt_through(self, "CredentialKey", args.kms_key_arn, "secretsmanager")
+            if args.credential_secret_arn is not None
+            else []
+        )
+        policy = aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=self.role.id,
+            policy=policy_document(
+                *controller_statements(args, self.log_group.arn, partition, region, account),
+                *credential_key,
+            ),
+            opts=child,
+        )
+        environment: dict[str, pulumi.Input[str]] = {
+            "PREFECT_API_URL": args.prefect_api_url,
+            "PREFECT_CREDENTIAL_ENV": args.credential_env,
+            "WORK_POOL": args.pool_name,
+            "WORK_POOL_TYPE": args.pool_type,
+            "CLUSTER_ARN": args.cluster_arn,
+            "SILENCE_SECONDS": str(MISSED_HEARTBEATS * args.heartbeat_seconds),
+            "STUCK_SECONDS": str(int(args.stuck_after.total_seconds())),
+            **({"PREFECT_CREDENTIAL_SECRET_ARN": args.credential_secret_arn} if args.credential_secret_arn else {}),
+            **args.environment,
+        }
+        self.function = aws.lambda_.Function(
+            f"{name}-function",
+            name=fn_name,
+            description="prefect-fargate stack controller: recovers this pool's runs whose worker is gone",
+            runtime=RUNTIME,
+            handler=HANDLER,
+            code=controller_archive(),
+            role=self.role.arn,
+            memory_size=MEMORY_MB,
+            timeout=TIMEOUT_SECONDS,
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="Text", log_group=self.log_group.name),
+            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
+                subnet_ids=args.vpc.subnet_ids, security_group_ids=args.vpc.security_group_ids
+            )
+            if args.vpc is not None
+            else None,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, self.log_group]),
+        )
+        self.schedule = aws.cloudwatch.EventRule(
+            f"{name}-schedule",
+            description="Runs the prefect-fargate stack controller every minute",
+            schedule_expression=SCHEDULE,
+            opts=child,
+        )
+        permission = aws.lambda_.Permission(
+            f"{name}-invoke",
+            action="lambda:InvokeFunction",
+            function=self.function.name,
+            principal="events.amazonaws.com",
+            source_arn=self.schedule.arn,
+            opts=child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-target",
+            rule=self.schedule.name,
+            arn=self.function.arn,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
+        )
+        self.register_outputs({"function_name": self.function.name, "log_group_name": self.log_group.name})

@@ -1,0 +1,202 @@
+"""The stack controller's AWS side under mocks (components/stack_controller.py): the function, its zip, its
+schedule, its role (exactly what it may touch), its log group, its alarm and, when chosen, its subnets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ACCOUNT, BASE_CONFIG, REGION, Run, load_stack_config, run_program
+
+from components.config import ConfigError
+from components.stack_controller import MISSED_HEARTBEATS, controller_archive
+
+FUNCTION = "aws:lambda/function:Function"
+CONTROLLER_ROLE_POLICY = ("aws:iam/rolePolicy:RolePolicy", "controller")
+VPC_CONFIG = {
+    **BASE_CONFIG,
+    "prefectApiUrl": "http://prefect.internal:4200/api",
+    "vpcId": "vpc-0123456789abcdef0",
+    "subnetIds": '["subnet-0123456789abcdef0"]',
+    "securityGroupIds": '["sg-0123456789abcdef0"]',
+    "assignPublicIp": "false",
+    "controllerInVpc": "true",
+}
+del VPC_CONFIG["prefectAccountId"], VPC_CONFIG["prefectWorkspaceId"]
+
+
+def function(run: Run) -> dict[str, Any]:
+    return run.one(FUNCTION, "controller").plain_inputs
+
+
+def statements(run: Run) -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for s in run.one(*CONTROLLER_ROLE_POLICY).json_input("policy")["Statement"]}
+
+
+@pytest.fixture(scope="module")
+def ecs_run() -> Run:
+    return run_program({**BASE_CONFIG, "workPoolType": "ecs"})
+
+
+def test_the_function_runs_every_minute_small_and_quick_with_the_stacks_settings(default_run: Run) -> None:
+    fn = function(default_run)
+    assert (fn["runtime"], fn["handler"], fn["memorySize"]) == ("python3.13", "controller.handler.handler", 128)
+    assert fn["timeout"] < 60
+    env = fn["environment"]["variables"]
+    secret = default_run.one("aws:secretsmanager/secret:Secret").outputs["arn"]
+    cluster = default_run.one("aws:ecs/cluster:Cluster").outputs["arn"]
+    assert env == {
+        "PREFECT_API_URL": default_run.outputs["prefectApiUrl"],
+        "PREFECT_CREDENTIAL_ENV": "PREFECT_API_KEY",
+        "PREFECT_CREDENTIAL_SECRET_ARN": secret,  # the secret's ARN: the key itself is read at run time
+        "WORK_POOL": "fargate-pool",
+        "WORK_POOL_TYPE": "process",
+        "CLUSTER_ARN": cluster,
+        "SILENCE_SECONDS": str(MISSED_HEARTBEATS * 30),
+        "STUCK_SECONDS": "900",
+    }
+    assert "vpcConfig" not in fn or not fn["vpcConfig"]  # Prefect Cloud: outside any VPC
+    rule = default_run.one("aws:cloudwatch/eventRule:EventRule", "controller").plain_inputs
+    assert rule["scheduleExpression"] == "rate(1 minute)"
+    target = default_run.one("aws:cloudwatch/eventTarget:EventTarget", "controller").plain_inputs
+    function_arn = default_run.one(FUNCTION, "controller").outputs["arn"]
+    rule_name = default_run.one("aws:cloudwatch/eventRule:EventRule", "controller").outputs["name"]
+    assert (target["rule"], target["arn"]) == (rule_name, function_arn)
+    permission = default_run.one("aws:lambda/permission:Permission", "controller").plain_inputs
+    rule_arn = default_run.one("aws:cloudwatch/eventRule:EventRule", "controller").outputs["arn"]
+    assert (permission["principal"], permission["sourceArn"], permission["action"]) == (
+        "events.amazonaws.com",
+        rule_arn,
+        "lambda:InvokeFunction",
+    )
+
+
+def test_its_log_group_expires_with_the_stacks_retention() -> None:
+    run = run_program({**BASE_CONFIG, "logRetentionDays": "14"})
+    logs = run.one("aws:cloudwatch/logGroup:LogGroup", "controller").plain_inputs
+    fn = function(run)
+    assert logs["name"] == f"/aws/lambda/{fn['name']}" == "/aws/lambda/prefect-fargate-test-controller"
+    assert logs["retentionInDays"] == 14
+    assert fn["loggingConfig"]["logGroup"] == logs["name"]
+
+
+def test_the_role_reads_its_secret_writes_its_log_and_nothing_else_on_a_process_pool(default_run: Run) -> None:
+    secret = default_run.one("aws:secretsmanager/secret:Secret").outputs["arn"]
+    log_group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/prefect-fargate-test-controller"
+    assert statements(default_run) == {
+        "OwnLogs": {
+            "Sid": "OwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": f"{log_group}:log-stream:*",
+        },
+        "Credential": {
+            "Sid": "Credential",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": secret,
+        },
+    }
+    trust = default_run.one("aws:iam/role:Role", "controller").json_input("assumeRolePolicy")
+    assert trust["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]
+    assert not default_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+
+
+def test_on_an_ecs_pool_it_describes_exactly_this_clusters_tasks(ecs_run: Run) -> None:
+    cluster = ecs_run.one("aws:ecs/cluster:Cluster").outputs
+    assert statements(ecs_run)["ThisClustersTasks"] == {
+        "Sid": "ThisClustersTasks",
+        "Effect": "Allow",
+        "Action": "ecs:DescribeTasks",
+        "Resource": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster['name']}/*",
+        "Condition": {"ArnEquals": {"ecs:cluster": cluster["arn"]}},
+    }
+    assert set(statements(ecs_run)) == {"OwnLogs", "Credential", "ThisClustersTasks"}
+
+
+def test_a_server_without_authentication_has_no_secret_to_read() -> None:
+    run = run_program({"prefectApiUrl": "http://prefect.internal:4200/api"})
+    assert set(statements(run)) == {"OwnLogs"}
+    assert "PREFECT_CREDENTIAL_SECRET_ARN" not in function(run)["environment"]["variables"]
+
+
+def test_its_errors_alarm_on_the_stacks_topic(default_run: Run) -> None:
+    (alarm,) = [
+        r.plain_inputs
+        for r in default_run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        if r.plain_inputs["name"].endswith("-controller-errors")
+    ]
+    topic = default_run.one("aws:sns/topic:Topic").outputs["arn"]
+    assert (alarm["namespace"], alarm["metricName"], alarm["dimensions"]) == (
+        "AWS/Lambda",
+        "Errors",
+        {"FunctionName": function(default_run)["name"]},
+    )
+    assert (alarm["period"], alarm["datapointsToAlarm"], alarm["evaluationPeriods"]) == (60, 3, 5)
+    assert alarm["alarmActions"] == [topic] and "aws logs tail /aws/lambda/" in alarm["alarmDescription"]
+
+
+# -- the VPC choice ---------------------------------------------------------------------------------------
+
+
+def test_in_the_vpc_it_runs_in_the_stacks_private_subnets_and_may_attach_only_there() -> None:
+    run = run_program(VPC_CONFIG, secret_keys=["prefectApiKey"])
+    fn = function(run)
+    assert fn["vpcConfig"]["subnetIds"] == ["subnet-0123456789abcdef0"]
+    assert fn["vpcConfig"]["securityGroupIds"] == ["sg-0123456789abcdef0"]
+    ec2 = f"arn:aws:ec2:{REGION}:{ACCOUNT}"
+    create = statements(run)["CreateEnis"]
+    assert create["Resource"] == [
+        f"{ec2}:network-interface/*",
+        f"{ec2}:subnet/subnet-0123456789abcdef0",
+        f"{ec2}:security-group/sg-0123456789abcdef0",
+    ]
+    assert statements(run)["ManageEnis"]["Resource"] == f"{ec2}:network-interface/*"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"assignPublicIp": "true"}, {"subnetIds": None}, {"vpcId": None, "subnetIds": None, "securityGroupIds": None}],
+    ids=["public-subnets", "no-subnets", "default-vpc"],
+)
+def test_in_the_vpc_without_private_subnets_is_refused_with_the_fix(change: dict[str, str | None]) -> None:
+    config = {k: v for k, v in {**VPC_CONFIG, **change}.items() if v is not None}
+    if "vpcId" not in config:
+        config["assignPublicIp"] = "true"  # the default VPC's own rule aside
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config(config)
+    (line,) = [line for line in str(raised.value).splitlines() if "controllerInVpc" in line and "Fix" in line]
+    assert "gets no public IP" in line
+    assert "pulumi config set prefect-fargate:assignPublicIp false" in line
+
+
+# -- the zip ------------------------------------------------------------------------------------------------
+
+
+def test_the_zip_holds_only_the_controller_and_imports_alone(tmp_path: Path) -> None:
+    """Extracted as Lambda extracts it, the handler imports in an isolated interpreter that sees nothing but the
+    zip's folder and the standard library (-I -S: no site-packages, no PYTHONPATH): boto3 is imported only when
+    the handler runs, from the Lambda runtime."""
+    archive = controller_archive()
+    assert set(archive.assets) == {f"controller/{p.name}" for p in Path("controller").glob("*.py")}
+    with zipfile.ZipFile(tmp_path / "code.zip", "w") as zipped:
+        for name, asset in archive.assets.items():
+            zipped.write(asset.path, name)
+    with zipfile.ZipFile(tmp_path / "code.zip") as zipped:
+        zipped.extractall(tmp_path / "task")
+    probe = (
+        "import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p]; sys.path.insert(0, '.');"
+        "import controller.handler as h; assert callable(h.handler);"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'httpx', 'prefect')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe], cwd=tmp_path / "task", capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
