@@ -13,8 +13,8 @@ components/agent_service.py WORKER_QUERY_SECONDS) while anything is due, pending
 over idle stretches. Runs are scheduled at `SIM_EPOCH` (real now + 3 days, so the server's Late-run
 service leaves them Scheduled) plus their offset in the day. Every minute the controller's decision
 (controller/backlog.py `read_backlog` + `workers_wanted`) reads the real server with `now` = the simulated
-clock. The server stamps start and end times with the real clock, so the quiet period's count of
-recently ended runs comes from the simulator's own record (the only input replaced).
+clock. The server stamps start and end times with the real clock, so the time since the pool's last run
+ended (the quiet period's input) comes from the simulator's own record (the only input replaced).
 
 Workers are simulated: each polls every 5 s and claims up to --limit (4 for the default 1 GB task,
 agent_service.run_limit) runs due within PREFETCH_SECONDS, by filtering the pool's Scheduled runs and
@@ -132,8 +132,9 @@ def simulate(
             alive = [w for w in workers if w.stopped_at is None]
             if now % 60 == 0 and scaled:
                 backlog = read_backlog(rest, settings, epoch + timedelta(seconds=now))
-                ended = sum(1 for r in runs if r.end is not None and now - r.end <= settings.quiet.total_seconds())
-                wanted = workers_wanted(dataclasses.replace(backlog, recently_ended=ended), settings)
+                ends = [r.end for r in runs if r.end is not None]
+                last_end = now - max(ends) if ends else None
+                wanted = workers_wanted(dataclasses.replace(backlog, last_end_seconds=last_end), settings)
                 decisions += 1
                 if wanted > len(alive):
                     for _ in range(wanted - len(alive)):

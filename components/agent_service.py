@@ -31,7 +31,8 @@ HAND_BACK_SECONDS = 15
 SUPERVISOR_PATH = "/opt/prefect-fargate/worker_supervisor.py"
 # Flow runs inherit the worker's environment. A task killed without a stop (out of memory) kills its
 # flow runs, which then stay RUNNING unless their missing heartbeats are noticed: beat every 30 s
-# (Prefect's minimum; its default is 180) so the zombie automation marks them CRASHED after 90 s.
+# (Prefect's minimum; its default is 180) so the stack controller finds them after five missed beats
+# (components/stack_controller.py, MISSED_HEARTBEATS).
 FLOW_HEARTBEAT_SECONDS = 30
 # What a flow run needs in its environment wherever it runs: the worker's process, or its own ECS task.
 FLOW_RUN_ENVIRONMENT = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_SECONDS)}

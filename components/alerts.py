@@ -10,7 +10,7 @@ subscription, and CloudWatch alarms that publish to it:
 - memory above 90% for 10 minutes, CPU above 90% for 15 minutes;
 - with an `ecs` pool, the observer's dead-letter queue has messages (when its name is given);
 - with the stack controller's backlog metrics (controller/backlog.py): the pool's oldest Late run is older
-  than lateRunMinutes, and the controller has published nothing for 5 minutes.
+  than lateRunMinutes, and the controller has published nothing for 15 minutes.
 - the stack controller failed (Prefect unreachable, credential rejected, AWS throttling) in 3 of 5 minutes.
 Needs the worker's cluster and service. Alarms are named `<alarm_prefix>-<suffix>`; the topic policy
 lets CloudWatch publish for exactly these alarms' ARNs.
@@ -287,8 +287,9 @@ def alarm_specs(args: AlertsArgs, rule_name: pulumi.Input[str]) -> list[AlarmSpe
     return specs
 
 
-# The controller publishes every minute; five empty minutes rule out CloudWatch's own delays.
-NOT_PUBLISHING_MINUTES = 5
+# The controller publishes every minute, or every 10 minutes for an idle pool (controller/backlog.py,
+# IDLE_PUBLISH_MINUTES): fifteen empty minutes are more than one missed heartbeat.
+NOT_PUBLISHING_MINUTES = 15
 
 
 def backlog_alarm_specs(backlog: BacklogAlarms) -> list[AlarmSpec]:

@@ -4,8 +4,8 @@
 - `ecs`: prefect-aws's own default ECS template, its variables' defaults filled from the stack:
   cluster, network, roles, the digest-pinned agent image, CloudWatch logs, the flow-run size, the
   Prefect credential (API key or auth string) as a Secrets Manager reference (so RunTask never
-  carries it in plaintext), and the flow runs' environment (their heartbeats, so the zombie
-  automation also watches ECS flow runs); task definitions reused across deployments (one family
+  carries it in plaintext), and the flow runs' environment (their heartbeats, the same
+  liveness signal as the process worker's runs); task definitions reused across deployments (one family
   per task size, matched by its latest revision), and Fargate Spot with interrupted runs put back
   in the queue when chosen.
 """

@@ -14,8 +14,11 @@ dimension `WorkPool=<pool>`:
 - `RunsDue` (Scheduled runs expected to start within the lead time, Late ones included), `RunsLate`,
   `RunsPending`, `RunsRunning` (Count), `OldestLateRunAge` (Seconds) and `StartDelayP50` (Seconds, expected
   start to start, over the pool's last `START_DELAY_RUNS` runs started in the last hour): only while the
-  pool has anything to count. CloudWatch bills a custom metric by the hours it has data, so an idle
-  pool costs one metric, not seven; on the dashboard a gap in these lines means zero.
+  pool is busy (anything due, Late, Pending or Running, or a run ended within the quiet period).
+CloudWatch bills a custom metric by the hours it has data and PutMetricData by the request, so an idle
+pool sends `WorkersWanted` alone, and only every `IDLE_PUBLISH_MINUTES` (after the first
+`IDLE_TAIL` of idleness, which is when the count drops to minWorkers): one metric and 4,380 requests a
+month instead of seven metrics and 43,800.
 
 Environment: the controller's WORK_POOL and WORK_POOL_TYPE (controller/context.py), and, set by
 components/worker_scaling.py through the controller's `environment`: BACKLOG_NAMESPACE, BACKLOG_RUN_LIMIT
@@ -35,6 +38,9 @@ from typing import Any, Protocol
 
 START_DELAY_RUNS = 20
 START_DELAY_WINDOW = timedelta(hours=1)
+IDLE_PUBLISH_MINUTES = 10
+# Published every minute for this long after the quiet period ends, so the drop to minWorkers is sent at once.
+IDLE_TAIL = timedelta(minutes=3)
 
 
 class PrefectReader(Protocol):
@@ -78,11 +84,18 @@ class Backlog:
     running: int
     oldest_late_seconds: float  # 0 without a Late run
     start_delay_p50_seconds: float | None  # None: no run started in the last hour
-    recently_ended: int  # runs that ended within the quiet period
+    last_end_seconds: float | None  # since the pool's latest run ended; None: none within quiet + IDLE_TAIL
+    quiet_seconds: float  # the quiet period (BacklogSettings.quiet)
 
     @property
     def idle(self) -> bool:
-        return not (self.due or self.late or self.pending or self.running or self.recently_ended)
+        """Nothing due, Late, Pending or Running, and no run ended within the quiet period."""
+        ended_lately = self.last_end_seconds is not None and self.last_end_seconds <= self.quiet_seconds
+        return not (self.due or self.late or self.pending or self.running or ended_lately)
+
+    def publish_now(self, now: datetime) -> bool:
+        """Every minute unless idle beyond IDLE_TAIL; then every IDLE_PUBLISH_MINUTES (the alarm's heartbeat)."""
+        return not self.idle or self.last_end_seconds is not None or now.minute % IDLE_PUBLISH_MINUTES == 0
 
 
 def workers_wanted(backlog: Backlog, settings: BacklogSettings) -> int:
@@ -108,7 +121,7 @@ def _iso(moment: datetime) -> str:
 
 
 def read_backlog(prefect: PrefectReader, settings: BacklogSettings, now: datetime) -> Backlog:
-    """Six read-only calls (seven with a Late run): counts and filters, each limited to the pool."""
+    """Six read-only calls (seven with a Late run): three counts and three filters, each limited to the pool."""
 
     def count(flow_runs: dict[str, Any]) -> int:
         return int(prefect.request("POST", "/flow_runs/count", {**_pool(settings.work_pool), "flow_runs": flow_runs}))
@@ -123,7 +136,13 @@ def read_backlog(prefect: PrefectReader, settings: BacklogSettings, now: datetim
     due = count({**state(types=["SCHEDULED"]), "expected_start_time": {"before_": _iso(now + settings.lead)}})
     pending = count(state(types=["PENDING"]))
     running = count(state(types=["RUNNING"]))
-    recently_ended = count({"end_time": {"after_": _iso(now - settings.quiet)}})
+    ended = runs(
+        {
+            "flow_runs": {"end_time": {"after_": _iso(now - settings.quiet - IDLE_TAIL)}},
+            "sort": "END_TIME_DESC",
+            "limit": 1,
+        }
+    )
     oldest = runs(
         {
             "flow_runs": state(names=["Late"]),
@@ -147,7 +166,8 @@ def read_backlog(prefect: PrefectReader, settings: BacklogSettings, now: datetim
         running=running,
         oldest_late_seconds=max(0.0, oldest_late),
         start_delay_p50_seconds=start_delay_p50(started),
-        recently_ended=recently_ended,
+        last_end_seconds=max(0.0, (now - _parse(ended[0]["end_time"])).total_seconds()) if ended else None,
+        quiet_seconds=settings.quiet.total_seconds(),
     )
 
 
@@ -188,10 +208,12 @@ def metric_data(backlog: Backlog, wanted: int, work_pool: str, now: datetime) ->
 
 
 def tick(prefect: PrefectReader, cloudwatch: Any, settings: BacklogSettings, now: datetime) -> int:
-    """Read the backlog, publish it, return the workers wanted. An error on the way publishes nothing,
-    so the scaling alarm sees no data and leaves the worker count alone."""
+    """Read the backlog, publish it (see `Backlog.publish_now`), return the workers wanted. An error on the way
+    publishes nothing, so the scaling alarm sees no data and leaves the worker count alone."""
     backlog = read_backlog(prefect, settings, now)
     wanted = workers_wanted(backlog, settings)
+    if not backlog.publish_now(now):
+        return wanted
     cloudwatch.put_metric_data(
         Namespace=settings.namespace, MetricData=metric_data(backlog, wanted, settings.work_pool, now)
     )

@@ -494,9 +494,8 @@ class Cluster:
             stuck_runs_automation,
         )
 
-        owner = OWNER
         stuck_after = stuck_after or timedelta(minutes=StackConfig.stuck_run_minutes) + CONTROLLER_GRACE
-        specs = [stuck_runs_automation(owner, self.work_pool, stuck_after)]
+        specs = [stuck_runs_automation(OWNER, self.work_pool, stuck_after)]
         credential = {"auth_string": self.auth_string} if self.auth_string else {"api_key": API_KEY}
         return [AutomationProvider().create(automation_props(spec, self.api_url, credential)).id for spec in specs]
 

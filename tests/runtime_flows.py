@@ -81,3 +81,9 @@ def chatty(output_bytes: int = 1024 * 1024, seconds: float = 600, release_file: 
     sys.stdout.writelines(line for _ in range(output_bytes // len(line)))
     sys.stdout.flush()
     return output_bytes
+
+
+@flow(name="sleep-first-attempt-retries-1", retries=1, log_prints=True)
+def sleep_first_attempt_retries_1(seconds: float = 600) -> int:
+    """As sleep_first_attempt, with one retry: a run whose worker dies on attempt 1 is owed attempt 2."""
+    return sleep_first_attempt.fn(seconds)

@@ -28,7 +28,14 @@ def settings(**changes: Any) -> BacklogSettings:
 
 def backlog(**counts: Any) -> Backlog:
     base: dict[str, Any] = dict(
-        due=0, late=0, pending=0, running=0, oldest_late_seconds=0.0, start_delay_p50_seconds=None, recently_ended=0
+        due=0,
+        late=0,
+        pending=0,
+        running=0,
+        oldest_late_seconds=0.0,
+        start_delay_p50_seconds=None,
+        last_end_seconds=None,
+        quiet_seconds=600.0,
     )
     return Backlog(**{**base, **counts})
 
@@ -40,7 +47,8 @@ CASES = [
     ("limit-fills-a-worker", backlog(due=2, pending=1, running=1), {}, 1),
     ("one-more-than-a-limit", backlog(due=3, running=2), {}, 2),
     ("burst-capped-at-max", backlog(due=100), {}, 5),
-    ("quiet-period-keeps-one", backlog(recently_ended=3), {}, 1),
+    ("quiet-period-keeps-one", backlog(last_end_seconds=120.0), {}, 1),
+    ("after-the-quiet-period", backlog(last_end_seconds=700.0), {}, 0),
     ("ecs-due", backlog(due=40), {"pool_type": "ecs", "max_workers": 1}, 1),
     ("ecs-running-only", backlog(running=7), {"pool_type": "ecs", "max_workers": 1}, 1),  # quiet: not idle
     ("ecs-idle", backlog(), {"pool_type": "ecs", "max_workers": 1}, 0),
@@ -60,6 +68,31 @@ def test_an_idle_pool_publishes_workers_wanted_only() -> None:
         0,
         [{"Name": "WorkPool", "Value": "fargate-pool"}],
     )
+
+
+def test_an_idle_pool_publishes_every_10_minutes_after_a_tail_that_sends_the_drop_to_min() -> None:
+    idle, tail = backlog(), backlog(last_end_seconds=700.0)  # quiet period (600 s) over, within its 3-minute tail
+    minutes = [NOW + timedelta(minutes=m) for m in range(30)]
+    assert [m.minute for m in minutes if idle.publish_now(m)] == [0, 10, 20]
+    assert all(tail.publish_now(m) for m in minutes)
+    assert all(backlog(running=1).publish_now(m) for m in minutes)
+
+
+def test_an_idle_pool_between_heartbeats_publishes_nothing() -> None:
+    published: list[Any] = []
+
+    class CloudWatch:
+        def put_metric_data(self, **kwargs: Any) -> None:
+            published.append(kwargs)
+
+    class IdlePool:
+        def request(self, method: str, path: str, body: Any = None) -> Any:
+            return 0 if path == "/flow_runs/count" else []
+
+    assert tick(IdlePool(), CloudWatch(), settings(), NOW + timedelta(minutes=3)) == 0
+    assert published == []
+    assert tick(IdlePool(), CloudWatch(), settings(), NOW + timedelta(minutes=10)) == 0
+    assert [d["MetricName"] for d in published[0]["MetricData"]] == ["WorkersWanted"]
 
 
 def test_a_busy_pool_publishes_every_count() -> None:

@@ -376,8 +376,8 @@ def token_resource() -> str:
     return token["Resource"]
 
 
-def zombie() -> dict[str, Any]:
-    return automation("zombie-runs")
+def controller_env(kind: str = "default") -> dict[str, str]:
+    return dict(inputs("aws:lambda/function:Function", "controller", kind)["environment"]["variables"])
 
 
 def queue_name() -> str:
@@ -528,10 +528,12 @@ FACTS: dict[str, Fact | Rule] = {
         "docs/configuration.md", r"\| `logLevel` \| `(\w+)` \|", lambda: env()["PREFECT_LOGGING_LEVEL"]
     ),
     "default stuckRunMinutes": Fact(
-        "docs/configuration.md", r"\| `stuckRunMinutes` \| `(\d+)` \|", lambda: within_minutes("stuck-runs")
+        "docs/configuration.md",
+        r"\| `stuckRunMinutes` \| `(\d+)` \|",
+        lambda: n(int(controller_env()["STUCK_SECONDS"]) / MINUTE),
     ),
     "stuckRunMinutes range": Rule(
-        "docs/configuration.md", r"this long \((\d+) to (\d+)\) is marked Crashed", bounds("stuckRunMinutes")
+        "docs/configuration.md", r"this long \((\d+) to (\d+)\) is handed back", bounds("stuckRunMinutes")
     ),
     "default assignPublicIp": Fact(
         "docs/configuration.md",
@@ -623,29 +625,53 @@ FACTS: dict[str, Fact | Rule] = {
     "memory left free by --limit": Rule(
         "docs/runs.md", r"within the (\d+)% of the task's memory left free by `--limit`", memory_left_free
     ),
-    "zombie window": Fact(
-        "docs/runs.md", r"CRASHED, (\d+) s after their last heartbeat", lambda: n(zombie()["trigger"]["within"])
-    ),
-    "zombie message": Fact(
+    "controller silence": Fact(
         "docs/runs.md",
-        r"heartbeats stop for (\d+) s is marked CRASHED\*\* \(\"([^\"]+)\"\)",
-        lambda: (n(zombie()["trigger"]["within"]), zombie()["actions"][0]["message"].rstrip(".")),
+        r"any heartbeat is newer than (\d+) s \(five missed beats: the stack's flow runs beat every (\d+) s, "
+        r"`PREFECT_FLOWS_HEARTBEAT_FREQUENCY=(\d+)`",
+        lambda: (
+            controller_env()["SILENCE_SECONDS"],
+            env()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"],
+            env()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"],
+        ),
     ),
-    "heartbeat": Fact(
+    "controller message": Fact(
+        "docs/runs.md", r"\(\"No heartbeat for (\d+) s while RUNNING", lambda: controller_env()["SILENCE_SECONDS"]
+    ),
+    "controller timeout": Fact(
         "docs/runs.md",
-        r"Flow runs beat every (\d+) s \(`PREFECT_FLOWS_HEARTBEAT_FREQUENCY=(\d+)`",
-        lambda: (env()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"],) * 2,
+        r"at most its (\d+) s timeout",
+        lambda: n(inputs("aws:lambda/function:Function", "controller")["timeout"]),
     ),
-    "other runs must beat": Fact(
+    "controller schedule": Fact(
         "docs/runs.md",
-        r"must beat at least every (\d+) s too .*? crashed after (\d+) s",
-        lambda: (env()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"], n(zombie()["trigger"]["within"])),
+        r"up to (\d+) s to the next run",
+        lambda: (
+            re.fullmatch(
+                r"rate\(1 minute\)", inputs("aws:cloudwatch/eventRule:EventRule", "controller")["scheduleExpression"]
+            )
+            and "60"
+        ),
     ),
-    "stuck default": Fact("docs/runs.md", r"`stuckRunMinutes` \(default (\d+)\)", lambda: within_minutes("stuck-runs")),
+    "controller memory": Fact(
+        "docs/runs.md",
+        r"at (\d+) MB and about 1 s",
+        lambda: n(inputs("aws:lambda/function:Function", "controller")["memorySize"]),
+    ),
+    "stuck default": Fact(
+        "docs/runs.md",
+        r"`stuckRunMinutes` \(default (\d+)\)",
+        lambda: n(int(controller_env()["STUCK_SECONDS"]) / MINUTE),
+    ),
+    "stuck backstop": Fact(
+        "docs/runs.md",
+        r"still Pending (\d+) minutes after `stuckRunMinutes`",
+        lambda: n(float(within_minutes("stuck-runs")) - int(controller_env()["STUCK_SECONDS"]) / MINUTE),
+    ),
     "automation names": Fact(
         "docs/runs.md",
-        r"Their names start with `([^`]+)`",
-        lambda: placeholders(automation("zombie-runs")["name"].split(":")[0] + ":", **MARK_PARTS),
+        r"Its name\s+starts with `([^`]+)`",
+        lambda: placeholders(automation("stuck-runs")["name"].split(":")[0] + ":", **MARK_PARTS),
     ),
     # docs/flows.md
     "base image": Fact(

@@ -129,5 +129,5 @@ def test_every_prefect_object_carries_the_stacks_full_mark() -> None:
     pool = run.one("pulumi-python:dynamic/prefect:WorkPool").plain_inputs
     assert (pool["owner"], pool["description"]) == (OWNER, description_for(OWNER))
     automations = run.of_type("pulumi-python:dynamic/prefect:Automation")
-    assert len(automations) == 4 and all(a.plain_inputs["name"].startswith(f"{OWNER}: ") for a in automations)
+    assert len(automations) == 3 and all(a.plain_inputs["name"].startswith(f"{OWNER}: ") for a in automations)
     assert {"test-org", "123456789012", "us-east-1"} <= set(OWNER.replace("@", "/").split("/"))

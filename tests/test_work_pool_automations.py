@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from conftest import BASE_CONFIG, OWNER, load_stack_config, run_program
+from conftest import BASE_CONFIG, OWNER, PROJECT, STACK, load_stack_config, run_program
 from pulumi.runtime import rpc
 
 from components.config import ConfigError
@@ -325,3 +325,54 @@ def test_a_run_left_pending_in_this_pool_is_crashed_after_the_configured_time(pr
         assert state_of(runs["other-pool"]).type == StateType.PENDING
     print(f"crashed {took:.1f} s after it was left pending (window {window.total_seconds():.0f} s)")
     provider.delete(created.id, created.outs)
+
+
+# The workspace-wide zombie-runs automation that stacks made before the stack controller hold, as its spec
+# stood then (components/run_automations.py, zombie_runs_automation, before issue 16).
+OLD_ZOMBIE_RUNS = {
+    "name": f"{RECORDED_OWNER}: crash flow runs whose heartbeats stop",
+    "description": f"Managed by Pulumi stack {RECORDED_OWNER} (prefect-fargate). Flow runs beat every 30 s; "
+    "one silent for "
+    "90 s lost its worker and is marked CRASHED.",
+    "enabled": True,
+    "trigger": {
+        "type": "event",
+        "posture": "Proactive",
+        "after": ["prefect.flow-run.heartbeat"],
+        "expect": ["prefect.flow-run.*"],
+        "match": {"prefect.resource.id": "prefect.flow-run.*"},
+        "for_each": ["prefect.resource.id"],
+        "threshold": 1,
+        "within": 90,
+    },
+    "actions": [
+        {
+            "type": "change-flow-run-state",
+            "state": "CRASHED",
+            "message": "No heartbeat for 90 s: the worker running this flow run stopped or died.",
+        }
+    ],
+}
+
+
+@pytest.mark.slow
+def test_the_old_zombie_automation_is_deleted_by_the_next_up_from_its_stored_state(prefect_servers: Any) -> None:
+    """The program no longer declares it (test_the_program_declares_only_pool_scoped_...), so `pulumi up` calls
+    Delete on the provider host with the state's props, `__provider` included, as for any resource dropped."""
+    from provider_host import provider_host
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    server = prefect_servers[0]
+    urn = f"urn:pulumi:{STACK}::{PROJECT}::pulumi-python:dynamic/prefect:Automation::prefect-automations-zombie-runs"
+    props = {
+        **automation_props(OLD_ZOMBIE_RUNS, server.url, {"api_key": ""}),
+        "__provider": serialize_provider(AutomationProvider()),
+    }
+    with provider_host() as host:  # the `pulumi up` that made it
+        automation_id, state = host.create(urn, props)
+    assert server.api("GET", f"/automations/{automation_id}")["name"] == OLD_ZOMBIE_RUNS["name"]
+    with provider_host() as host:  # the next `pulumi up`, with this code
+        host.delete(automation_id, urn, state)
+        errors = host.stderr()
+    assert automation_id not in [a["id"] for a in server.api("POST", "/automations/filter", {})]
+    assert "Traceback" not in errors, errors[-3000:]

@@ -78,7 +78,7 @@ def test_scale_to_zero_has_no_not_running_alarm_but_late_and_silence_alarms(scal
     assert (silent["metricName"], silent["statistic"], silent["treatMissingData"]) == (
         "WorkersWanted", "SampleCount", "breaching"
     )  # fmt: skip
-    assert silent["evaluationPeriods"] == silent["datapointsToAlarm"] == 5
+    assert silent["evaluationPeriods"] == silent["datapointsToAlarm"] == 15  # an idle pool's heartbeat is 10 min
 
 
 def test_late_run_minutes_sets_the_late_alarm() -> None:
