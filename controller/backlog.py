@@ -29,7 +29,6 @@ BACKLOG_QUIET_MINUTES.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,7 +60,7 @@ class BacklogSettings:
     quiet: timedelta  # after the last run ends, one worker stays this long before going to min_workers
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> BacklogSettings:
+    def from_environ(cls, environ: Mapping[str, str]) -> BacklogSettings:
         return cls(
             namespace=environ["BACKLOG_NAMESPACE"],
             work_pool=environ["WORK_POOL"],
@@ -222,5 +221,5 @@ def tick(prefect: PrefectReader, cloudwatch: Any, settings: BacklogSettings, now
 
 def run(ctx: Any) -> None:
     """The controller's job (controller/handler.py, controller/context.py's Context)."""
-    wanted = tick(ctx.prefect, ctx.cloudwatch, BacklogSettings.from_environ(), ctx.now())
+    wanted = tick(ctx.prefect, ctx.cloudwatch, BacklogSettings.from_environ(ctx.env), ctx.now())
     ctx.log(f"backlog: {wanted} worker(s) wanted")

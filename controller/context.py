@@ -13,7 +13,7 @@ Environment (set by components/stack_controller.py):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +54,7 @@ class Context:
     now: Callable[[], datetime]
     log: Callable[[str], None]
     credential: str | None = None  # masked out of every log line (handler.mask)
+    env: Mapping[str, str] = field(default_factory=dict)  # the function's environment, for jobs' own settings
 
 
 def utcnow() -> datetime:
@@ -83,4 +84,5 @@ def build_context(env: Mapping[str, str], log: Callable[[str], None], now: Calla
         now=now,
         log=log,
         credential=credential,
+        env=env,
     )

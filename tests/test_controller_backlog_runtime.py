@@ -94,8 +94,6 @@ def test_every_kind_of_run_is_counted_for_this_pool_only_and_the_pool_stays_not_
         "BACKLOG_MIN_WORKERS": "0", "BACKLOG_MAX_WORKERS": "5", "BACKLOG_LEAD_MINUTES": "3",
         "BACKLOG_QUIET_MINUTES": "10",
     }  # fmt: skip
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
     handler.run_jobs(environment, {"backlog": backlog_job.run}, now=lambda: now)
     cloudwatch = boto3.client("cloudwatch")
     metrics = {m["MetricName"] for m in cloudwatch.list_metrics(Namespace="prefect-fargate-test")["Metrics"]}
