@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the program's
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the harness and the driver
 
 from ecs_submissions import Submission, moto_pool_template, stock_family_handling, submit_through_pool
-from harness import Cluster
+
+from devtools.harness import Cluster
 
 BIG_EVERY = 10
 

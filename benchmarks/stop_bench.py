@@ -20,8 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the program's components
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the harness
 
-from harness import local_cluster, wait_for
 from worker_bench import machine
+
+from devtools.harness import local_cluster, wait_for
 
 SHORT_RUN_SECONDS = 10
 LONG_RUN_SECONDS = 3600

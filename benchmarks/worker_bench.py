@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the program's
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the harness
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent_image"))  # the worker's supervisor
 
-from harness import Cluster, Process, descendants, local_cluster, rss_bytes, wait_for
 from worker_supervisor import runs_in_flight
 
 from components.agent_service import USABLE_MEMORY
+from devtools.harness import Cluster, Process, descendants, local_cluster, rss_bytes, wait_for
 
 MIB = 1024 * 1024
 FARGATE_MEMORY_MIB = (512, 1024, 2048, 3072, 4096, 8192)

@@ -21,10 +21,11 @@ from uuid import UUID
 
 import pytest
 from conftest import API_KEY
-from harness import Cluster, Process, StopResult, local_cluster, wait_for
 from prefect.client.schemas.objects import StateType
 from prefect.states import Scheduled
 from runtime_flows import FAILURE_MESSAGE
+
+from devtools.harness import Cluster, Process, StopResult, local_cluster, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from harness import Process, describe_live, free_port, wait_for
+
+from devtools.harness import Process, describe_live, free_port, wait_for
 
 SUPERVISOR = Path(__file__).resolve().parent.parent / "agent_image" / "worker_supervisor.py"
 STOP_TIMEOUT = 8

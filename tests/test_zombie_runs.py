@@ -12,8 +12,9 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from harness import Cluster, local_cluster, wait_for
 from prefect.client.schemas.objects import StateType
+
+from devtools.harness import Cluster, local_cluster, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 
