@@ -186,8 +186,11 @@ def name_values(entries: list[dict[str, str]]) -> dict[str, str]:
 
 def set_stack_config(config: dict[str, str], secret_keys: list[str]) -> None:
     """Stack config as the CLI hands it to the program: `project:key` names, secrets marked."""
-    full = {f"{PROJECT}:{k}": v for k, v in config.items()}
-    pulumi.runtime.set_all_config(full, [f"{PROJECT}:{k}" for k in secret_keys])
+
+    def full(key: str) -> str:  # another namespace's key (`aws:region`) is given whole
+        return key if ":" in key else f"{PROJECT}:{key}"
+
+    pulumi.runtime.set_all_config({full(k): v for k, v in config.items()}, [full(k) for k in secret_keys])
 
 
 def load_stack_config(config: dict[str, str], secret_keys: list[str] | None = None) -> Any:
@@ -199,11 +202,11 @@ def load_stack_config(config: dict[str, str], secret_keys: list[str] | None = No
     return load_config()
 
 
-def _configure(config: dict[str, str], secret_keys: list[str], mocks: RecordingMocks) -> None:
+def _configure(config: dict[str, str], secret_keys: list[str], mocks: RecordingMocks, stack: str) -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
-    pulumi.runtime.reset_options(project=PROJECT, stack=STACK)
+    pulumi.runtime.reset_options(project=PROJECT, stack=stack)
     set_stack_config(config, secret_keys)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
 
 
 async def _resolve(outputs: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
@@ -222,6 +225,7 @@ def run_pulumi(
     config: dict[str, str] | None = None,
     secret_keys: list[str] | None = None,
     mocks: RecordingMocks | None = None,
+    stack: str = STACK,
 ) -> Run:
     """Run `fn` (which registers resources) under fresh mocks and wait for every resource.
 
@@ -229,7 +233,7 @@ def run_pulumi(
     """
     config = BASE_CONFIG if config is None else config
     mocks = RecordingMocks() if mocks is None else mocks
-    _configure(config, ["prefectApiKey"] if secret_keys is None else secret_keys, mocks)
+    _configure(config, ["prefectApiKey"] if secret_keys is None else secret_keys, mocks, stack)
     _sync_await(run_pulumi_func(fn))
     root = pulumi.runtime.get_root_resource()
     outputs, secret = _sync_await(_resolve(getattr(root, "outputs", None) or {}))
@@ -242,7 +246,10 @@ def resolve(value: pulumi.Input[Any]) -> Any:
 
 
 def run_program(
-    config: dict[str, str] | None = None, secret_keys: list[str] | None = None, mocks: RecordingMocks | None = None
+    config: dict[str, str] | None = None,
+    secret_keys: list[str] | None = None,
+    mocks: RecordingMocks | None = None,
+    stack: str = STACK,
 ) -> Run:
     """Run the whole `__main__.py` with this stack config."""
-    return run_pulumi(lambda: runpy.run_path(str(ROOT / "__main__.py")), config, secret_keys, mocks)
+    return run_pulumi(lambda: runpy.run_path(str(ROOT / "__main__.py")), config, secret_keys, mocks, stack)
