@@ -104,6 +104,9 @@ def run(server_port: int, s3_port: int, keep: bool) -> None:
         cluster.deploy_flows()
         cluster.webhook = WebhookRecorder()
         deployment = cluster.deployment(SAMPLE)
+        for entry in deployment.schedules:  # flows/prefect.yaml's `schedules:`, as the server stored them
+            status = "active" if entry.active else "paused"
+            say(f"{SAMPLE} schedule: cron {entry.schedule.cron} ({entry.schedule.timezone}), {status}")
         say(f"running {SAMPLE}, its webhook_url a local stand-in for Slack")
         run_id = cluster.trigger(deployment.id, {"webhook_url": cluster.webhook.url})
         final = cluster.wait_final([run_id], timeout=180)[run_id]
