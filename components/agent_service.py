@@ -37,7 +37,7 @@ FLOW_HEARTBEAT_SECONDS = 30
 FLOW_RUN_ENVIRONMENT = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_SECONDS)}
 # A process worker runs each flow run as its own Python process, and without --limit it starts every
 # due run at once: a burst of scheduled jobs would get a default task killed for memory (16 trivial
-# runs at once measured 1.2 GiB). Measured with benchmarks/worker_bench.py (README, "Sizing guide"):
+# runs at once measured 1.2 GiB). Measured with benchmarks/worker_bench.py (docs/sizing.md, "Sizing guide"):
 # the worker peaks at 193 MiB, a trivial flow run at 123 MiB; 160 leaves room for a flow's own imports.
 WORKER_RSS_MIB = 200
 FLOW_RUN_RSS_MIB = 160

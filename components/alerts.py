@@ -120,7 +120,7 @@ def alarm_arn(partition: str, region: str, account_id: str, name: str) -> str:
 
 
 def alarm_specs(args: AlertsArgs, rule_name: pulumi.Input[str]) -> list[AlarmSpec]:
-    """Every alarm of the stack, in the order the README lists them."""
+    """Every alarm of the stack, in the order docs/alerts.md lists them."""
     service = {"ClusterName": args.cluster_name, "ServiceName": args.service_name}
     describe_service = pulumi.Output.format(
         "aws ecs describe-services --cluster {0} --services {1} --query 'services[0].events[:5]'",

@@ -3,10 +3,10 @@
 The program uses a key it does not own, so it cannot change the key's policy. IAM roles read through
 the services with identity-policy statements (`decrypt_through`): kms:Decrypt only, since no role of
 the stack writes encrypted data (whoever runs `pulumi up` and `prefect deploy` writes the secret and the
-flow code with their own credentials, see the README's Security section). They work when the key policy lets
+flow code with their own credentials, see docs/security.md). They work when the key policy lets
 the account's IAM decide (the default key policy's "Enable IAM User Permissions" statement). AWS
 services that write into this stack's resources on their own behalf need statements in the key policy
-itself (`key_policy_statements`, which the README prints for the user to add).
+itself (`key_policy_statements`, which docs/security.md prints for the user to add).
 
 A reader of a CloudWatch Logs group needs no KMS permission: CloudWatch Logs encrypts and decrypts with
 its own principal, which the key policy allows (CloudWatch Logs user guide, "Encrypt log data in

@@ -269,7 +269,7 @@ class PrefectWorker(pulumi.ComponentResource):
         }
 
     def _key_policy_statements(self, args: StackConfig) -> pulumi.Output[str]:
-        """What the user's key policy must allow for this stack, known at preview (README, "Security")."""
+        """What the user's key policy must allow for this stack, known at preview (docs/security.md)."""
         account, partition, region = arn_context(self)
         return pulumi.Output.all(partition, region, account).apply(
             lambda v: json.dumps(

@@ -372,10 +372,11 @@ def test_the_ecs_workers_flow_run_task_definition_keeps_the_registry_credentials
     assert container["repositoryCredentials"] == {"credentialsParameter": CREDENTIALS_ARN}
 
 
-def test_the_readmes_ci_build_is_the_programs_build() -> None:
-    """The pipeline the README documents builds what `pulumi up` would: same context, Dockerfile and build args."""
-    readme = (ROOT / "README.md").read_text()
-    (command,) = [block for block in readme.split("```") if "docker buildx build" in block]
+def test_the_documented_ci_build_is_the_programs_build() -> None:
+    """The pipeline docs/worker-image.md documents builds what `pulumi up` would: same context, Dockerfile and
+    build args."""
+    page = (ROOT / "docs" / "worker-image.md").read_text()
+    (command,) = [block for block in page.split("```") if "docker buildx build" in block]
     spec = build_spec(ARGS)
     assert f"docker buildx build {spec['context']} -f {spec['dockerfile']} " in command
     assert [f"--build-arg {arg}=" in command for arg in spec["args"]] == [True] * len(spec["args"])

@@ -85,7 +85,7 @@ def test_health_check_probes_the_workers_health_port(service_run: Run) -> None:
     assert check["command"][:2] == ["CMD", "python"]  # the Prefect image has no curl or wget
     probe = shlex.join(check["command"][1:])
     assert f"{env['PREFECT_WORKER_WEBSERVER_HOST']}:{env['PREFECT_WORKER_WEBSERVER_PORT']}/health" in probe
-    # What the README promises ("How it works"): a check every 30 s, 10 s to answer, the task replaced
+    # What docs/how-it-works.md promises: a check every 30 s, 10 s to answer, the task replaced
     # after 3 failures in a row, the first 60 s not counted.
     assert {k: check[k] for k in ("interval", "timeout", "retries", "startPeriod")} == {
         "interval": 30,

@@ -28,7 +28,7 @@ def test_value_from_pins_the_version_and_changes_with_the_key() -> None:
 
 
 def test_a_deleted_secret_stays_recoverable_for_seven_days() -> None:
-    """What the README promises on `pulumi destroy`."""
+    """What the README's Tear down promises on `pulumi destroy`."""
     run = run_pulumi(lambda: CredentialSecret("key", CredentialSecretArgs(value=API_KEY)))
     assert run.one("aws:secretsmanager/secret:Secret").plain_inputs["recoveryWindowInDays"] == 7
 

@@ -41,4 +41,4 @@ def test_policy_refuses_plain_http(storage_run: Run) -> None:
 def test_old_versions_expire(storage_run: Run) -> None:
     (rule,) = storage_run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").plain_inputs["rules"]
     assert rule["status"] == "Enabled"
-    assert rule["noncurrentVersionExpiration"]["noncurrentDays"] == 90  # the README's promise (FlowStorage)
+    assert rule["noncurrentVersionExpiration"]["noncurrentDays"] == 90  # docs/how-it-works.md's promise (FlowStorage)

@@ -185,11 +185,11 @@ def test_the_key_policy_statements_are_the_stacks_and_valid(case: str, runs: dic
     assert "kmsKeyPolicyStatements" not in runs[case, False].outputs
 
 
-def test_readme_prints_the_key_policy_statements() -> None:
-    """The README's statements are the program's, for an `ecs` pool with alarms (the most a stack needs)."""
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- kms-key-policy -->\n```json\n(.*?)\n```", readme, re.S)
-    assert block, "README has the key policy statements block"
+def test_docs_print_the_key_policy_statements() -> None:
+    """docs/security.md's statements are the program's, for an `ecs` pool with alarms (the most a stack needs)."""
+    page = (ROOT / "docs" / "security.md").read_text()
+    block = re.search(r"<!-- kms-key-policy -->\n```json\n(.*?)\n```", page, re.S)
+    assert block, "docs/security.md has the key policy statements block"
     placeholders = {"partition": "aws", "region": "<region>", "account": "<account-id>", "stack": "<stack>"}
     assert json.loads(block[1]) == key_policy_statements(**placeholders, ecs_pool=True, alarms=True)
 
@@ -247,7 +247,7 @@ def test_a_key_in_another_region_is_refused() -> None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_the_template_scanners_read_is_valid_cloudformation(case: str) -> None:
-    """The README's checkov results are only as good as this rendering: cfn-lint finds no error in it
+    """docs/security.md's checkov results are only as good as this rendering: cfn-lint finds no error in it
     (a warning stays: the egress rule's ports 0-0 with protocol -1, as the program sets them)."""
     from cfnlint.api import ManualArgs, lint
 

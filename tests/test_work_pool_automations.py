@@ -61,7 +61,7 @@ def test_specs_are_accepted_by_the_client_and_server_schemas(spec: dict[str, Any
 
 
 def test_zombie_runs_crash_after_90_s_without_a_heartbeat() -> None:
-    """The README's promise, as literals: three missed 30 s beats, then CRASHED; every flow run."""
+    """docs/runs.md's promise, as literals: three missed 30 s beats, then CRASHED; every flow run."""
     spec = zombie_runs_automation(OWNER)
     assert spec["name"] == "prefect-fargate/test: crash flow runs whose heartbeats stop"
     trigger = spec["trigger"]

@@ -1,0 +1,992 @@
+"""Every number and matched string README.md and docs/ state about the program is the one the program registers.
+
+Each row reads a literal off a docs page with a pattern (on the page's text with runs of whitespace made one
+space, so a rewrapped line still matches) and compares it with what the program registers under the mocks of
+tests/conftest.py, or with what a component computes. Changing either side fails the row; a row whose pattern
+no longer matches fails too, naming the page, so a reworded sentence gets its row updated rather than dropped.
+
+Two kinds of row:
+- `Fact`: the pattern's groups equal `registered()`, the same literals read from the program;
+- `Rule`: `holds(*groups)` checks a statement about behaviour (a range, a formula, a message) and returns what
+  went wrong, or None.
+Add a row where a page states a new number. Prices and measured results are not program values: see the note
+at the end of this file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from conftest import BASE_CONFIG, PROJECT, STACK, Run, load_stack_config, name_values, run_program
+from packaging.specifiers import SpecifierSet
+
+from components import agent_service
+from components.agent_image import pinned_version
+from components.config import LOG_RETENTION_DAYS, ConfigError
+from components.prefect_api import KEY_FIX, reason
+from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
+
+ROOT = Path(__file__).resolve().parent.parent
+ECS = {**BASE_CONFIG, "workPoolType": "ecs", "prefectNotifyBlock": "slack-webhook/ops-alerts"}
+SPOT = {**ECS, "workerCapacity": "FARGATE_SPOT", "flowRunCapacity": "FARGATE_SPOT"}
+OTHER_ACCOUNT_IMAGE = f"999999999999.dkr.ecr.us-east-1.amazonaws.com/prefect-worker@sha256:{'a' * 64}"
+RUNS: dict[str, dict[str, str]] = {
+    "default": BASE_CONFIG,
+    "no-alarms": {**BASE_CONFIG, "alarms": "false"},
+    "ecs": ECS,
+    "spot": SPOT,
+    "kms": {**BASE_CONFIG, "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
+    "worker-image": {**BASE_CONFIG, "workerImage": OTHER_ACCOUNT_IMAGE},
+}
+RUNS["kms-ecs"] = {**RUNS["kms"], "workPoolType": "ecs"}
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+ORDINALS = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"]
+DAY, MINUTE = 86400, 60
+
+
+# -- what the docs say ---------------------------------------------------------------------------------------
+
+
+@cache
+def page(name: str) -> str:
+    text = re.sub(r"\\\n", " ", (ROOT / name).read_text())  # a shell line continued on the next
+    return re.sub(r"\s+", " ", text)
+
+
+def stated(page_name: str, pattern: str) -> list[tuple[str, ...]]:
+    """Every place the page states it: the pattern's groups at each match."""
+    return [match.groups() for match in re.finditer(pattern, page(page_name))]
+
+
+# -- what the program registers ------------------------------------------------------------------------------
+
+
+@cache
+def run(kind: str = "default") -> Run:
+    return run_program(RUNS[kind])
+
+
+def n(value: float) -> str:
+    """A registered number as the docs write it (10.0 is "10")."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def inputs(typ: str, name: str = "", kind: str = "default") -> dict[str, Any]:
+    return run(kind).one(typ, name).plain_inputs
+
+
+def container(kind: str = "default") -> dict[str, Any]:
+    return run(kind).container()
+
+
+def env(kind: str = "default") -> dict[str, str]:
+    return name_values(container(kind)["environment"])
+
+
+def health(key: str) -> str:
+    return n(container()["healthCheck"][key])
+
+
+def flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def supervisor(name: str) -> int:
+    return int(flag(container()["command"], name))
+
+
+def alarm(suffix: str, kind: str = "default") -> dict[str, Any]:
+    return inputs("aws:cloudwatch/metricAlarm:MetricAlarm", f"-{suffix}", kind)
+
+
+def alarm_minutes(suffix: str) -> str:
+    spec = alarm(suffix)
+    return n(spec["period"] * spec["evaluationPeriods"] / MINUTE)
+
+
+def alarm_count(kind: str) -> int:
+    return len(run(kind).of_type("aws:cloudwatch/metricAlarm:MetricAlarm"))
+
+
+def automation(name: str, kind: str = "default") -> dict[str, Any]:
+    """A Prefect automation's name and body, as the provider is given them."""
+    props = inputs("pulumi-python:dynamic/prefect:Automation", name, kind)
+    return {"name": props["name"], **json.loads(props["automation"])}
+
+
+def within_minutes(name: str, kind: str = "default") -> str:
+    return n(automation(name, kind)["trigger"]["within"] / MINUTE)
+
+
+def pool(kind: str = "default") -> dict[str, Any]:
+    return inputs("pulumi-python:dynamic/prefect:WorkPool", kind=kind)
+
+
+def pool_default(variable: str, kind: str = "ecs") -> Any:
+    """A variable's default in the `ecs` pool's base job template."""
+    return json.loads(pool(kind)["base_job_template"])["variables"]["properties"][variable]["default"]
+
+
+def queue(suffix: str) -> dict[str, Any]:
+    (found,) = [q.plain_inputs for q in run("ecs").of_type("aws:sqs/queue:Queue") if q.name.endswith(suffix)]
+    return found
+
+
+def placeholders(text: str, **names: str) -> str:
+    """`text` with this run's values put back as the docs' placeholders (`<stack>`, `<pool>`, ...)."""
+    for placeholder, value in names.items():
+        text = text.replace(value, f"<{placeholder}>")
+    return text
+
+
+def statements(role_policy: str, kind: str) -> list[dict[str, Any]]:
+    return json.loads(inputs("aws:iam/rolePolicy:RolePolicy", role_policy, kind)["policy"])["Statement"]
+
+
+def config_accepts(key: str, value: int) -> bool:
+    try:
+        load_stack_config({**BASE_CONFIG, key: str(value)})
+    except ConfigError:
+        return False
+    return True
+
+
+def config_error(config: dict[str, str]) -> str:
+    try:
+        load_stack_config({**BASE_CONFIG, **config})
+    except ConfigError as error:
+        return str(error)
+    return "(accepted)"
+
+
+# -- rows ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fact:
+    """The page states `registered()`: the same literals, in the order of the pattern's groups."""
+
+    page: str
+    pattern: str
+    registered: Callable[[], tuple[str, ...] | str]
+
+    def problem(self, *literals: str) -> str | None:
+        expected = self.registered()
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        return None if literals == expected else f"states {literals}, the program registers {expected}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What the page states about behaviour holds: `holds(*groups)` says what does not, or None."""
+
+    page: str
+    pattern: str
+    holds: Callable[..., str | None]
+
+    def problem(self, *literals: str) -> str | None:
+        return self.holds(*literals)
+
+
+def bounds(key: str) -> Callable[[str, str], str | None]:
+    """A range `<low> to <high>` config accepts, and nothing just outside it."""
+
+    def holds(low: str, high: str) -> str | None:
+        lo, hi = int(low), int(high)
+        verdicts = {v: config_accepts(key, v) for v in (lo - 1, lo, hi, hi + 1)}
+        wanted = {lo - 1: False, lo: True, hi: True, hi + 1: False}
+        return None if verdicts == wanted else f"{key} accepted: {verdicts}"
+
+    return holds
+
+
+def limits_at(limits: str, memories: str) -> str | None:
+    got = [agent_service.run_limit(int(m)) for m in memories.split(", ")]
+    return None if got == [int(x) for x in limits.split(", ")] else f"run_limit gives {got}"
+
+
+def limit_formula(percent: str, worker: str, per_run: str) -> str | None:
+    """`--limit` is `percent`% of the memory, minus the worker's MiB, divided by MiB per run (at least 1)."""
+    for memory in range(512, 120 * 1024 + 1, 512):
+        formula = max(1, math.floor((memory * int(percent) / 100 - int(worker)) / int(per_run)))
+        if agent_service.run_limit(memory) != formula:
+            return f"at {memory} MiB run_limit gives {agent_service.run_limit(memory)}, the formula {formula}"
+    return None
+
+
+def limit_for(memory: str, limit: str) -> str | None:
+    got = agent_service.run_limit(int(memory))
+    return None if got == int(limit) else f"run_limit({memory}) is {got}"
+
+
+def memory_left_free(percent: str) -> str | None:
+    """What `--limit` leaves of the task's memory: nothing of it counts towards the runs."""
+    largest = 120 * 1024
+    usable = (
+        agent_service.run_limit(largest) * agent_service.FLOW_RUN_RSS_MIB + agent_service.WORKER_RSS_MIB
+    ) / largest
+    return None if math.isclose(1 - usable, int(percent) / 100, abs_tol=0.01) else f"leaves {1 - usable:.0%} free"
+
+
+def python_versions(*versions: str) -> str | None:
+    """The minor versions stated are exactly those pyproject's `requires-python` allows."""
+    spec = SpecifierSet(re.search(r'requires-python = "([^"]+)"', (ROOT / "pyproject.toml").read_text())[1])
+    allowed = [f"3.{minor}" for minor in range(30) if f"3.{minor}" in spec]
+    return None if list(versions) == allowed else f"requires-python allows {allowed}"
+
+
+def refused_credential(what: str) -> str | None:
+    """A 401 from the Prefect API, read as the provider reads it for a key (KEY_FIX) or an auth string."""
+    request = httpx.Request("GET", "https://prefect.example.com/api/work_pools/x")
+    error = httpx.HTTPStatusError("401", request=request, response=httpx.Response(401, request=request))
+    fix = KEY_FIX if what == "API key" else "Set the auth string."
+    message = f"the Prefect API refused the {what} (HTTP 401)"
+    return None if reason(error, fix).startswith(message) else f"reason() says {reason(error, fix)!r}"
+
+
+def another_stacks_pool(name: str, owner: str, mine: str, message: str) -> str | None:
+    """The provider's refusal of a pool another stack's description marks, as the docs quote it."""
+
+    class Pool:
+        description = description_for(owner)
+
+    try:
+        WorkPoolProvider()._claim(Pool(), {"name": name, "owner": mine})
+    except WorkPoolError as error:
+        return None if str(error) in message else f"the provider says {str(error)!r}"
+    return "the provider took another stack's pool"
+
+
+def stop_log_line(example: str) -> str | None:
+    """The docs' example line is what the stopped-task rule's input template writes."""
+    target = inputs("aws:cloudwatch/eventTarget:EventTarget", "alerts-stopped-tasks")
+    template = json.loads(target["inputTransformer"]["inputTemplate"])["message"]
+    shape = re.escape(template)
+    for variable in target["inputTransformer"]["inputPaths"]:
+        shape = shape.replace(re.escape(f"<{variable}>"), ".+")
+    return None if re.fullmatch(shape, example) else f"the template writes {template!r}"
+
+
+def every_alarm_notifies_on_alarm_and_ok() -> str | None:
+    topic = run().one("aws:sns/topic:Topic").outputs["arn"]
+    for spec in (r.plain_inputs for r in run().of_type("aws:cloudwatch/metricAlarm:MetricAlarm")):
+        if spec.get("alarmActions") != [topic] or spec.get("okActions") != [topic]:
+            return f"{spec['name']} sends {spec.get('alarmActions')} / {spec.get('okActions')}"
+    return None
+
+
+def sqs_data_key_requests(minutes: str, requests: str) -> str | None:
+    """A data key reused for `minutes` (the queues' setting with a key) means this many requests in 730 h."""
+    reuse = {
+        q.plain_inputs.get("kmsDataKeyReusePeriodSeconds", 300) for q in run("kms-ecs").of_type("aws:sqs/queue:Queue")
+    }
+    if reuse != {int(minutes) * MINUTE}:
+        return f"queues reuse a data key for {reuse} s"
+    count = 730 * 60 // int(minutes)
+    return None if int(requests.replace(",", "")) == count else f"730 h / {minutes} min is {count}"
+
+
+def cpu_vcpu(kind: str = "default") -> str:
+    return n(int(inputs("aws:ecs/taskDefinition:TaskDefinition", kind=kind)["cpu"]) / 1024)
+
+
+def memory_gb() -> str:
+    return n(int(inputs("aws:ecs/taskDefinition:TaskDefinition")["memory"]) / 1024)
+
+
+def worker_command_text() -> str:
+    """The worker's command as the docs print it, placeholders in."""
+    command = container()["command"]
+    text = " ".join(command).replace(f"--pool {flag(command, '--pool')}", "--pool <workPool>")
+    return text.replace(f"--limit {flag(command, '--limit')}", "--limit <N>")
+
+
+def spot_strategy() -> dict[str, Any]:
+    (strategy,) = inputs("aws:ecs/service:Service", kind="spot")["capacityProviderStrategies"]
+    return strategy
+
+
+def trust_condition_keys() -> tuple[str, ...]:
+    (statement,) = json.loads(inputs("aws:iam/role:Role", "roles-task")["assumeRolePolicy"])["Statement"]
+    return tuple(key for operator in statement["Condition"].values() for key in operator)
+
+
+def outputs(kind: str) -> set[str]:
+    return set(run(kind).outputs)
+
+
+def names(text: str) -> set[str]:
+    return set(re.findall(r"`(\w+)`", text))
+
+
+def equal_sets(kind: str, minus: str | None = None) -> Callable[[str], str | None]:
+    """The outputs named are exactly the run's (beyond `minus`'s run's)."""
+
+    def holds(text: str) -> str | None:
+        expected = outputs(kind) - (outputs(minus) if minus else set())
+        return None if names(text) == expected else f"the program exports {sorted(expected)}"
+
+    return holds
+
+
+def ecr_pull_actions() -> list[str]:
+    policy = statements("roles-execution-policy", "worker-image")
+    (pull,) = [s for s in policy if str(s["Resource"]).endswith(":repository/prefect-worker")]
+    assert pull["Resource"].startswith("arn:aws:ecr:us-east-1:999999999999:")
+    return sorted(pull["Action"])
+
+
+def token_resource() -> str:
+    (token,) = [
+        s for s in statements("roles-execution-policy", "worker-image") if s["Action"] == "ecr:GetAuthorizationToken"
+    ]
+    return token["Resource"]
+
+
+def zombie() -> dict[str, Any]:
+    return automation("zombie-runs")
+
+
+def queue_name() -> str:
+    return queue("queue")["name"]
+
+
+def stopped_pattern() -> dict[str, Any]:
+    return json.loads(inputs("aws:cloudwatch/eventRule:EventRule", "alerts-stopped-tasks")["eventPattern"])["detail"]
+
+
+FACTS: dict[str, Fact | Rule] = {
+    # README.md
+    "secret recovery window": Fact(
+        "README.md",
+        r"recoverable for (\d+) days",
+        lambda: n(inputs("aws:secretsmanager/secret:Secret")["recoveryWindowInDays"]),
+    ),
+    "images kept (cost)": Fact(
+        "README.md",
+        r"up to (\d+) images",
+        lambda: n(
+            json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
+                "countNumber"
+            ]
+        ),
+    ),
+    "default alarms (cost)": Fact(
+        "README.md", r"on by default\): (\d+) \u00d7 \$0\.10", lambda: str(alarm_count("default"))
+    ),
+    "default size (cost)": Fact(
+        "README.md", r"worker task, ([\d.]+) vCPU \+ (\d+) GB", lambda: (cpu_vcpu(), memory_gb())
+    ),
+    "dev stack region": Fact(
+        "README.md",
+        r"Pulumi\.dev\.yaml already holds the region \(([\w-]+)\)",
+        lambda: yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["aws:region"],
+    ),
+    "default pool name": Fact("README.md", r"the work pool `([\w-]+)` shows a worker online", lambda: pool()["name"]),
+    "python versions": Rule(
+        "README.md", r"Python (3\.\d+), (3\.\d+) or (3\.\d+) for the Pulumi program", python_versions
+    ),
+    # docs/how-it-works.md
+    "images kept": Fact(
+        "docs/how-it-works.md",
+        r"keeps the newest (\d+) images",
+        lambda: n(
+            json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
+                "countNumber"
+            ]
+        ),
+    ),
+    "old flow code expires": Fact(
+        "docs/how-it-works.md",
+        r"old versions expire after (\d+) days",
+        lambda: n(
+            inputs("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["rules"][0][
+                "noncurrentVersionExpiration"
+            ]["noncurrentDays"]
+        ),
+    ),
+    "task role trust conditions": Fact(
+        "docs/how-it-works.md",
+        r"the task role only by tasks of this account \(`([\w:]+)`, `([\w:]+)`",
+        trust_condition_keys,
+    ),
+    "pool without a worker (component)": Fact(
+        "docs/how-it-works.md",
+        r"of a pool without a worker for (\d+) minutes",
+        lambda: within_minutes("pool-not-ready", "ecs"),
+    ),
+    "worker command": Fact(
+        "docs/how-it-works.md", r"``` (python \S+worker_supervisor\.py .*?) ```", worker_command_text
+    ),
+    "ecs worker command": Fact(
+        "docs/how-it-works.md",
+        r"An `ecs` worker runs the same `(prefect worker start) \.\.\. --type (\w+)` without the supervisor"
+        r" and `--limit`",
+        lambda: (
+            (" ".join(container("ecs")["command"][:3]), flag(container("ecs")["command"], "--type"))
+            if "--limit" not in container("ecs")["command"]
+            else ("with --limit", "")
+        ),
+    ),
+    "worker environment": Fact(
+        "docs/how-it-works.md",
+        r"`(\w+)` and `(\w+)` are in its environment and `(\w+)` comes from Secrets Manager",
+        lambda: (
+            "PREFECT_API_URL" if "PREFECT_API_URL" in env() else "",
+            "PREFECT_LOGGING_LEVEL" if "PREFECT_LOGGING_LEVEL" in env() else "",
+            container()["secrets"][0]["name"],
+        ),
+    ),
+    "health check URL": Fact(
+        "docs/how-it-works.md",
+        r"runs `python` against `(http://[^`]+)`",
+        lambda: re.search(r"http://[^']+", container()["healthCheck"]["command"][-1])[0],
+    ),
+    "health check timings": Fact(
+        "docs/how-it-works.md",
+        r"runs it every (\d+) s and gives it (\d+) s; after (\d+) failures in a row .*? failures in the first (\d+) s",
+        lambda: (health("interval"), health("timeout"), health("retries"), health("startPeriod")),
+    ),
+    # docs/configuration.md
+    "default workPool": Fact("docs/configuration.md", r"\| `workPool` \| `([\w-]+)` \|", lambda: pool()["name"]),
+    "default pool type, limit, flow-run size": Fact(
+        "docs/configuration.md",
+        r"\| `workPoolType`, `workPoolConcurrency`, `flowRunCpu`, `flowRunMemory` \| `(\w+)`, (no limit),"
+        r" `(\d+)`, `(\d+)` \|",
+        lambda: (
+            pool()["type"],
+            "no limit" if pool().get("concurrency_limit") is None else n(pool()["concurrency_limit"]),
+            n(pool_default("cpu")),
+            n(pool_default("memory")),
+        ),
+    ),
+    "default cpu, memory": Fact(
+        "docs/configuration.md",
+        r"\| `cpu`, `memory` \| `(\d+)`, `(\d+)` \|",
+        lambda: (
+            inputs("aws:ecs/taskDefinition:TaskDefinition")["cpu"],
+            inputs("aws:ecs/taskDefinition:TaskDefinition")["memory"],
+        ),
+    ),
+    "default cpuArchitecture": Fact(
+        "docs/configuration.md",
+        r"\| `cpuArchitecture` \| `(\w+)` \|",
+        lambda: inputs("aws:ecs/taskDefinition:TaskDefinition")["runtimePlatform"]["cpuArchitecture"],
+    ),
+    "default desiredCount": Fact(
+        "docs/configuration.md",
+        r"\| `desiredCount` \| `(\d+)` \|",
+        lambda: n(inputs("aws:ecs/service:Service")["desiredCount"]),
+    ),
+    "desiredCount range": Rule(
+        "docs/configuration.md", r"number of worker tasks \((\d+) to (\d+);", bounds("desiredCount")
+    ),
+    "default logRetentionDays": Fact(
+        "docs/configuration.md",
+        r"\| `logRetentionDays` \| `(\d+)` \|",
+        lambda: n(inputs("aws:cloudwatch/logGroup:LogGroup", "worker-logs")["retentionInDays"]),
+    ),
+    "logRetentionDays values": Fact(
+        "docs/configuration.md",
+        r"only values CloudWatch accepts \(([\d, ]+), \.\.\. (\d+)\)",
+        lambda: (", ".join(map(str, LOG_RETENTION_DAYS[:8])), str(LOG_RETENTION_DAYS[-1])),
+    ),
+    "default logLevel": Fact(
+        "docs/configuration.md", r"\| `logLevel` \| `(\w+)` \|", lambda: env()["PREFECT_LOGGING_LEVEL"]
+    ),
+    "default stuckRunMinutes": Fact(
+        "docs/configuration.md", r"\| `stuckRunMinutes` \| `(\d+)` \|", lambda: within_minutes("stuck-runs")
+    ),
+    "stuckRunMinutes range": Rule(
+        "docs/configuration.md", r"this long \((\d+) to (\d+)\) is marked Crashed", bounds("stuckRunMinutes")
+    ),
+    "default assignPublicIp": Fact(
+        "docs/configuration.md",
+        r"\| `assignPublicIp` \| `(\w+)` \|",
+        lambda: str(inputs("aws:ecs/service:Service")["networkConfiguration"]["assignPublicIp"]).lower(),
+    ),
+    "default alarms": Fact(
+        "docs/configuration.md", r"\| `alarms` \| `(\w+)` \|", lambda: str(alarm_count("default") > 0).lower()
+    ),
+    "default workerCapacity": Fact(
+        "docs/configuration.md",
+        r"\| `workerCapacity` \| `(\w+)` \|",
+        lambda: inputs("aws:ecs/service:Service")["launchType"],
+    ),
+    "default flowRunCapacity": Fact(
+        "docs/configuration.md", r"\| `flowRunCapacity` \| `(\w+)` \|", lambda: pool_default("launch_type")
+    ),
+    "notify block: pool without a worker": Fact(
+        "docs/configuration.md",
+        r"when the pool has no worker for (\d+) minutes",
+        lambda: within_minutes("pool-not-ready", "ecs"),
+    ),
+    "invalid size message": Rule(
+        "docs/configuration.md",
+        r"``` (prefect-fargate:memory: .*?) \.\.\. (Fix: .*?) ```",
+        lambda head, fix: (
+            None
+            if head in (e := config_error({"cpu": "1024", "memory": "1024"})) and fix in e
+            else f"load_config says {e!r}"
+        ),
+    ),
+    "refused key": Rule(
+        "docs/configuration.md", r"the Prefect API refused the (API key) \(HTTP 401\)", refused_credential
+    ),
+    "refused auth string": Rule(
+        "docs/configuration.md", r"the Prefect API refused the (credential) \(HTTP 401\)", refused_credential
+    ),
+    "stack outputs": Rule(
+        "docs/configuration.md",
+        r"Stack outputs \(`pulumi stack output`\): (.*?); with `alarms`",
+        equal_sets("no-alarms"),
+    ),
+    "stack outputs with alarms": Rule(
+        "docs/configuration.md", r"with `alarms` also (`\w+`)", equal_sets("default", "no-alarms")
+    ),
+    "stack outputs with ecs": Rule(
+        "docs/configuration.md", r"with `workPoolType` `ecs` also (`\w+`)", equal_sets("ecs", "default")
+    ),
+    "stack outputs with kmsKeyArn": Rule(
+        "docs/configuration.md", r"with `kmsKeyArn` also (`\w+`)", equal_sets("kms", "default")
+    ),
+    # docs/runs.md
+    "stopTimeout": Fact("docs/runs.md", r"`stopTimeout` \(here (\d+) s", lambda: n(container()["stopTimeout"])),
+    "hand-back start": Fact(
+        "docs/runs.md",
+        r"finishes within (\d+) s \(the deadline minus (\d+) s\)",
+        lambda: (
+            str(supervisor("--stop-timeout") - supervisor("--hand-back-seconds")),
+            str(supervisor("--hand-back-seconds")),
+        ),
+    ),
+    "supervisor deadline is the container's": Fact(
+        "docs/runs.md",
+        r"SIGKILL of every process left at (\d+) s",
+        lambda: (
+            n(container()["stopTimeout"])
+            if supervisor("--stop-timeout") == container()["stopTimeout"]
+            else "supervisor and stopTimeout differ"
+        ),
+    ),
+    "hand-back at": Fact(
+        "docs/runs.md",
+        r"At (\d+) s every run still running",
+        lambda: str(supervisor("--stop-timeout") - supervisor("--hand-back-seconds")),
+    ),
+    "hand-back window": Fact(
+        "docs/runs.md", r"unreachable during the last (\d+) s", lambda: str(supervisor("--hand-back-seconds"))
+    ),
+    "memory left free by --limit": Rule(
+        "docs/runs.md", r"within the (\d+)% of the task's memory left free by `--limit`", memory_left_free
+    ),
+    "zombie window": Fact(
+        "docs/runs.md", r"CRASHED, (\d+) s after their last heartbeat", lambda: n(zombie()["trigger"]["within"])
+    ),
+    "zombie message": Fact(
+        "docs/runs.md",
+        r"heartbeats stop for (\d+) s is marked CRASHED\*\* \(\"([^\"]+)\"\)",
+        lambda: (n(zombie()["trigger"]["within"]), zombie()["actions"][0]["message"].rstrip(".")),
+    ),
+    "heartbeat": Fact(
+        "docs/runs.md",
+        r"Flow runs beat every (\d+) s \(`PREFECT_FLOWS_HEARTBEAT_FREQUENCY=(\d+)`",
+        lambda: (env()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"],) * 2,
+    ),
+    "other runs must beat": Fact(
+        "docs/runs.md",
+        r"must beat at least every (\d+) s too .*? crashed after (\d+) s",
+        lambda: (env()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"], n(zombie()["trigger"]["within"])),
+    ),
+    "stuck default": Fact("docs/runs.md", r"`stuckRunMinutes` \(default (\d+)\)", lambda: within_minutes("stuck-runs")),
+    "automation names": Fact(
+        "docs/runs.md",
+        r"Their names start with `([^`]+)`",
+        lambda: placeholders(automation("zombie-runs")["name"].split(":")[0] + ":", project=PROJECT, stack=STACK),
+    ),
+    # docs/flows.md
+    "base image": Fact(
+        "docs/flows.md",
+        r"the worker image's base \(`([^`]+)`\)",
+        lambda: re.search(r"^FROM (\S+)", (ROOT / "agent_image/Dockerfile").read_text(), re.M)[1].replace(
+            "${PREFECT_VERSION}", "<version>"
+        ),
+    ),
+    "images kept (per-deployment image)": Fact(
+        "docs/flows.md",
+        r"The repository keeps its newest (\d+) images, so an image pushed once by hand expires after (\w+) more",
+        lambda: (
+            n(
+                c := json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
+                    "countNumber"
+                ]
+            ),
+            WORDS[int(c)],
+        ),
+    ),
+    # docs/worker-image.md
+    "image tag": Fact(
+        "docs/worker-image.md",
+        r"tags the image it builds `([^`]+)`",
+        lambda: re.sub(
+            r"-[0-9a-f]{16,}$",
+            "-<hash>",
+            inputs("docker:index/image:Image")["imageName"]
+            .rsplit(":", 1)[1]
+            .replace(pinned_version("prefect"), "<version>"),
+        ),
+    ),
+    "images kept (tag reuse)": Fact(
+        "docs/worker-image.md",
+        r"within the newest (\d+) images",
+        lambda: n(
+            json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
+                "countNumber"
+            ]
+        ),
+    ),
+    "cross-account pull actions": Rule(
+        "docs/worker-image.md",
+        r'"Action": \["(ecr:\w+)", "(ecr:\w+)", "(ecr:\w+)"\]',
+        lambda *actions: (
+            None if sorted(actions) == ecr_pull_actions() else f"the execution role pulls with {ecr_pull_actions()}"
+        ),
+    ),
+    "token on *": Fact("docs/worker-image.md", r"`ecr:GetAuthorizationToken` stays on `(\*)`", token_resource),
+    # docs/sizing.md
+    "query seconds": Fact(
+        "docs/sizing.md",
+        r"polls every (\d+) s \(`PREFECT_WORKER_QUERY_SECONDS=(\d+)`\)",
+        lambda: (env()["PREFECT_WORKER_QUERY_SECONDS"],) * 2,
+    ),
+    "startPeriod": Fact("docs/sizing.md", r"`startPeriod` is (\d+) s", lambda: health("startPeriod")),
+    "default size": Fact(
+        "docs/sizing.md",
+        r"The default stays \*\*([\d.]+) vCPU and (\d+) MiB\*\* \(`cpu (\d+)`, `memory (\d+)`",
+        lambda: (
+            cpu_vcpu(),
+            inputs("aws:ecs/taskDefinition:TaskDefinition")["memory"],
+            inputs("aws:ecs/taskDefinition:TaskDefinition")["cpu"],
+            inputs("aws:ecs/taskDefinition:TaskDefinition")["memory"],
+        ),
+    ),
+    "default --limit": Fact(
+        "docs/sizing.md", r"at its limit of (\d+) runs", lambda: flag(container()["command"], "--limit")
+    ),
+    "limit formula": Rule(
+        "docs/sizing.md",
+        r"(\d+)% of the memory, minus (\d+) MiB for the worker, divided by (\d+) MiB per run",
+        limit_formula,
+    ),
+    "limits per size": Rule(
+        "docs/sizing.md", r"That gives \*\*([\d, ]+)\*\* concurrent runs at ([\d, ]+) MiB", limits_at
+    ),
+    "bigger size's limit": Rule("docs/sizing.md", r"use `cpu \d+` / `memory (\d+)` \(limit (\d+)", limit_for),
+    # docs/ecs-pools.md
+    "flow-run size defaults": Fact(
+        "docs/ecs-pools.md",
+        r"\| `flowRunCpu`, `flowRunMemory` \| `(\d+)`, `(\d+)` \|",
+        lambda: (n(pool_default("cpu")), n(pool_default("memory"))),
+    ),
+    "flow-run size defaults (example)": Fact(
+        "docs/ecs-pools.md", r"\(default (\d+) / (\d+)\)", lambda: (n(pool_default("cpu")), n(pool_default("memory")))
+    ),
+    "pool description": Fact(
+        "docs/ecs-pools.md",
+        r"\"(Managed by Pulumi stack [\w/-]+ \([\w-]+\)) \.\.\.\"",
+        lambda: pool()["description"].split(":")[0].replace(f"/{STACK} ", "/dev "),
+    ),
+    "another stack's pool": Rule(
+        "docs/ecs-pools.md",
+        r"`Prefect work pool '([\w-]+)': creating it at <url> failed: this pool belongs to Pulumi stack"
+        r" ([\w/-]+), not ([\w/-]+), (.*?)`\.",
+        lambda name, owner, mine, rest: another_stacks_pool(
+            name, owner, mine, f"this pool belongs to Pulumi stack {owner}, not {mine}, {rest}"
+        ),
+    ),
+    "flow-run family": Fact(
+        "docs/ecs-pools.md",
+        r"sets the `family` variable to `([^`]+)`",
+        lambda: placeholders(pool_default("family"), project=PROJECT, stack=STACK),
+    ),
+    "task definition family": Fact(
+        "docs/ecs-pools.md",
+        r"names the task definition's family `([^`]+)`",
+        lambda: (
+            json.loads(pool("ecs")["base_job_template"])["job_configuration"]["task_definition"]["family"]
+            .replace("{{ ", "<")
+            .replace(" }}", ">")
+        ),
+    ),
+    "latest revision matched": Fact(
+        "docs/ecs-pools.md",
+        r"and turns on `(match_latest_revision_in_family)`",
+        lambda: "match_latest_revision_in_family" if pool_default("match_latest_revision_in_family") is True else "off",
+    ),
+    "IAM family scope": Fact(
+        "docs/ecs-pools.md",
+        r"only \(`(task-definition/[^`]+)`",
+        lambda: placeholders(
+            next(
+                r
+                for s in statements("ecs-pool-worker-policy", "ecs")
+                for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+                if ":task-definition/" in r
+            ).split(":", 5)[5],
+            project=PROJECT,
+            stack=STACK,
+        ),
+    ),
+    "ecs heartbeat": Fact(
+        "docs/ecs-pools.md",
+        r"`PREFECT_FLOWS_HEARTBEAT_FREQUENCY=(\d+)`, as the process worker does",
+        lambda: pool_default("env")["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"],
+    ),
+    "flow-run log prefix": Fact(
+        "docs/ecs-pools.md",
+        r"under the `([\w-]+)/` prefix",
+        lambda: pool_default("cloudwatch_logs_options")["awslogs-stream-prefix"],
+    ),
+    "spot strategy": Fact(
+        "docs/ecs-pools.md",
+        r"capacity provider strategy `(\w+)` \(weight (\d+)\)",
+        lambda: (spot_strategy()["capacityProvider"], n(spot_strategy()["weight"])),
+    ),
+    "spot launch type": Fact(
+        "docs/ecs-pools.md",
+        r"the pool's `launch_type` variable becomes `(\w+)`",
+        lambda: pool_default("launch_type", "spot"),
+    ),
+    "spot sigterm": Fact(
+        "docs/ecs-pools.md",
+        r"with Spot the pool's environment sets `(\w+)=(\w+)`",
+        lambda: next((k, v) for k, v in pool_default("env", "spot").items() if "SIGTERM" in k),
+    ),
+    "observer queue": Fact(
+        "docs/ecs-pools.md",
+        r"an SQS queue named from the stack, `([^`]+)`, encrypted with SQS-managed keys, keeping a message (\w+) day",
+        lambda: (placeholders(queue_name(), stack=STACK), WORDS[int(queue("queue")["messageRetentionSeconds"] // DAY)]),
+    ),
+    "observer setting": Fact(
+        "docs/ecs-pools.md",
+        r"the worker is told its name \(`(\w+)`\)",
+        lambda: next(k for k, v in env("ecs").items() if v == queue_name()),
+    ),
+    "observer rule": Fact(
+        "docs/ecs-pools.md",
+        r"an EventBridge rule, `([^`]+)`",
+        lambda: inputs("aws:cloudwatch/eventRule:EventRule", "ecs-events-rule", "ecs")["name"].replace(
+            queue_name(), "<queue>"
+        ),
+    ),
+    "dead-letter queue": Fact(
+        "docs/ecs-pools.md",
+        r"a dead-letter queue, `([^`]+)`, keeping for (\d+) days an event the observer failed on (\w+) times"
+        r" \(a message it did not finish comes back after (\d+) minutes\)",
+        lambda: (
+            queue("dlq")["name"].replace(queue_name(), "<queue>"),
+            n(queue("dlq")["messageRetentionSeconds"] / DAY),
+            WORDS[json.loads(queue("queue")["redrivePolicy"])["maxReceiveCount"]],
+            n(queue("queue")["visibilityTimeoutSeconds"] / MINUTE),
+        ),
+    ),
+    # docs/alerts.md
+    "alarm names": Fact(
+        "docs/alerts.md",
+        r"Names start with `([^`]+)`",
+        lambda: placeholders(alarm("worker-cpu-high")["name"].removesuffix("worker-cpu-high"), stack=STACK),
+    ),
+    "alarm actions": Rule(
+        "docs/alerts.md",
+        r"(Each alarm sends once when it fires and once when it is over \(OK)",
+        lambda _: every_alarm_notifies_on_alarm_and_ok(),
+    ),
+    "not running": Fact(
+        "docs/alerts.md",
+        r"\| `worker-not-running` \| no worker task has run for (\d+) minutes",
+        lambda: alarm_minutes("worker-not-running"),
+    ),
+    "tasks stopping": Fact(
+        "docs/alerts.md",
+        r"\| `worker-tasks-stopping` \| a worker task stopped unexpectedly in the last (\d+) minutes",
+        lambda: alarm_minutes("worker-tasks-stopping"),
+    ),
+    "out of memory": Fact(
+        "docs/alerts.md",
+        r"\| `worker-out-of-memory` \| a worker task was killed for memory \(`(\w+)`\) in the last (\d+) minutes",
+        lambda: (
+            inputs("aws:cloudwatch/logMetricFilter:LogMetricFilter")["pattern"].strip('"'),
+            alarm_minutes("worker-out-of-memory"),
+        ),
+    ),
+    "memory high": Fact(
+        "docs/alerts.md",
+        r"\| `worker-memory-high` \| a worker task used more than (\d+)% of its memory for (\d+) minutes",
+        lambda: (n(alarm("worker-memory-high")["threshold"]), alarm_minutes("worker-memory-high")),
+    ),
+    "cpu high": Fact(
+        "docs/alerts.md",
+        r"\| `worker-cpu-high` \| a worker task used more than (\d+)% of its CPU for (\d+) minutes",
+        lambda: (n(alarm("worker-cpu-high")["threshold"]), alarm_minutes("worker-cpu-high")),
+    ),
+    "stopped-task log": Fact(
+        "docs/alerts.md",
+        r"`aws logs tail (/aws/events/[^ ]+) --since 1h`",
+        lambda: placeholders(inputs("aws:cloudwatch/logGroup:LogGroup", "stopped-tasks")["name"], stack=STACK),
+    ),
+    "not running: no datapoint": Fact(
+        "docs/alerts.md",
+        r"fires on (\d+) minutes without a CPU datapoint \(missing data counts as (\w+)\)",
+        lambda: (alarm_minutes("worker-not-running"), alarm("worker-not-running")["treatMissingData"]),
+    ),
+    "unexpected stops": Fact(
+        "docs/alerts.md",
+        r"\(`group` `(\w+:)<service>`\) with `lastStatus` `(\w+)` and stop code `(\w+)` or `(\w+)`, or a"
+        r" stopped reason starting with `(\w+ \w+)`",
+        lambda: (
+            stopped_pattern()["group"][0].split(":")[0] + ":",
+            *stopped_pattern()["lastStatus"],
+            *stopped_pattern()["$or"][0]["stopCode"],
+            stopped_pattern()["$or"][1]["stoppedReason"][0]["prefix"],
+        ),
+    ),
+    "stop log line": Rule("docs/alerts.md", r"e\.g\. `(Worker task .*?)`\. EventBridge", stop_log_line),
+    "stop alarms": Fact(
+        "docs/alerts.md",
+        r"`worker-tasks-stopping` on the rule's `(\w+)` metric, `worker-out-of-memory` on a metric filter"
+        r" counting `(\w+)` in that log, each firing on one stop in the last (\d+) minutes"
+        r" \((\d+) periods of (\d+) minutes\)",
+        lambda: (
+            alarm("worker-tasks-stopping")["metricName"],
+            inputs("aws:cloudwatch/logMetricFilter:LogMetricFilter")["pattern"].strip('"'),
+            alarm_minutes("worker-out-of-memory"),
+            n(alarm("worker-tasks-stopping")["evaluationPeriods"]),
+            n(alarm("worker-tasks-stopping")["period"] / MINUTE),
+        ),
+    ),
+    "busiest task": Fact(
+        "docs/alerts.md",
+        r"the `(\w+)` of `([\w/]+)` `(\w+)` and `(\w+)` for this cluster",
+        lambda: (
+            (
+                alarm("worker-memory-high")["statistic"],
+                alarm("worker-memory-high")["namespace"],
+                alarm("worker-memory-high")["metricName"],
+                alarm("worker-cpu-high")["metricName"],
+            )
+            if alarm("worker-cpu-high")["statistic"] == alarm("worker-memory-high")["statistic"]
+            else ()
+        ),
+    ),
+    "dead letters alarm": Fact(
+        "docs/alerts.md",
+        r"an alarm that the ECS observer's dead-letter queue is not empty \(`([\w-]+)`",
+        lambda: alarm("observer-dead-letters", "ecs")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
+    ),
+    "notification names": Fact(
+        "docs/alerts.md",
+        r"named `(<project>/<stack>: notify when) \.\.\.`",
+        lambda: placeholders(
+            automation("failed-runs", "ecs")["name"].split(" a flow run")[0], project=PROJECT, stack=STACK
+        ),
+    ),
+    "failed-run notification": Fact(
+        "docs/alerts.md",
+        r"\| `(notify when a flow run of <pool> fails or crashes)` \| a run of this pool enters a state of"
+        r" type (\w+) \(TimedOut included\) or (\w+) .*? \| `([^`]+)`",
+        lambda: (
+            automation("failed-runs", "ecs")["name"].split(": ", 1)[1].replace(pool("ecs")["name"], "<pool>"),
+            *automation("failed-runs", "ecs")["trigger"]["match"]["prefect.state-type"],
+            automation("failed-runs", "ecs")["actions"][0]["subject"]
+            .replace("{{ flow_run.name }}", "<run>")
+            .replace("{{ flow_run.state.name }}", "<state>"),
+        ),
+    ),
+    "pool-not-ready notification": Fact(
+        "docs/alerts.md",
+        r"\| `(notify when work pool <pool> has no worker)` \| the pool stays Not Ready for (\d+) minutes.*?"
+        r" \| `([^`]+)`",
+        lambda: (
+            automation("pool-not-ready", "ecs")["name"].split(": ", 1)[1].replace(pool("ecs")["name"], "<pool>"),
+            within_minutes("pool-not-ready", "ecs"),
+            automation("pool-not-ready", "ecs")["actions"][0]["subject"].replace(pool("ecs")["name"], "<pool>"),
+        ),
+    ),
+    "alarm count (cost)": Fact(
+        "docs/alerts.md",
+        r"\| (\d+) standard-resolution alarms, .*?; a (\w+) with the `ecs` observer's queue",
+        lambda: (str(alarm_count("default")), ORDINALS[alarm_count("ecs")]),
+    ),
+    "topic key rotation": Fact(
+        "docs/alerts.md",
+        r"Automatic rotation is (\w+):",
+        lambda: "on" if inputs("aws:kms/key:Key")["enableKeyRotation"] else "off",
+    ),
+    "OOM metric": Fact(
+        "docs/alerts.md",
+        r"the `(\w+)` custom metric",
+        lambda: inputs("aws:cloudwatch/logMetricFilter:LogMetricFilter")["metricTransformation"]["name"],
+    ),
+    "log resource policies": Fact(
+        "docs/alerts.md",
+        r"The stack also adds (\w+) CloudWatch Logs resource policy",
+        lambda: WORDS[len(run().of_type("aws:cloudwatch/logResourcePolicy:LogResourcePolicy"))],
+    ),
+    # docs/security.md
+    "SQS data key reuse": Rule(
+        "docs/security.md",
+        r"SQS reuses a data key for (\d+) minutes \(at most about ([\d,]+) requests a month",
+        sqs_data_key_requests,
+    ),
+    # docs/testing.md
+    "tested literals": Fact(
+        "docs/testing.md",
+        r"the health check's (\d+) s / (\d+) s / (\d+) / (\d+) s, (\d+) days for old flow code versions,"
+        r" (\d+) days to recover a deleted secret",
+        lambda: (
+            health("interval"),
+            health("timeout"),
+            health("retries"),
+            health("startPeriod"),
+            n(
+                inputs("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["rules"][0][
+                    "noncurrentVersionExpiration"
+                ]["noncurrentDays"]
+            ),
+            n(inputs("aws:secretsmanager/secret:Secret")["recoveryWindowInDays"]),
+        ),
+    ),
+    "health check timeout (tests)": Fact("docs/testing.md", r"within its (\d+) s timeout", lambda: health("timeout")),
+}
+
+
+@pytest.mark.parametrize("fact", FACTS.values(), ids=FACTS.keys())
+def test_docs_state_what_the_program_registers(fact: Fact | Rule) -> None:
+    found = stated(fact.page, fact.pattern)
+    assert found, f"{fact.page} no longer matches /{fact.pattern}/: reword the row with the page"
+    problems = {literals: fact.problem(*literals) for literals in found}
+    assert {k: v for k, v in problems.items() if v} == {}
+
+
+# Left out on purpose (stated, but not program values):
+# - prices and the arithmetic on them (README and docs/sizing.md "What it costs", docs/alerts.md and
+#   docs/security.md costs, docs/ecs-pools.md's per-run cost): AWS's list prices, not registered anywhere;
+# - measured results (docs/sizing.md's benchmark table and what it says, docs/runs.md's stop benchmark and the
+#   supervisor's 12 / 76 MiB, docs/ecs-pools.md's registration benchmark and "4.4 to 5.4 s", the Spot test's
+#   "about 3 s", docs/security.md's checkov counts, test-set sizes and times in README.md and docs/testing.md);
+# - Prefect's, AWS's or Linux's own values, quoted as context: Prefect's 180 s heartbeat and 10 s poll defaults,
+#   the server's 90 s / 30 s / 15 s worker liveness and 5 s proactive evaluation, AWS's two-minute Spot notice,
+#   10 resource policies per account and free tiers, the 64 KiB pipe buffer, HTTP statuses quoted from Prefect
+#   and prefect-aws messages (those of this program's own are rows above);
+# - examples a user types (`pulumi config set ... 2048`, `job_variables: {cpu: 4096, memory: 16384}`,
+#   `pandas==2.2.3`, `fargate-pool-prod`), and the key policy block, which test_kms.py compares whole.
