@@ -37,8 +37,25 @@ def _as_cli_string(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def stack_config(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list[str]]:
-    """(`namespace:key` -> value, the secret keys) for a stack, as `pulumi up` would pass them."""
+def _type_problem(stack: str, key: str, spec: Any, value: Any) -> str | None:
+    """The CLI's own refusal of a value of the wrong type for a key `Pulumi.yaml` types (it checks before the
+    program runs; the wording is the one docs/configuration.md quotes), or None."""
+    declared = spec.get("type") if isinstance(spec, dict) else None
+    text = str(value).lower() if not isinstance(value, (list, dict)) else None
+    fits = {
+        "integer": text is not None and text.lstrip("-").isdigit(),
+        "boolean": text in ("true", "false"),
+        "array": isinstance(value, list),
+    }.get(declared, True)
+    if fits:
+        return None
+    shown = "array<string>" if declared == "array" else declared
+    return f"Stack '{stack}' with configuration key '{key}' must be of type '{shown}'"
+
+
+def stack_config(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list[str], list[str]]:
+    """(`namespace:key` -> value, the secret keys) for a stack, as `pulumi up` would pass them, and the CLI's
+    refusals of values of the wrong type."""
     path = root / f"Pulumi.{stack}.yaml"
     if not path.exists():
         stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
@@ -53,13 +70,18 @@ def stack_config(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list[st
         given = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise StackFileError(f"{path.name} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    declared = project.get("config") or {}
+    wrong_types = []
     for key, value in (given.get("config") or {}).items():
         full = key if ":" in key else f"{PROJECT}:{key}"  # the CLI reads a bare key as the project's
         if isinstance(value, dict) and set(value) == {"secure"}:
             config[full], secrets = SECRET_PLACEHOLDER, [*secrets, full]
-        else:
-            config[full] = _as_cli_string(value)
-    return config, secrets
+            continue
+        name = full.split(":", 1)[1]
+        if full.startswith(f"{PROJECT}:") and (problem := _type_problem(stack, name, declared.get(name), value)):
+            wrong_types.append(problem)
+        config[full] = _as_cli_string(value)
+    return config, secrets, wrong_types
 
 
 @contextlib.contextmanager
@@ -105,7 +127,9 @@ def check(stack: str, root: Path = ROOT) -> tuple[int, str]:
     """(exit code, what to print) for one stack."""
     from components.config import ConfigError
 
-    config, secrets = stack_config(stack, root)
+    config, secrets, wrong_types = stack_config(stack, root)
+    if wrong_types:  # the CLI stops here, before the program runs
+        return 1, "\n".join(f"error: {problem}" for problem in wrong_types)
     with _warnings() as warnings:
         try:
             run = run_program(config, secret_keys=secrets, stack=stack)

@@ -2,7 +2,7 @@
 
 The one place for the price figures the docs quote (us-east-1 list prices, read 2026-11 from the
 pages linked below); `devtools.check_config` prints the estimate for a stack file, and
-tests/test_costs.py checks the docs' cost figures against these.
+tests/test_check_config.py checks the README's cost figures against these.
 """
 
 from __future__ import annotations

@@ -97,14 +97,50 @@ def test_a_missing_stack_file_names_the_ones_there(capsys: pytest.CaptureFixture
     assert line.startswith("error: no Pulumi.no-such-stack.yaml in ") and "dev" in line
 
 
-def test_the_estimate_follows_spot_architecture_and_alarms() -> None:
+def test_the_readme_costs_are_the_estimates_of_devtools_costs() -> None:
+    """The README's cost figures are what devtools/costs.py computes from the program's resources, so the prices
+    live in one place: a price or a resource changed on one side only fails here."""
     from conftest import BASE_CONFIG, run_program
+
+    from devtools import costs
+
+    readme, x = (ROOT / "README.md").read_text(), "\N{MULTIPLICATION SIGN}"
 
     def total(**config: str) -> float:
         return monthly_estimate(run_program({**BASE_CONFIG, **config})).total
 
-    default = total()
-    assert round(default, 2) == 24.07  # $18.02 task + $3.65 IPv4 + $0.40 secret + $0.50 ECR + $0.50 alarms + $1 key
-    assert round(default - total(alarms="false"), 2) == 1.50  # 5 alarms and the topic's KMS key
-    assert round(default - total(workerCapacity="FARGATE_SPOT"), 2) == round(18.02 * 0.70, 2)
-    assert round(default - total(cpuArchitecture="ARM64"), 2) == round(18.02 - 14.42, 2)
+    x86, arm = costs.fargate_hour(512, 1024, "X86_64") * 730, costs.fargate_hour(512, 1024, "ARM64") * 730
+    for figure in (
+        f"{costs.FARGATE_VCPU_HOUR['X86_64']} per vCPU-hour",
+        f"${costs.FARGATE_GB_HOUR['X86_64']} per GB-hour",
+        f"IPv4 ${costs.PUBLIC_IPV4_HOUR} per hour",
+        f"(0.5 {x} {costs.FARGATE_VCPU_HOUR['X86_64']} + 1 {x} {costs.FARGATE_GB_HOUR['X86_64']}) {x} 730 | ${x86:.2f}",
+        f"**about ${total():.2f}**",  # the default stack, alarms included
+        f"(about ${total(alarms='false'):.2f})",
+        f"the default stack about ${total(workerCapacity='FARGATE_SPOT'):.2f}",
+        f"${x86 * (1 - costs.SPOT_SAVING):.2f} (18.02 {x} 0.3)",
+        f"ARM64 on\ndemand: ${arm:.2f}",
+    ):
+        assert figure in readme, figure
+
+
+def test_a_value_of_the_wrong_type_is_refused_as_the_cli_refuses_it(tmp_path: Path) -> None:
+    """Before the program runs, the CLI checks the types Pulumi.yaml declares (docs/configuration.md quotes it)."""
+    root = _stack(
+        tmp_path,
+        "typed",
+        """\
+        config:
+          prefect-fargate:cpu: half
+          prefect-fargate:subnetIds: subnet-0123456789abcdef0,subnet-0123456789abcdef1
+          prefect-fargate:alarms: "yes"
+          prefect-fargate:memory: "2048"
+        """,
+    )
+    code, text = check_config.check("typed", root)
+    assert code == 1
+    assert text.splitlines() == [
+        "error: Stack 'typed' with configuration key 'cpu' must be of type 'integer'",
+        "error: Stack 'typed' with configuration key 'subnetIds' must be of type 'array<string>'",
+        "error: Stack 'typed' with configuration key 'alarms' must be of type 'boolean'",
+    ]
