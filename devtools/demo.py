@@ -51,7 +51,7 @@ def _check_port(port: int, what: str, flag: str) -> None:
             ) from None
 
 
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     """SIGTERM ends the demo as Ctrl-C does, so the processes it started are stopped either way."""
     raise KeyboardInterrupt
 

@@ -494,9 +494,9 @@ class Cluster:
             stuck_runs_automation,
             zombie_runs_automation,
         )
-        from devtools.mocks import API_KEY, PROJECT, STACK
+        from devtools.mocks import API_KEY, OWNER
 
-        owner = f"{PROJECT}/{STACK}"
+        owner = OWNER
         stuck_after = stuck_after or timedelta(minutes=StackConfig.stuck_run_minutes)
         specs = [zombie_runs_automation(owner), stuck_runs_automation(owner, self.work_pool, stuck_after)]
         credential = {"auth_string": self.auth_string} if self.auth_string else {"api_key": API_KEY}
