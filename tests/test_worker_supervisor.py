@@ -3,7 +3,7 @@
 The stand-in behaves as `prefect worker start` does where it matters here: it "polls" (appends to a
 file every 0.1 s), starts each flow run as a child in a session of its own with PREFECT__FLOW_RUN_ID
 in its environment, and ends its runs when it gets SIGTERM or SIGINT. The supervisor is stopped as
-ECS stops a container (tests/harness.py, `Process.ecs_stop`). Handing a run back to Prefect needs a
+ECS stops a container (devtools/harness.py, `Process.ecs_stop`). Handing a run back to Prefect needs a
 server: that part is proved end to end in test_runtime.py; here the API is unreachable on purpose.
 """
 
@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from harness import Process, describe_live, free_port, wait_for
+
+from devtools.harness import Process, describe_live, free_port, wait_for
 
 SUPERVISOR = Path(__file__).resolve().parent.parent / "agent_image" / "worker_supervisor.py"
 STOP_TIMEOUT = 8
