@@ -257,11 +257,22 @@ class AgentService(pulumi.ComponentResource):
             cluster=args.cluster_arn,
             task_definition=self.task_definition.arn,
             desired_count=args.desired_count,
+            # No force_new_deployment: the AWS provider sends ForceNewDeployment with *every* update of
+            # a service that has it (terraform-provider-aws internal/service/ecs/service.go,
+            # resourceServiceUpdate: `ForceNewDeployment: d.Get("force_new_deployment")`), so a new
+            # desiredCount, subnet or security group would replace every running worker. Without it:
+            # - a new task definition (image, credential version, size, settings) is an UpdateService
+            #   with the new taskDefinition, which ECS rolls out by itself;
+            # - a new workerCapacity changes the capacity provider strategy, which the provider then
+            #   plans as a replacement of the service (capacityProviderStrategyCustomizeDiff forces a
+            #   new service on any strategy change without force_new_deployment, and on FARGATE's
+            #   launch type <-> a strategy even with it): Pulumi creates the new service on the new
+            #   capacity, waits for it to be steady, then deletes the old one, whose tasks get
+            #   ECS's SIGTERM (the worker's stop path);
+            # - desiredCount and the rest are UpdateService fields that start no deployment (ECS itself
+            #   starts new tasks for a new network configuration). Once Application Auto Scaling owns
+            #   desiredCount, this service needs `ignore_changes=["desiredCount"]`, or `pulumi up` resets it.
             **service_capacity(args.capacity),
-            # Switching workerCapacity changes the capacity provider strategy, which the AWS provider
-            # updates only with force_new_deployment (capacityProviderStrategyCustomizeDiff in
-            # terraform-provider-aws's ecs/service.go); the new tasks then start on the new capacity.
-            force_new_deployment=True,
             platform_version="LATEST",
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
                 subnets=args.subnet_ids,

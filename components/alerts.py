@@ -331,9 +331,15 @@ class Alerts(pulumi.ComponentResource):
             kms_key_id=args.kms_key_arn,
             opts=child,
         )
+        # EventBridge writes to a CloudWatch Logs target under the log group's resource policy, not a
+        # role (EventBridge user guide, "Using resource-based policies", CloudWatch Logs permissions).
+        # Scoped to the log group with `resource_arn` (PutResourcePolicy's resourceArn: a log group ARN,
+        # without `:*`): a policy without one is account-level, and a region holds at most 10 of those,
+        # shared with Route 53, OpenSearch and others (PutResourcePolicy API reference). The provider
+        # takes `policy_name` or `resource_arn`, not both.
         aws.cloudwatch.LogResourcePolicy(
             f"{name}-events-to-logs",
-            policy_name=f"{args.alarm_prefix}-events-to-logs",
+            resource_arn=self.stopped_tasks_log.arn,
             policy_document=policy_document(
                 {
                     "Sid": "EventBridgeWritesStoppedTasks",

@@ -484,12 +484,6 @@ def _credential_fix(key: str) -> str:
     return set_command(key, example, secret=True)
 
 
-def _prefect_api_url(r: _Reader) -> tuple[str, bool]:
-    """The API URL from exactly one of: prefectAccountId + prefectWorkspaceId (Prefect Cloud), or
-    prefectApiUrl; and whether the stack points at Prefect Cloud (which needs a key). A prefectApiUrl
-    that is not Cloud's counts as self-hosted even when it is refused, so its one error is the URL's."""
-
-
 def _capacities(r: _Reader, pool_type: str, architecture: str) -> tuple[str, str]:
     """workerCapacity, and flowRunCapacity (which only an `ecs` pool's flow-run tasks have)."""
     allowed = "FARGATE (on demand) or FARGATE_SPOT (about 70% cheaper, may be stopped with two minutes' notice)"
@@ -515,8 +509,10 @@ def _capacities(r: _Reader, pool_type: str, architecture: str) -> tuple[str, str
     return worker, flow_run
 
 
-def _prefect_api_url(r: _Reader) -> str:
-    """Exactly one of: prefectAccountId + prefectWorkspaceId (Prefect Cloud), or prefectApiUrl."""
+def _prefect_api_url(r: _Reader) -> tuple[str, bool]:
+    """The API URL from exactly one of: prefectAccountId + prefectWorkspaceId (Prefect Cloud), or
+    prefectApiUrl; and whether the stack points at Prefect Cloud (which needs a key). A prefectApiUrl
+    that is not Cloud's counts as self-hosted even when it is refused, so its one error is the URL's."""
     account, workspace, url = r.raw("prefectAccountId"), r.raw("prefectWorkspaceId"), r.raw("prefectApiUrl")
     uuid_fix = "a UUID from your Prefect Cloud URL (app.prefect.cloud/account/<account>/workspace/<workspace>)"
     if url is not None and (account or workspace):

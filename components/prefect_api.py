@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import pickletools
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -47,10 +48,34 @@ class PrefectApiError(Exception):
     """A Prefect API failure, described in one line that never contains the credential."""
 
 
+def owner_mark(organization: str, project: str, stack: str, account: str, region: str) -> str:
+    """What marks a Prefect object as one stack's: `<organization>/<project>/<stack>@<account>/<region>`.
+
+    `<project>/<stack>` alone (the mark before this one) is shared by every Pulumi organization's `dev`
+    stack in one Prefect workspace. The organization tells Pulumi Cloud teams apart, but every
+    self-managed backend reports the same one ("organization"); the AWS account and region tell those
+    apart. A stack moved to another backend or organization keeps its objects all the same: the
+    providers also accept the mark the stack's state last wrote (its `olds`), and rewrite it."""
+    return f"{organization}/{project}/{stack}@{account}/{region}"
+
+
+def stack_of(mark: str) -> str:
+    """The stack name in a mark (either format)."""
+    return mark.split("@", 1)[0].rsplit("/", 1)[-1]
+
+
 def stack_owner() -> str:
-    """`<project>/<stack>`: what marks a Prefect object as this stack's (the organisation is left out,
-    so moving the stack to another backend keeps its objects)."""
-    return f"{pulumi.get_project()}/{pulumi.get_stack()}"
+    """This stack's mark (`owner_mark`). The account and region are sync invokes: a plain string, so the
+    names and descriptions built from it stay plain too."""
+    import pulumi_aws as aws
+
+    return owner_mark(
+        pulumi.get_organization() or "organization",  # Pulumi's own name for a self-managed backend's
+        pulumi.get_project(),
+        pulumi.get_stack(),
+        aws.get_caller_identity().account_id,
+        aws.get_region().region,
+    )
 
 
 def declared_in(wanted: Any, live: Any) -> bool:
@@ -155,6 +180,11 @@ def reason(exc: BaseException, fix: str = KEY_FIX) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _refused(cause: str) -> bool:
+    """Whether a failure message is the API refusing the credential (`reason`'s HTTP 401/403 lines)."""
+    return "(HTTP 401" in cause or "(HTTP 403" in cause
+
+
 class PrefectApiProvider(pulumi.dynamic.ResourceProvider):
     """Shared plumbing of a provider whose props hold `api_url`, `name` and the credential: `api_key` or
     `auth_string` (a Pulumi secret; neither for a server without authentication).
@@ -206,6 +236,28 @@ class PrefectApiProvider(pulumi.dynamic.ResourceProvider):
         except Exception as exc:  # the Prefect client raises httpx and Prefect errors alike
             cause = reason(exc, self._fix(props))
         raise self.error(self._message(props, f"{action} it at {props.get('api_url')} failed: {cause}")) from None
+
+    def _call_stored(self, props: dict[str, Any], action: str, operation: Any) -> Any:
+        """`_call` for `read` (refresh) and `delete` (destroy), which get only the state's props
+        (pulumi/dynamic/__main__.py, `Read`/`Delete`: `request.properties`; the stack's config does not
+        reach a dynamic provider): a credential rotated and revoked since the last `pulumi up`, or a
+        Prefect out of reach, would block them for good. A refused stored credential is retried with
+        the one in the environment (the provider host inherits the CLI's), and a failure says how out."""
+        try:
+            return self._call(props, action, operation)
+        except PrefectApiError as exc:
+            prop = "auth_string" if props.get("auth_string") else "api_key"
+            env = next(name for name, value in CREDENTIAL_PROPS.items() if value == prop)
+            current = os.environ.get(env)
+            if current and current != props.get(prop) and _refused(str(exc)):
+                return self._call({**props, prop: current}, action, operation)
+            raise self.error(
+                f"{exc}. If the credential was rotated since the last `pulumi up`, run the command again with "
+                f"the current one in {env} (or `pulumi up` first, which stores it). If this {self.kind} is "
+                "gone for good or Prefect is out of reach, `pulumi state delete <urn>` (the URN of "
+                f"{props.get('name')!r} in `pulumi stack --show-urns`) removes it from the state and leaves "
+                "it in Prefect; then run the command again"
+            ) from None
 
     def _read_for_diff(self, props: dict[str, Any], read: Any) -> tuple[bool, Any]:
         """(True, what `read` found) or, with the API unreachable, (False, None) after a warning:

@@ -265,10 +265,10 @@ class PrefectWorker(pulumi.ComponentResource):
             "prefectApiUrl": args.prefect_api_url,
             **({"flowRunRoleArn": self.ecs_roles.flow_run_role.arn} if self.ecs_roles else {}),
             **({"alertTopicArn": self.alerts.topic.arn} if self.alerts else {}),
-            **({"kmsKeyPolicyStatements": self._key_policy_statements(args)} if args.kms_key_arn else {}),
+            **({"kmsKeyPolicyStatements": self._key_policy_statements()} if args.kms_key_arn else {}),
         }
 
-    def _key_policy_statements(self, args: StackConfig) -> pulumi.Output[str]:
+    def _key_policy_statements(self) -> pulumi.Output[str]:
         """What the user's key policy must allow for this stack, known at preview (docs/security.md)."""
         account, partition, region = arn_context(self)
         return pulumi.Output.all(partition, region, account).apply(

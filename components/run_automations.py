@@ -165,7 +165,7 @@ class AutomationProvider(PrefectApiProvider):
         return pulumi.dynamic.CreateResult(id_=automation_id, outs={**props, "automation_id": automation_id})
 
     def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
-        live = self._call(props, "reading", lambda client, _: self._read(client, self._id(id_, props)))
+        live = self._call_stored(props, "reading", lambda client, _: self._read(client, self._id(id_, props)))
         if live is None:  # deleted outside Pulumi
             return pulumi.dynamic.ReadResult(id_="", outs={})
         return pulumi.dynamic.ReadResult(id_=id_, outs={**props, "automation_id": str(live.id)})
@@ -191,7 +191,7 @@ class AutomationProvider(PrefectApiProvider):
         return pulumi.dynamic.UpdateResult(outs={**news, "automation_id": automation_id})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        self._call(props, "deleting", lambda client, _: self._delete(client, self._id(id_, props)))
+        self._call_stored(props, "deleting", lambda client, _: self._delete(client, self._id(id_, props)))
 
     # -- Prefect calls ----------------------------------------------------------------------------
 
@@ -239,9 +239,9 @@ class AutomationProvider(PrefectApiProvider):
 
         return AutomationCore.model_validate({**self._body(props, client), "name": props["name"]})
 
-    def _body(self, props: dict[str, Any], client: Any) -> dict[str, Any]:
-        """Everything but the name. A subclass may fill in what only the server knows (`client` is None
-        in `check`, which runs at preview and asks no server)."""
+    def _body(self, props: dict[str, Any], _client: Any) -> dict[str, Any]:
+        """Everything but the name. A subclass may fill in what only the server knows through the client
+        (None in `check`, which runs at preview and asks no server)."""
         return dict(parse_json(props["automation"]))
 
     @staticmethod

@@ -18,9 +18,11 @@ does not block an AWS-only change. Name, type or API URL changes replace the poo
 **Ownership.** Work pools have no labels in Prefect 3.9 (`WorkPool`: name, description, type,
 base job template, is_paused, concurrency limit, storage configuration), so the owner is written
 into the description, which the provider keeps as declared: "Managed by Pulumi stack
-<project>/<stack> ...". An existing pool of the same name is adopted only if it carries this
-stack's mark, or nobody's (with a warning); another stack's pool is refused with the fix, never
-updated, and never deleted by this stack's `destroy`.
+<organization>/<project>/<stack>@<account>/<region> ..." (`prefect_api.owner_mark`). An existing
+pool of the same name is adopted only if it carries this stack's mark, the mark this stack's state
+last wrote (an older format, or a stack moved or renamed; it is then rewritten), or nobody's (with a
+warning); another stack's pool is refused with the fix, never updated, and never deleted by this
+stack's `destroy`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from components.prefect_api import (
     credential_props,
     declared_in,
     parse_json,
+    stack_of,
     stack_owner,
 )
 
@@ -58,7 +61,8 @@ def description_for(owner: str) -> str:
 
 
 def owner_of(description: str | None) -> str | None:
-    """The `<project>/<stack>` a pool's description names as its owner, or None (made by hand or a worker)."""
+    """The mark (`prefect_api.owner_mark`, or the older `<project>/<stack>`) a pool's description names as
+    its owner, or None (made by hand or a worker)."""
     match = _OWNER.match(description or "")
     return match.group(1) if match else None
 
@@ -102,8 +106,8 @@ class WorkPoolProvider(PrefectApiProvider):
         pool = self._call(props, "creating", self._create)
         return pulumi.dynamic.CreateResult(id_=str(pool.id), outs=self._outs(props, pool))
 
-    def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
-        pool = self._call(props, "reading", self._read)
+    def read(self, _id: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
+        pool = self._call_stored(props, "reading", self._read)
         if pool is None:  # deleted outside Pulumi: an empty id tells the engine it is gone
             return pulumi.dynamic.ReadResult(id_="", outs={})
         live = self._live(pool)
@@ -131,7 +135,7 @@ class WorkPoolProvider(PrefectApiProvider):
         return pulumi.dynamic.UpdateResult(outs=self._outs(news, pool))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        self._call(props, "deleting", self._delete)
+        self._call_stored(props, "deleting", self._delete)
 
     # -- Prefect calls ----------------------------------------------------------------------------
 
@@ -219,7 +223,7 @@ class WorkPoolProvider(PrefectApiProvider):
                 )
             )
             return
-        stack = str(mine).rsplit("/", 1)[-1]
+        stack = stack_of(str(mine))
         raise WorkPoolError(
             f"this pool belongs to Pulumi stack {owner}, not {mine}, and two stacks cannot share a pool. "
             f"Fix: pulumi config set prefect-fargate:workPool {props['name']}-{stack}"

@@ -26,12 +26,15 @@ from pulumi.runtime.sync_await import _sync_await
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "prefect-fargate"
 STACK = "test"
+ORGANIZATION = "test-org"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 SQS_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}"
 API_KEY = "pnu_TestKeyThatMustNeverLeak0123456789"
 ACCOUNT_ID = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
 WORKSPACE_ID = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"
+# The mark this stack's Prefect objects carry under these mocks (prefect_api.owner_mark).
+OWNER = f"{ORGANIZATION}/{PROJECT}/{STACK}@{ACCOUNT}/{REGION}"
 
 BASE_CONFIG: dict[str, str] = {
     "prefectApiKey": API_KEY,
@@ -202,7 +205,7 @@ def _configure(config: dict[str, str], secret_keys: list[str], mocks: RecordingM
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.reset_options(project=PROJECT, stack=STACK)
     set_stack_config(config, secret_keys)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False, organization=ORGANIZATION)
 
 
 async def _resolve(outputs: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:

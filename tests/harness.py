@@ -484,7 +484,7 @@ class Cluster:
     def create_automations(self, stuck_after: timedelta | None = None) -> list[str]:
         """Create the stack's automations as `pulumi up` does: RunAutomations' specs through their
         provider, for this cluster's pool (`stuck_after` replaces stuckRunMinutes' default)."""
-        from conftest import API_KEY, PROJECT, STACK
+        from conftest import API_KEY, OWNER
 
         from components.config import StackConfig
         from components.run_automations import (
@@ -494,7 +494,7 @@ class Cluster:
             zombie_runs_automation,
         )
 
-        owner = f"{PROJECT}/{STACK}"
+        owner = OWNER
         stuck_after = stuck_after or timedelta(minutes=StackConfig.stuck_run_minutes)
         specs = [zombie_runs_automation(owner), stuck_runs_automation(owner, self.work_pool, stuck_after)]
         credential = {"auth_string": self.auth_string} if self.auth_string else {"api_key": API_KEY}

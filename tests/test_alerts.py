@@ -167,6 +167,17 @@ def test_a_crash_loop_is_one_alert(run: Run) -> None:
         assert alarm["period"] * alarm["evaluationPeriods"] == 30 * 60
 
 
+def test_logs_resource_policy_is_the_log_groups_own(run: Run) -> None:
+    """A policy without resourceArn is account-level: at most 10 per region, shared with other services,
+    so around the tenth stack `pulumi up` would fail with LimitExceededException."""
+    policy = run.one("aws:cloudwatch/logResourcePolicy:LogResourcePolicy").plain_inputs
+    log_arn = run.one(LOG, "stopped-tasks").outputs["arn"]
+    assert policy["resourceArn"] == log_arn
+    assert "policyName" not in policy  # the provider takes one of the two: a name makes it account-level
+    (statement,) = json.loads(policy["policyDocument"])["Statement"]
+    assert statement["Resource"] == f"{log_arn}:*"  # the group's streams, nothing else
+
+
 def test_topic_is_encrypted_with_a_key_cloudwatch_may_use(run: Run) -> None:
     key = run.one("aws:kms/key:Key")
     assert run.one("aws:sns/topic:Topic").plain_inputs["kmsMasterKeyId"] == key.outputs["arn"]
@@ -258,9 +269,9 @@ def create_in_moto(run: Run, aws: dict[str, Any]) -> dict[str, Any]:
     (statement,) = json.loads(resource_policy["policyDocument"])["Statement"]
     # EventBridge alone may write, and only to this log group's streams.
     assert (statement["Principal"], statement["Resource"]) == ({"Service": "events.amazonaws.com"}, streams_arn)
-    aws["logs"].put_resource_policy(
-        policyName=resource_policy["policyName"], policyDocument=resource_policy["policyDocument"]
-    )
+    # Scoped to the log group (botocore checks the request's shape; moto stores it but does not enforce it).
+    assert resource_policy["resourceArn"] == run.one(LOG, "stopped-tasks").outputs["arn"]
+    aws["logs"].put_resource_policy(resourceArn=log_arn, policyDocument=resource_policy["policyDocument"])
     metric_filter = run.one("aws:cloudwatch/logMetricFilter:LogMetricFilter").plain_inputs
     transformation = metric_filter["metricTransformation"]
     aws["logs"].put_metric_filter(

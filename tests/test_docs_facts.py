@@ -29,7 +29,18 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import BASE_CONFIG, PROJECT, STACK, Run, load_stack_config, name_values, run_program
+from conftest import (
+    ACCOUNT,
+    BASE_CONFIG,
+    ORGANIZATION,
+    PROJECT,
+    REGION,
+    STACK,
+    Run,
+    load_stack_config,
+    name_values,
+    run_program,
+)
 from packaging.specifiers import SpecifierSet
 
 from components import agent_service
@@ -47,10 +58,9 @@ RUNS: dict[str, dict[str, str]] = {
     "no-alarms": {**BASE_CONFIG, "alarms": "false"},
     "ecs": ECS,
     "spot": SPOT,
-    "kms": {**BASE_CONFIG, "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
+    "kms-ecs": {**ECS, "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
     "worker-image": {**BASE_CONFIG, "workerImage": OTHER_ACCOUNT_IMAGE},
 }
-RUNS["kms-ecs"] = {**RUNS["kms"], "workPoolType": "ecs"}
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 ORDINALS = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"]
 DAY, MINUTE = 86400, 60
@@ -149,6 +159,10 @@ def pool_default(variable: str, kind: str = "ecs") -> Any:
 def queue(suffix: str) -> dict[str, Any]:
     (found,) = [q.plain_inputs for q in run("ecs").of_type("aws:sqs/queue:Queue") if q.name.endswith(suffix)]
     return found
+
+
+# The stack's mark as the docs write it (prefect_api.owner_mark): the organization first, as "test" is in it.
+MARK_PARTS = {"organization": ORGANIZATION, "project": PROJECT, "stack": STACK, "account": ACCOUNT, "region": REGION}
 
 
 def placeholders(text: str, **names: str) -> str:
@@ -567,7 +581,7 @@ FACTS: dict[str, Fact | Rule] = {
         "docs/configuration.md", r"with `workPoolType` `ecs` also (`\w+`)", equal_sets("ecs", "default")
     ),
     "stack outputs with kmsKeyArn": Rule(
-        "docs/configuration.md", r"with `kmsKeyArn` also (`\w+`)", equal_sets("kms", "default")
+        "docs/configuration.md", r"with `kmsKeyArn` also (`\w+`)", equal_sets("kms-ecs", "ecs")
     ),
     # docs/runs.md
     "stopTimeout": Fact("docs/runs.md", r"`stopTimeout` \(here (\d+) s", lambda: n(container()["stopTimeout"])),
@@ -631,7 +645,7 @@ FACTS: dict[str, Fact | Rule] = {
     "automation names": Fact(
         "docs/runs.md",
         r"Their names start with `([^`]+)`",
-        lambda: placeholders(automation("zombie-runs")["name"].split(":")[0] + ":", project=PROJECT, stack=STACK),
+        lambda: placeholders(automation("zombie-runs")["name"].split(":")[0] + ":", **MARK_PARTS),
     ),
     # docs/flows.md
     "base image": Fact(
@@ -722,13 +736,13 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "pool description": Fact(
         "docs/ecs-pools.md",
-        r"\"(Managed by Pulumi stack [\w/-]+ \([\w-]+\)) \.\.\.\"",
-        lambda: pool()["description"].split(":")[0].replace(f"/{STACK} ", "/dev "),
+        r"\"(Managed by Pulumi stack\s+[\w/@-]+ \([\w-]+\)) \.\.\.\"",
+        lambda: pool()["description"].split(":")[0].replace(f"/{STACK}@", "/dev@").replace(ORGANIZATION, "acme"),
     ),
     "another stack's pool": Rule(
         "docs/ecs-pools.md",
         r"`Prefect work pool '([\w-]+)': creating it at <url> failed: this pool belongs to Pulumi stack"
-        r" ([\w/-]+), not ([\w/-]+), (.*?)`\.",
+        r" ([\w/@-]+), not ([\w/@-]+), (.*?)`\.",
         lambda name, owner, mine, rest: another_stacks_pool(
             name, owner, mine, f"this pool belongs to Pulumi stack {owner}, not {mine}, {rest}"
         ),
@@ -914,10 +928,8 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "notification names": Fact(
         "docs/alerts.md",
-        r"named `(<project>/<stack>: notify when) \.\.\.`",
-        lambda: placeholders(
-            automation("failed-runs", "ecs")["name"].split(" a flow run")[0], project=PROJECT, stack=STACK
-        ),
+        r"named `([^`]+: notify when) \.\.\.`",
+        lambda: placeholders(automation("failed-runs", "ecs")["name"].split(" a flow run")[0], **MARK_PARTS),
     ),
     "failed-run notification": Fact(
         "docs/alerts.md",

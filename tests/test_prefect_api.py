@@ -116,3 +116,18 @@ def test_messages_mask_the_credential_also_as_basic_auth_sends_it(prop: str) -> 
     message = provider._message({"name": "pool", prop: value}, f"refused {value} (Authorization: Basic {encoded})")
     assert value not in message and encoded not in message and message.count("***") == 2
     assert ("prefectApiAuthString" if prop == "auth_string" else "prefectApiKey") in provider._fix({prop: value})
+
+
+def test_every_prefect_object_carries_the_stacks_full_mark() -> None:
+    """Organization, project, stack, AWS account and region, as the program finds them: the pool's owner
+    and description and the automations' names (the provider adopts an automation by its name)."""
+    from conftest import BASE_CONFIG, OWNER, run_program
+
+    from components.work_pool import description_for
+
+    run = run_program({**BASE_CONFIG, "prefectNotifyBlock": "slack-webhook/ops"})
+    pool = run.one("pulumi-python:dynamic/prefect:WorkPool").plain_inputs
+    assert (pool["owner"], pool["description"]) == (OWNER, description_for(OWNER))
+    automations = run.of_type("pulumi-python:dynamic/prefect:Automation")
+    assert len(automations) == 4 and all(a.plain_inputs["name"].startswith(f"{OWNER}: ") for a in automations)
+    assert {"test-org", "123456789012", "us-east-1"} <= set(OWNER.replace("@", "/").split("/"))

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import API_KEY, BASE_CONFIG, PROJECT, STACK, load_stack_config, run_program
+from conftest import API_KEY, BASE_CONFIG, OWNER, load_stack_config, run_program
 from harness import Cluster, WebhookRecorder, local_cluster, wait_for
 from pulumi.runtime import rpc
 
@@ -26,7 +26,6 @@ from components.run_notifications import (
     pool_not_ready_notification,
 )
 
-OWNER = f"{PROJECT}/{STACK}"
 AUTOMATION = "pulumi-python:dynamic/prefect:Automation"
 BLOCK = "custom-webhook/ops"
 NOWHERE = "http://127.0.0.1:9/api"
@@ -67,7 +66,7 @@ def test_specs_are_accepted_by_the_client_and_server_schemas(spec: dict[str, Any
 
 def test_a_run_of_this_pool_that_fails_or_crashes_notifies_with_its_name_and_state() -> None:
     spec = failed_runs_notification(OWNER, "team-pool", BLOCK)
-    assert spec["name"] == "prefect-fargate/test: notify when a flow run of team-pool fails or crashes"
+    assert spec["name"] == f"{OWNER}: notify when a flow run of team-pool fails or crashes"
     trigger = spec["trigger"]
     assert (trigger["posture"], trigger["threshold"], trigger["within"]) == ("Reactive", 1, 0)
     assert trigger["match"]["prefect.state-type"] == ["FAILED", "CRASHED"]  # types: TimedOut is FAILED too
@@ -96,7 +95,7 @@ def test_templates_render_the_run_and_its_state_with_prefects_own_renderer() -> 
 
 def test_a_pool_without_a_worker_for_5_minutes_notifies() -> None:
     spec = pool_not_ready_notification(OWNER, "team-pool", BLOCK)
-    assert spec["name"] == "prefect-fargate/test: notify when work pool team-pool has no worker"
+    assert spec["name"] == f"{OWNER}: notify when work pool team-pool has no worker"
     trigger = spec["trigger"]
     assert (trigger["posture"], trigger["within"]) == ("Proactive", 300)
     assert trigger["after"] == ["prefect.work-pool.not-ready"]
@@ -115,8 +114,8 @@ def test_without_a_block_there_is_no_notification_and_with_one_both_per_stack() 
     run = run_program({**BASE_CONFIG, "workPool": "team-pool", "prefectNotifyBlock": "slack-webhook/ops-alerts"})
     notifications = {a.plain_inputs["name"]: a for a in run.of_type(AUTOMATION) if "notify" in a.plain_inputs["name"]}
     assert set(notifications) == {
-        "prefect-fargate/test: notify when a flow run of team-pool fails or crashes",
-        "prefect-fargate/test: notify when work pool team-pool has no worker",
+        f"{OWNER}: notify when a flow run of team-pool fails or crashes",
+        f"{OWNER}: notify when work pool team-pool has no worker",
     }
     for automation in notifications.values():
         assert automation.inputs["api_key"][rpc._special_sig_key] == rpc._special_secret_sig

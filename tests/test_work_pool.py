@@ -14,18 +14,28 @@ from typing import Any
 
 import dill
 import pytest
-from conftest import PROJECT, STACK, moto_ecs_network, name_values, record_aws_calls
+from conftest import (
+    ACCOUNT,
+    ORGANIZATION,
+    OWNER,
+    PROJECT,
+    REGION,
+    STACK,
+    moto_ecs_network,
+    name_values,
+    record_aws_calls,
+)
 from prefect_servers import AUTH_STRING, Server, nowhere
 from provider_host import ProviderHost, provider_host
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.job_templates import ecs_base_job_template, process_base_job_template
+from components.prefect_api import owner_mark
 from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
 
 pytestmark = pytest.mark.slow
 
 KEY = "pnu_WorkPoolKeyThatMustNeverLeak42"
-OWNER = f"{PROJECT}/{STACK}"
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +242,41 @@ def test_a_renamed_stack_keeps_its_pool(server: Server, provider: WorkPoolProvid
     renamed = {**props, "owner": f"{PROJECT}/renamed", "description": description_for(f"{PROJECT}/renamed")}
     provider.update(created.id, created.outs, renamed)
     assert _live(server, "renamed")["description"] == description_for(f"{PROJECT}/renamed")
+
+
+def _owned_by(server: Server, name: str, owner: str) -> dict[str, Any]:
+    return _props(server, name, owner=owner, description=description_for(owner))
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        owner_mark("another-org", PROJECT, STACK, ACCOUNT, REGION),
+        owner_mark(ORGANIZATION, PROJECT, STACK, "210987654321", REGION),
+    ],
+    ids=["other-organization", "other-account"],
+)
+def test_same_stack_name_elsewhere_is_another_owner(server: Server, provider: WorkPoolProvider, other: str) -> None:
+    """Two teams' `dev` stacks in one workspace: the mark tells them apart by organization (Pulumi Cloud)
+    or by AWS account (self-managed backends all report one organization), so neither adopts the other's
+    pool nor deletes it."""
+    assert other != OWNER
+    theirs = provider.create(_owned_by(server, f"dev-{other[:5]}", other))
+    name = theirs.outs["name"]
+    with pool_error(f"belongs to Pulumi stack {other}, not {OWNER}"):
+        provider.create(_props(server, name))
+    provider.delete("id", _props(server, name))  # our `destroy`, had it the pool in its state
+    assert _live(server, name)["description"] == description_for(other)
+
+
+def test_a_pool_with_the_older_mark_is_kept_by_its_own_stack(server: Server, provider: WorkPoolProvider) -> None:
+    """A stack made before the mark named its organization and account: its state holds the old
+    `<project>/<stack>`, so its next `pulumi up` updates the pool and writes the new mark."""
+    legacy = f"{PROJECT}/{STACK}"
+    created = provider.create(_owned_by(server, "legacy", legacy))
+    assert _live(server, "legacy")["description"] == description_for(legacy)
+    provider.update(created.id, created.outs, _props(server, "legacy"))
+    assert _live(server, "legacy")["description"] == description_for(OWNER)
 
 
 def test_existing_pool_of_another_type_is_refused(server: Server, provider: WorkPoolProvider) -> None:
@@ -510,3 +555,46 @@ def test_worker_submits_a_deployments_run_from_the_pool_on_the_server(
     environment = name_values(run_task["overrides"]["containerOverrides"][0]["environment"])
     assert environment["PREFECT_API_URL"] == server.url and "PREFECT_API_KEY" not in environment
     assert KEY not in json.dumps([params for _, _, params in calls], default=str)
+
+
+def test_destroy_after_a_revoked_credential_uses_the_current_one_or_says_how_out(
+    prefect_servers: tuple[Server, Server],
+    provider: WorkPoolProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`read`/`delete` get only the state's credential. Rotated and revoked before `pulumi up`: refresh and
+    destroy fail with the way out, and work with the current credential in the environment."""
+    _, auth_server = prefect_servers
+    props = {key: value for key, value in _props(auth_server, "rotated").items() if key != "api_key"}
+    created = provider.create({**props, "auth_string": AUTH_STRING})
+    stale = {**created.outs, "auth_string": "admin:revoked-password"}  # what the state still holds
+
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)
+    with pool_error(r"\(HTTP 401\)") as raised:
+        provider.delete(created.id, stale)
+    message = str(raised.value)
+    assert "current one in PREFECT_API_AUTH_STRING" in message and "pulumi state delete <urn>" in message
+    assert "revoked-password" not in message
+    assert provider.read(created.id, created.outs).id == created.id  # still there, and still in the state
+
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", AUTH_STRING)  # PREFECT_API_AUTH_STRING=... pulumi destroy
+    assert provider.read(created.id, stale).id == created.id  # `pulumi refresh`
+    provider.delete(created.id, stale)
+    assert provider.read(created.id, created.outs).id == ""  # gone
+
+    # The automations' provider shares the way out (PrefectApiProvider._call_stored).
+    from components.run_automations import AutomationProvider, automation_props, zombie_runs_automation
+
+    automations = AutomationProvider()
+    made = automations.create(
+        automation_props(zombie_runs_automation(OWNER), auth_server.url, {"auth_string": AUTH_STRING})
+    )
+    automations.delete(made.id, {**made.outs, "auth_string": "admin:revoked-password"})
+    assert automations.read(made.id, made.outs).id == ""
+
+
+def test_destroy_with_prefect_out_of_reach_names_the_state_command(provider: WorkPoolProvider) -> None:
+    props = _props(nowhere(), "unreachable")
+    with pool_error("cannot reach the Prefect API") as raised:
+        provider.delete("id", props)
+    assert "`pulumi state delete <urn>`" in str(raised.value)

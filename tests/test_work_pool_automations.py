@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from conftest import BASE_CONFIG, PROJECT, STACK, load_stack_config, run_program
+from conftest import BASE_CONFIG, OWNER, load_stack_config, run_program
 from pulumi.runtime import rpc
 
 from components.config import ConfigError
@@ -27,17 +27,17 @@ from components.run_automations import (
 )
 
 KEY = "pnu_AutomationKeyThatMustNeverLeak5"
-OWNER = f"{PROJECT}/{STACK}"
 NOWHERE = "http://127.0.0.1:9/api"
 AUTOMATION = "pulumi-python:dynamic/prefect:Automation"
 # `GET /automations/{id}` from a real Prefect 3.9.1 server for props(stuck_runs_automation(OWNER,
 # "fargate-pool", 15 min)) as the provider made it (recorded 2026-11-28): the server's trigger id
 # and defaults included.
 RECORDED = json.loads((Path(__file__).parent / "data" / "automation_stuck_runs_3.9.1.json").read_text())
+RECORDED_OWNER = "prefect-fargate/test"  # the recording's mark (the `<project>/<stack>` format of then)
 
 
 def stuck(pool: str = "fargate-pool", after: timedelta = timedelta(minutes=15)) -> dict[str, Any]:
-    return automation_props(stuck_runs_automation(OWNER, pool, after), NOWHERE, {"api_key": KEY})
+    return automation_props(stuck_runs_automation(RECORDED_OWNER, pool, after), NOWHERE, {"api_key": KEY})
 
 
 # -- the specs: what the stack asks Prefect for -------------------------------------------------------
@@ -63,7 +63,7 @@ def test_specs_are_accepted_by_the_client_and_server_schemas(spec: dict[str, Any
 def test_zombie_runs_crash_after_90_s_without_a_heartbeat() -> None:
     """docs/runs.md's promise, as literals: three missed 30 s beats, then CRASHED; every flow run."""
     spec = zombie_runs_automation(OWNER)
-    assert spec["name"] == "prefect-fargate/test: crash flow runs whose heartbeats stop"
+    assert spec["name"] == f"{OWNER}: crash flow runs whose heartbeats stop"
     trigger = spec["trigger"]
     assert (trigger["posture"], trigger["within"], trigger["threshold"]) == ("Proactive", 90, 1)
     assert trigger["after"] == ["prefect.flow-run.heartbeat"] and trigger["expect"] == ["prefect.flow-run.*"]
@@ -74,7 +74,7 @@ def test_zombie_runs_crash_after_90_s_without_a_heartbeat() -> None:
 
 def test_stuck_runs_of_this_pool_crash_after_the_configured_time() -> None:
     spec = stuck_runs_automation(OWNER, "my-pool", timedelta(minutes=20))
-    assert spec["name"] == "prefect-fargate/test: crash flow runs stuck in my-pool"
+    assert spec["name"] == f"{OWNER}: crash flow runs stuck in my-pool"
     trigger = spec["trigger"]
     assert (trigger["posture"], trigger["within"]) == ("Proactive", 1200)
     assert trigger["after"] == ["prefect.flow-run.Pending"]  # not Late: a run queued behind a limit is Late
@@ -88,10 +88,10 @@ def test_the_program_declares_both_per_stack_with_the_key_secret() -> None:
     run = run_program({**BASE_CONFIG, "workPool": "team-pool", "stuckRunMinutes": "5"})
     automations = {a.plain_inputs["name"]: a for a in run.of_type(AUTOMATION)}
     assert set(automations) == {
-        "prefect-fargate/test: crash flow runs whose heartbeats stop",
-        "prefect-fargate/test: crash flow runs stuck in team-pool",
+        f"{OWNER}: crash flow runs whose heartbeats stop",
+        f"{OWNER}: crash flow runs stuck in team-pool",
     }
-    stuck_runs = automations["prefect-fargate/test: crash flow runs stuck in team-pool"]
+    stuck_runs = automations[f"{OWNER}: crash flow runs stuck in team-pool"]
     assert stuck_runs.json_input("automation")["trigger"]["within"] == 300
     for automation in automations.values():
         assert automation.inputs["api_key"][rpc._special_sig_key] == rpc._special_secret_sig

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import OWNER as STACK_OWNER
 from pulumi.runtime import rpc
 
 from components.job_templates import process_base_job_template
@@ -25,7 +26,7 @@ NOWHERE = "http://127.0.0.1:9/api"  # nothing listens: a test that reached a ser
 # `GET /work_pools/fargate-pool` from a real Prefect 3.9.1 server, for the pool the provider made from
 # props() (tests/prefect_servers.py; recorded 2026-11-28).
 RECORDED = json.loads((Path(__file__).parent / "data" / "work_pool_process_3.9.1.json").read_text())
-OWNER = "prefect-fargate/test"
+OWNER = "prefect-fargate/test"  # the recording's mark (the `<project>/<stack>` format of then)
 
 
 def props(**overrides: Any) -> dict[str, Any]:
@@ -307,8 +308,8 @@ def test_key_is_a_secret_input_and_a_secret_output(monkeypatch: pytest.MonkeyPat
     assert opts.additional_secret_outputs == ["api_key", "auth_string"]
     pool = run.one("pulumi-python:dynamic/prefect:WorkPool")
     assert pool.inputs["api_key"][rpc._special_sig_key] == rpc._special_secret_sig
-    assert pool.plain_inputs["owner"] == OWNER
-    assert pool.plain_inputs["description"] == description_for(OWNER)
+    assert pool.plain_inputs["owner"] == STACK_OWNER
+    assert pool.plain_inputs["description"] == description_for(STACK_OWNER)
 
 
 @pytest.mark.parametrize(
