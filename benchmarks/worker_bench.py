@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the program's
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the harness
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent_image"))  # the worker's supervisor
 
-from worker_supervisor import runs_in_flight
+import worker_supervisor
 
 from components.agent_service import USABLE_MEMORY
 from devtools.harness import Cluster, Process, descendants, local_cluster, rss_bytes, wait_for
@@ -63,9 +63,12 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            runs = runs_in_flight(self.worker.pid)
-            in_runs = {pid for pids in runs.values() for pid in pids}
-            worker_pids = [self.worker.pid, *(pid for pid in descendants(self.worker.pid) if pid not in in_runs)]
+            supervisor, table = self.worker.pid, worker_supervisor.read_process_table()
+            # the supervisor's own child: `prefect worker start`, leading a session of its own
+            worker = next((p.pid for p in table.values() if p.ppid == supervisor and p.sid == p.pid), supervisor)
+            split = worker_supervisor.split_processes(table, supervisor, worker, worker_supervisor.read_flow_run_id)
+            runs = split.runs
+            worker_pids = [supervisor, *split.worker]
             worker_rss = sum(rss_bytes(pid) for pid in worker_pids)
             self.worker_peak = max(self.worker_peak, worker_rss)
             total = worker_rss

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,9 +52,7 @@ def sleep_first_attempt(seconds: float = 600, release_file: str | None = None) -
     attempt = flow_run.run_count
     print(f"attempt {attempt}")
     if attempt == 1:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not (release_file and Path(release_file).exists()):
-            time.sleep(0.2)
+        _wait_for_release(seconds, release_file)
     return attempt
 
 
@@ -60,3 +60,30 @@ def sleep_first_attempt(seconds: float = 600, release_file: str | None = None) -
 def sleep_first_attempt_retries_1(seconds: float = 600) -> int:
     """As sleep_first_attempt, with one retry: a run whose worker dies on attempt 1 is owed attempt 2."""
     return sleep_first_attempt.fn(seconds)
+
+
+def _wait_for_release(seconds: float, release_file: str | None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (release_file and Path(release_file).exists()):
+        time.sleep(0.2)
+
+
+@flow(name="env-less-child")
+def env_less_child(seconds: float = 600, release_file: str | None = None) -> int:
+    """Runs a child process with an explicit, empty environment (as dbt, JVM launchers and many CLIs are started)
+    that waits for `release_file` (at most `seconds`); returns the child's exit code."""
+    wait = "import pathlib, sys, time\nwhile not pathlib.Path(sys.argv[1]).exists(): time.sleep(0.2)"
+    child = subprocess.run(
+        [sys.executable, "-c", wait, release_file or "/nonexistent"], env={}, timeout=seconds, check=True
+    )
+    return child.returncode
+
+
+@flow(name="chatty")
+def chatty(output_bytes: int = 1024 * 1024, seconds: float = 600, release_file: str | None = None) -> int:
+    """Once released, writes `output_bytes` to its stdout (more than a pipe holds), as a chatty tool does."""
+    _wait_for_release(seconds, release_file)
+    line = "x" * 1023 + "\n"
+    sys.stdout.writelines(line for _ in range(output_bytes // len(line)))
+    sys.stdout.flush()
+    return output_bytes

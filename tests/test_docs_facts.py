@@ -15,9 +15,11 @@ at the end of this file.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -84,6 +86,13 @@ def stated(page_name: str, pattern: str) -> list[tuple[str, ...]]:
 @cache
 def run(kind: str = "default") -> Run:
     return run_program(RUNS[kind])
+
+
+@cache
+def supervisor_module() -> Any:
+    """agent_image/worker_supervisor.py (it ships alone in the image: not a package)."""
+    sys.path.insert(0, str(ROOT / "agent_image"))
+    return importlib.import_module("worker_supervisor")
 
 
 def n(value: float) -> str:
@@ -599,6 +608,16 @@ FACTS: dict[str, Fact | Rule] = {
         "docs/runs.md",
         r"At (\d+) s every run still running",
         lambda: str(supervisor("--stop-timeout") - supervisor("--hand-back-seconds")),
+    ),
+    "hand-back calls": Fact(
+        "docs/runs.md",
+        r"handed back at once \((\d+) calls at a\s+time\), with Prefect's client retries off, a (\d+) s timeout"
+        r"\s+per call and\s+every call cut off (\d+) s\s+before the deadline",
+        lambda: (
+            str(supervisor_module().HAND_BACK_CONCURRENCY),
+            n(supervisor_module().CALL_TIMEOUT_SECONDS),
+            n(supervisor_module().EXIT_MARGIN_SECONDS),
+        ),
     ),
     "hand-back window": Fact(
         "docs/runs.md", r"unreachable during the last (\d+) s", lambda: str(supervisor("--hand-back-seconds"))

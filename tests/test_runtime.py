@@ -25,7 +25,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Scheduled
 from runtime_flows import FAILURE_MESSAGE
 
-from devtools.harness import Cluster, Process, StopResult, local_cluster, wait_for
+from devtools.harness import Cluster, Process, StopResult, describe_live, local_cluster, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -216,6 +216,32 @@ def test_ecs_stop_with_limit_runs_in_flight_loses_none(cluster: Cluster, stoppab
     assert replacement.alive()
     assert {r.state.type for r in runs.values()} == {StateType.COMPLETED}, [r.state for r in runs.values()]
     assert sorted(r.run_count for r in runs.values()) == sorted(1 if n % 2 else 2 for n in range(limit))
+
+
+@pytest.mark.long  # in CI's own `-m long` run: keeps the default run short (the fast set has a stand-in's)
+def test_ecs_stop_a_run_whose_child_has_no_environment_and_a_run_printing_1_mib_finish_in_place(
+    cluster: Cluster, stoppable_worker: Process
+) -> None:
+    """The supervisor freezes the worker only: a run's child started with env={} (no PREFECT__FLOW_RUN_ID) keeps
+    running, and a run that writes more than a pipe holds while the worker is frozen is not blocked."""
+    release = cluster.workdir / "release-child-and-chatty-runs"
+    short = {"seconds": SHORT_RUN_CAP_SECONDS, "release_file": str(release)}
+    child = cluster.trigger(_deployment_id(cluster, "runtime_flows.py:env_less_child", "env-less-child"), short)
+    chatty = cluster.trigger(_deployment_id(cluster, "runtime_flows.py:chatty", "chatty"), short)
+    cluster.wait_running([child, chatty], RUN_TIMEOUT)
+    wait_for(  # the child is running at the stop
+        lambda: any(str(release) in describe_live(pid) for pid in stoppable_worker.tree()), 60, "the env-less child"
+    )
+    replacement = cluster.start_worker()  # runs a handed-back run again, so a failure shows as a second run
+    stop = _stop_releasing(stoppable_worker, release)
+    assert stop.exited_in_time, stoppable_worker.log()[-3000:]
+    runs = cluster.wait_final([child, chatty], RUN_TIMEOUT)
+    assert replacement.alive()
+    for name, run_id in (("env-less child", child), ("1 MiB of output", chatty)):
+        assert runs[run_id].state.type == StateType.COMPLETED, (name, runs[run_id].state)
+        assert runs[run_id].run_count == 1, f"the run with {name} was handed back instead of finishing in place"
+    lines = stoppable_worker.log().count("x" * 1023 + "\n")
+    assert lines == 1024, f"{lines} of the chatty run's 1024 lines reached the worker's log"
 
 
 @pytest.mark.long  # in CI's own `-m long` run: keeps the default run short
