@@ -2,7 +2,7 @@
 
     flock /work/wt/slow.lock python benchmarks/ecs_pool_bench.py [--deployments 100] [--runs 200]
 
-prefect-aws's own ECS worker polls a real local Prefect server (tests/harness.py) and submits every
+prefect-aws's own ECS worker polls a real local Prefect server (devtools/harness.py) and submits every
 run of the deployments (every tenth one asks for a bigger task); AWS is moto's, in this process.
 Compares this stack's template (one family per task size, the latest revision matched) with the
 same template under prefect-aws's own family handling (a family per deployment, no matching).
@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the program's
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the harness and the driver
 
 from ecs_submissions import Submission, moto_pool_template, stock_family_handling, submit_through_pool
-from harness import Cluster
+
+from devtools.harness import Cluster
 
 BIG_EVERY = 10
 

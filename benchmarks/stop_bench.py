@@ -1,6 +1,7 @@
 """An ECS-style stop of a worker with --limit runs in flight, on the local harness; prints a Markdown table.
 
     python benchmarks/stop_bench.py [--stop-timeout SECONDS] [--limit N]
+    python benchmarks/stop_bench.py --idle N    # N stops of an idle worker instead
 
 The worker runs as the task definition declares it (its supervisor, command, environment and
 --limit). Half of its runs cannot finish before the deadline and must be handed back and completed
@@ -12,6 +13,7 @@ runs through the stop, and a run that prints 1 MiB while the worker is frozen. T
 SIGTERM to the process group, SIGKILL of whatever is left at stopTimeout (the declared 120 s unless
 `--stop-timeout` says otherwise). Reports the time from SIGTERM to the old worker's exit and to the
 last run COMPLETED, the runs lost or run twice, and how long a worker that has no run takes to stop.
+With `--idle N`, stops N workers with no run in flight the same way and reports each one's SIGTERM to exit.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the program's components
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the harness
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # runtime_flows
 
-from harness import local_cluster, wait_for
 from worker_bench import machine
+
+from devtools.harness import local_cluster, server_only_cluster, wait_for
 
 SHORT_RUN_CAP_SECONDS = 60  # a short run unreleased by then would be handed back: counted as run twice
 LONG_RUN_SECONDS = 3600
@@ -43,7 +46,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stop-timeout", type=int, help="the deadline instead of the declared stopTimeout")
     parser.add_argument("--limit", type=int, help="runs in flight instead of the declared --limit")
+    parser.add_argument("--idle", type=int, metavar="N", help="stop N idle workers instead, one after another")
     args = parser.parse_args()
+    if args.idle:
+        idle_stops(args.idle)
+        return
 
     with local_cluster() as cluster:
         command = cluster.container["command"]
@@ -100,6 +107,21 @@ def main() -> None:
     print("| measure | value |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
+
+
+def idle_stops(count: int) -> None:
+    """SIGTERM to exit of `count` healthy workers with nothing to run, each stopped as ECS stops a task."""
+    with server_only_cluster("stop-bench-idle-") as cluster:
+        cluster.ensure_work_pool()
+        seconds = []
+        for _ in range(count):
+            worker = cluster.start_worker()
+            assert worker.health_port is not None
+            wait_for(lambda w=worker: cluster.probe_health(w.health_port) == 0, 120, "worker healthy")
+            seconds.append(worker.ecs_stop(cluster.container["stopTimeout"]).seconds)
+    print(f"Machine: {machine()}\n")
+    print("| measure | value |\n|---|---|")
+    print(f"| idle worker, SIGTERM to exit ({count} stops) | {', '.join(f'{s:.1f} s' for s in seconds)} |")
 
 
 if __name__ == "__main__":

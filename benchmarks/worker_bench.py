@@ -6,7 +6,7 @@ Measures worker cold start (process start to a passing health check), trigger-to
 (p50/p95) at Prefect's default polling and at the polling the task definition sets, throughput
 through one worker at --limit 1, 4 and 16, and memory (idle worker RSS, peak RSS of one flow-run
 process), from which it derives how many concurrent runs fit in each Fargate memory size.
-Speed targets live here, never in tests. Everything runs on 127.0.0.1 (tests/harness.py).
+Speed targets live here, never in tests. Everything runs on 127.0.0.1 (devtools/harness.py).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent_image"))  # the worker's supervisor
 
 import worker_supervisor
-from harness import Cluster, Process, descendants, local_cluster, rss_bytes, wait_for
 
 from components.agent_service import USABLE_MEMORY
+from devtools.harness import Cluster, Process, descendants, local_cluster, rss_bytes, wait_for
 
 MIB = 1024 * 1024
 FARGATE_MEMORY_MIB = (512, 1024, 2048, 3072, 4096, 8192)

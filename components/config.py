@@ -7,6 +7,7 @@ credential's value (API key or auth string) never appears in a message.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Callable
@@ -75,6 +76,11 @@ _UUID = re.compile(rf"^{_UUID_TEXT}$")
 # A Prefect Cloud API URL, and the UI URL people paste instead (app.prefect.cloud/account/<a>/workspace/<w>/...).
 _CLOUD_API_PATH = re.compile(rf"^/api/accounts/{_UUID_TEXT}/workspaces/{_UUID_TEXT}$", re.IGNORECASE)
 _CLOUD_UI_PATH = re.compile(rf"^/account/(?P<account>{_UUID_TEXT})/workspace/(?P<workspace>{_UUID_TEXT})(/|$)", re.I)
+# The ids in any Prefect Cloud URL, the UI's (/account/<a>/workspace/<w>) or the API's (/accounts/<a>/workspaces/<w>).
+_CLOUD_URL_IDS = {
+    "prefectAccountId": re.compile(rf"/accounts?/({_UUID_TEXT})(/|$)", re.I),
+    "prefectWorkspaceId": re.compile(rf"/workspaces?/({_UUID_TEXT})(/|$)", re.I),
+}
 _WORK_POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # `<block-type-slug>/<block-name>`: Prefect allows lowercase letters, digits and '-' in both
 # (prefect/types/names.py, BlockDocumentName; block type slugs are slugified names).
@@ -193,6 +199,11 @@ class StackConfig:
     @property
     def docker_platform(self) -> str:
         return CPU_ARCHITECTURES[self.cpu_architecture]
+
+
+def nearest(typed: str, allowed: tuple[str, ...]) -> str:
+    """The allowed value closest to what was typed (difflib's ratio, ignoring case), for the fix."""
+    return max(allowed, key=lambda value: difflib.SequenceMatcher(None, typed.lower(), value.lower()).ratio())
 
 
 def set_command(key: str, example: str, *, secret: bool = False) -> str:
@@ -486,7 +497,7 @@ def _work_pool(r: _Reader) -> tuple[str, int | None, TaskSize]:
         "process",
         lambda v: v in WORK_POOL_TYPES,
         "process (flow runs inside the worker's task) or ecs (one Fargate task per flow run)",
-        "ecs",
+        nearest(r.raw("workPoolType") or "", WORK_POOL_TYPES),
     )
     concurrency: int | None = None
     if r.raw("workPoolConcurrency") is not None:
@@ -626,16 +637,24 @@ def _prefect_api_url(r: _Reader) -> tuple[str, bool]:
         return "", False
     if url is not None:
         return _checked_api_url(r, url)
+    # A Prefect Cloud URL pasted into either key: its ids are the fix, for both keys.
+    pasted = {
+        key: found[1].lower()
+        for key, pattern in _CLOUD_URL_IDS.items()
+        for value in (account, workspace)
+        if value is not None and (found := pattern.search(urlparse(value).path))
+    }
     for key, value in (("prefectAccountId", account), ("prefectWorkspaceId", workspace)):
         if value is None:
             r.fail(
                 key,
                 "is not set (and prefectApiUrl is not set either)",
                 f"{uuid_fix}; or set prefectApiUrl instead",
-                set_command(key, "<uuid>"),
+                set_command(key, pasted.get(key, "<uuid>")),
             )
         elif not _UUID.match(value.lower()):
-            r.fail(key, f"{value!r} is not a UUID", uuid_fix, set_command(key, "<uuid>"))
+            problem = "is a Prefect Cloud URL, not the id in it" if key in pasted and "/" in value else "is not a UUID"
+            r.fail(key, f"{value!r} {problem}", uuid_fix, set_command(key, pasted.get(key, "<uuid>")))
     if account and workspace:
         return f"{PREFECT_CLOUD_API}/accounts/{account.lower()}/workspaces/{workspace.lower()}", True
     return "", True

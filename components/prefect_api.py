@@ -39,9 +39,23 @@ AUTH_STRING_FIX = (
     "Set the server's PREFECT_SERVER_API_AUTH_STRING: "
     "pulumi config set --secret prefect-fargate:prefectApiAuthString '<user>:<password>'"
 )
-# The prop that carries each credential (config.CREDENTIAL_ENV's variables), and what a refusal says to do.
+# A self-hosted server that answers 401 most likely runs with basic auth (PREFECT_SERVER_API_AUTH_STRING;
+# Prefect's server checks no API keys of its own), so the auth string is the key to name first.
+_AUTH_STRING_FIRST = (
+    "A self-hosted server that refuses {what} most likely runs with basic auth: "
+    "pulumi config set --secret prefect-fargate:prefectApiAuthString '<user>:<password>' (its "
+    "PREFECT_SERVER_API_AUTH_STRING{then}). If it checks API keys instead: "
+    "pulumi config set --secret prefect-fargate:prefectApiKey <key>"
+)
+SELF_HOSTED_KEY_FIX = _AUTH_STRING_FIRST.format(
+    what="a key", then="; then pulumi config rm prefect-fargate:prefectApiKey"
+)
+SELF_HOSTED_OPEN_FIX = _AUTH_STRING_FIRST.format(what="requests without credentials", then="")
+# What a 401 says was refused, by the fix that goes with it (an API key otherwise).
+_REFUSED = {AUTH_STRING_FIX: "credential", SELF_HOSTED_OPEN_FIX: "request (sent without credentials)"}
+# The prop that carries each credential (config.CREDENTIAL_ENV's variables).
 CREDENTIAL_PROPS = {"PREFECT_API_KEY": "api_key", "PREFECT_API_AUTH_STRING": "auth_string"}
-_FIXES = {"api_key": KEY_FIX, "auth_string": AUTH_STRING_FIX}
+PREFECT_CLOUD_DOMAIN = "prefect.cloud"  # as components/config.py (not imported: the provider host needs no config)
 
 
 class PrefectApiError(Exception):
@@ -153,7 +167,7 @@ def reason(exc: BaseException, fix: str = KEY_FIX) -> str:
         except ValueError:
             body = exc.response.text
         if status == 401:
-            what = "API key" if fix == KEY_FIX else "credential"
+            what = _REFUSED.get(fix, "API key")
             return f"the Prefect API refused the {what} (HTTP 401). {fix}"
         if status == 403:  # a key without access, or (Prefect Cloud) a plan without this pool type
             detail = body.get("detail") if isinstance(body, dict) else body
@@ -212,8 +226,16 @@ class PrefectApiProvider(pulumi.dynamic.ResourceProvider):
 
     @staticmethod
     def _fix(props: dict[str, Any]) -> str:
-        """How to set the credential these props carry, for a refusal."""
-        return _FIXES["auth_string" if props.get("auth_string") else "api_key"]
+        """How to set the credential these props carry, for a refusal: a self-hosted server refusing a key
+        (or no credential at all) is told about prefectApiAuthString first."""
+        from urllib.parse import urlparse
+
+        if props.get("auth_string"):
+            return AUTH_STRING_FIX
+        host = (urlparse(props.get("api_url") or "").hostname or "").lower()
+        if host == PREFECT_CLOUD_DOMAIN or host.endswith(f".{PREFECT_CLOUD_DOMAIN}"):
+            return KEY_FIX
+        return SELF_HOSTED_KEY_FIX if props.get("api_key") else SELF_HOSTED_OPEN_FIX
 
     def _message(self, props: dict[str, Any], text: str) -> str:
         """`text` about this object, with the credential masked (an error may quote a URL or a header),

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import free_port
+from devtools.harness import free_port
 
 BIN = Path(sys.executable).parent
 AUTH_STRING = "admin:right-password"

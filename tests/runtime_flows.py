@@ -56,6 +56,12 @@ def sleep_first_attempt(seconds: float = 600, release_file: str | None = None) -
     return attempt
 
 
+@flow(name="sleep-first-attempt-retries-1", retries=1, log_prints=True)
+def sleep_first_attempt_retries_1(seconds: float = 600) -> int:
+    """As sleep_first_attempt, with one retry: a run whose worker dies on attempt 1 is owed attempt 2."""
+    return sleep_first_attempt.fn(seconds)
+
+
 def _wait_for_release(seconds: float, release_file: str | None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not (release_file and Path(release_file).exists()):
@@ -81,9 +87,3 @@ def chatty(output_bytes: int = 1024 * 1024, seconds: float = 600, release_file: 
     sys.stdout.writelines(line for _ in range(output_bytes // len(line)))
     sys.stdout.flush()
     return output_bytes
-
-
-@flow(name="sleep-first-attempt-retries-1", retries=1, log_prints=True)
-def sleep_first_attempt_retries_1(seconds: float = 600) -> int:
-    """As sleep_first_attempt, with one retry: a run whose worker dies on attempt 1 is owed attempt 2."""
-    return sleep_first_attempt.fn(seconds)

@@ -396,3 +396,35 @@ def test_pulumi_yaml_defaults_pass_validation() -> None:
     }  # fmt: skip
     loaded = load_stack_config({**as_cli_sends, **BASE_CONFIG})
     assert loaded.network == NetworkConfig()
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [("proces", "process"), ("Process", "process"), ("ecss", "ecs"), ("ECS", "ecs"), ("ec2", "ecs")],
+)
+def test_a_mistyped_work_pool_type_gets_the_nearest_value(typed: str, suggested: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config({**BASE_CONFIG, "workPoolType": typed})
+    assert f"Fix: pulumi config set {PROJECT}:workPoolType {suggested}" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("pasted_into", "url", "both_ids"),
+    [
+        ("prefectAccountId", CLOUD_UI_URL, True),
+        ("prefectAccountId", f"app.prefect.cloud/account/{ACCOUNT_ID}", False),
+        ("prefectWorkspaceId", CLOUD_URL.format(ACCOUNT_ID, WORKSPACE_ID), True),
+    ],
+    ids=["ui-url-in-account", "ui-url-without-scheme", "api-url-in-workspace"],
+)
+def test_a_cloud_url_pasted_into_an_id_key_gets_the_id_in_it(pasted_into: str, url: str, both_ids: bool) -> None:
+    """As the prefectApiUrl refusal does: the fix sets the ids the pasted URL holds, for the other (unset) key too."""
+    other = next(key for key in CLOUD_KEYS if key != pasted_into)
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config({**without(other), pasted_into: url})
+    message = str(raised.value)
+    ids = {"prefectAccountId": ACCOUNT_ID, "prefectWorkspaceId": WORKSPACE_ID}
+    assert f"{PROJECT}:{pasted_into}: {url!r} is a Prefect Cloud URL, not the id in it" in message
+    assert f"Fix: pulumi config set {PROJECT}:{pasted_into} {ids[pasted_into]}" in message
+    other_fix = f"Fix: pulumi config set {PROJECT}:{other} {ids[other] if both_ids else '<uuid>'}"
+    assert other_fix in message

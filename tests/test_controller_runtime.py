@@ -25,10 +25,10 @@ from uuid import UUID
 import boto3
 import pytest
 from conftest import API_KEY
-from harness import Cluster, local_cluster, wait_for
 
 from controller import handler
 from controller.context import build_context
+from devtools.harness import Cluster, local_cluster, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -46,7 +46,7 @@ from packaging.specifiers import SpecifierSet
 from components import agent_service
 from components.agent_image import pinned_version
 from components.config import LOG_RETENTION_DAYS, ConfigError
-from components.prefect_api import KEY_FIX, reason
+from components.prefect_api import AUTH_STRING_FIX, KEY_FIX, reason
 from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -272,7 +272,7 @@ def refused_credential(what: str) -> str | None:
     """A 401 from the Prefect API, read as the provider reads it for a key (KEY_FIX) or an auth string."""
     request = httpx.Request("GET", "https://prefect.example.com/api/work_pools/x")
     error = httpx.HTTPStatusError("401", request=request, response=httpx.Response(401, request=request))
-    fix = KEY_FIX if what == "API key" else "Set the auth string."
+    fix = KEY_FIX if what == "API key" else AUTH_STRING_FIX
     message = f"the Prefect API refused the {what} (HTTP 401)"
     return None if reason(error, fix).startswith(message) else f"reason() says {reason(error, fix)!r}"
 

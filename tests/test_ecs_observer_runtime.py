@@ -18,8 +18,9 @@ import boto3
 import pytest
 from conftest import API_KEY, Run, run_program
 from ecs_task_event import capacity_failure, create_observer_aws, image_pull_failure, send_task_event
-from harness import AWS_REGION, Cluster, local_cluster, wait_for
 from test_ecs_pool import ECS_CONFIG, _job_configuration, pool_inputs
+
+from devtools.harness import AWS_REGION, Cluster, local_cluster, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 

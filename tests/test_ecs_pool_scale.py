@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 from ecs_submissions import moto_pool_template, stock_family_handling, submit_through_pool
-from harness import Cluster, server_only_cluster
+
+from devtools.harness import Cluster, server_only_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 

@@ -26,3 +26,16 @@ def test_deploy_pushes_only_the_flow_code(monkeypatch: pytest.MonkeyPatch) -> No
         f"{folder}/{path.relative_to(FLOWS)}" for path in FLOWS.rglob("*.py") if "__pycache__" not in path.parts
     }
     assert flow_code and pushed == flow_code
+
+
+def test_the_sample_schedule_is_one_prefect_deploy_accepts() -> None:
+    """Each `schedules:` entry read by the function `prefect deploy` uses (prefect/cli/deploy/_schedules.py);
+    the demo (tests/test_demo.py) shows the server storing it."""
+    from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
+    from prefect.client.schemas.schedules import CronSchedule
+
+    (deployment,) = yaml.safe_load((FLOWS / "prefect.yaml").read_text())["deployments"]
+    (config,) = deployment["schedules"]
+    schedule = _schedule_config_to_deployment_schedule(config)["schedule"]
+    assert isinstance(schedule, CronSchedule)
+    assert (schedule.cron, schedule.timezone) == ("0 2 * * *", "America/New_York")

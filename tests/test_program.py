@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API_KEY, BASE_CONFIG, PROJECT, STACK, Run, name_values, run_program, strings_in
+from conftest import API_KEY, BASE_CONFIG, PROJECT, ROOT, STACK, Run, name_values, run_program, strings_in
 
 EXPECTED_OUTPUTS = {
     "imageUri", "repositoryUrl", "clusterName", "serviceName", "taskDefinitionArn", "logGroupName",
@@ -217,3 +220,16 @@ def test_every_resource_of_an_existing_stack_keeps_its_urn_or_is_aliased_to_it(p
     assert all(len(old) <= 1 for old in moved)
     assert not set().union(*moved) & set(now)
     assert sum(len(old) for old in moved) == len(set().union(*moved))
+
+
+def test_python_before_3_11_stops_with_one_line() -> None:
+    """`__main__.py` under CPython 3.10 (which has none of the program's packages): one line, no traceback."""
+    # (a pyenv shim on PATH exists for every installed version but runs only the selected ones)
+    candidates = [*Path.home().glob(".pyenv/versions/3.10.*/bin/python3.10"), shutil.which("python3.10")]
+    python310 = next((c for c in candidates if c and subprocess.run([str(c), "-c", ""]).returncode == 0), None)
+    if python310 is None:
+        pytest.skip("no CPython 3.10 on this machine")
+    result = subprocess.run([str(python310), "__main__.py"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("prefect-fargate needs Python 3.11 to 3.13, not 3.10.")

@@ -18,7 +18,7 @@ def project() -> dict[str, Any]:
 # Keys the program refuses unless they are stored as secrets, but that `config:` cannot mark `secret: true`
 # (the CLI would then refuse a stack without them, and a self-hosted server may need none; see Pulumi.yaml):
 # the template must still ask for them as secrets.
-PROGRAM_SECRETS = {"prefectApiKey"}
+PROGRAM_SECRETS = {"prefectApiKey", "prefectApiAuthString"}
 
 
 def _own_keys(prompts: dict[str, Any]) -> dict[str, Any]:
@@ -64,3 +64,37 @@ def test_answering_the_prompts_gives_a_valid_stack(project: dict[str, Any]) -> N
     )
     loaded = load_stack_config(answers, [key for key, spec in prompts.items() if spec.get("secret")])
     assert loaded.prefect_api_url.startswith("https://api.prefect.cloud/api/accounts/")
+
+
+def _answers(project: dict[str, Any], **typed: str) -> tuple[dict[str, str], list[str]]:
+    """What a user ends up with after `pulumi new`: each prompt's default unless typed, and the secret keys."""
+    prompts = _own_keys(project["template"]["config"])
+    answers = {key: str(spec.get("default", "")) for key, spec in prompts.items()}
+    return {**answers, **typed}, [key for key, spec in prompts.items() if spec.get("secret")]
+
+
+def test_the_key_prompt_says_when_to_leave_it_empty(project: dict[str, Any]) -> None:
+    prompts = _own_keys(project["template"]["config"])
+    assert "leave empty for a self-hosted server without authentication" in prompts["prefectApiKey"]["description"]
+    assert "PREFECT_SERVER_API_AUTH_STRING" in prompts["prefectApiAuthString"]["description"]
+
+
+def test_the_prompts_serve_a_self_hosted_server_with_or_without_basic_auth(project: dict[str, Any]) -> None:
+    url = "https://prefect.example.com/api"
+    loaded = load_stack_config(*_answers(project, prefectApiUrl=url, prefectApiAuthString="admin:pass word"))
+    assert loaded.prefect_api_url == url
+    assert loaded.prefect_credential is not None and loaded.prefect_credential.config_key == "prefectApiAuthString"
+    open_server = load_stack_config(*_answers(project, prefectApiUrl=url))  # both credential prompts left empty
+    assert open_server.prefect_credential is None
+
+
+def test_the_alert_email_prompt_reaches_the_alarms(project: dict[str, Any]) -> None:
+    assert "alertEmail" in _own_keys(project["template"]["config"])
+    answers, secrets = _answers(
+        project,
+        prefectApiKey="pnu_PromptedKey0123456789",
+        prefectAccountId="0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
+        prefectWorkspaceId="5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9",
+        alertEmail="oncall@example.com",
+    )
+    assert load_stack_config(answers, secrets).alert_email == "oncall@example.com"

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from conftest import API_KEY, BASE_CONFIG, OWNER, load_stack_config, run_program
-from harness import Cluster, WebhookRecorder, local_cluster, wait_for
 from pulumi.runtime import rpc
 
 from components.config import ConfigError
@@ -25,6 +24,7 @@ from components.run_notifications import (
     failed_runs_notification,
     pool_not_ready_notification,
 )
+from devtools.harness import Cluster, WebhookRecorder, local_cluster, wait_for
 
 AUTOMATION = "pulumi-python:dynamic/prefect:Automation"
 BLOCK = "custom-webhook/ops"

@@ -1,6 +1,6 @@
 """The worker's runtime contract on real Prefect: what the task definition declares actually works.
 
-A real Prefect API server, a moto S3 server and a webhook stand-in run on 127.0.0.1 (tests/harness.py).
+A real Prefect API server, a moto S3 server and a webhook stand-in run on 127.0.0.1 (devtools/harness.py).
 Each test starts a worker with the command, environment and secrets that the Pulumi program renders,
 so a change to `worker_container` or the image's pins is exercised here. Flow code reaches the bucket
 by `prefect deploy` of flows/ and the worker pulls it from S3. No assertion here is about speed: the
@@ -21,10 +21,11 @@ from uuid import UUID
 
 import pytest
 from conftest import API_KEY
-from harness import Cluster, Process, StopResult, describe_live, local_cluster, wait_for
 from prefect.client.schemas.objects import StateType
 from prefect.states import Scheduled
 from runtime_flows import FAILURE_MESSAGE
+
+from devtools.harness import Cluster, Process, StopResult, describe_live, local_cluster, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -27,10 +27,10 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Run, run_pulumi
-from harness import BIN, free_port
 from test_agent_service import service_args
 
 from components.agent_service import AgentService
+from devtools.harness import BIN, free_port
 
 SERVICE = "aws:ecs/service:Service"
 TASK = "aws:ecs/taskDefinition:TaskDefinition"

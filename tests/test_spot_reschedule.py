@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from conftest import name_values, record_aws_calls
 from ecs_submissions import moto_pool_template
-from harness import Cluster, Process, server_only_cluster, wait_for
+
+from devtools.harness import Cluster, Process, server_only_cluster, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 

@@ -330,3 +330,33 @@ def test_http_errors_read_as_their_cause(status: int, body: dict[str, Any], wrap
     cause = reason(ObjectUnsupported(http_exc=error) if wrap else error)
     assert expected in cause
     assert KEY not in cause
+
+
+CLOUD = "https://api.prefect.cloud/api/accounts/0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d/workspaces/5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"
+SET_AUTH_STRING = "pulumi config set --secret prefect-fargate:prefectApiAuthString '<user>:<password>'"
+SET_KEY = "pulumi config set --secret prefect-fargate:prefectApiKey <key>"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused", "first_fix"),
+    [
+        ({"api_url": CLOUD}, "refused the API key (HTTP 401)", SET_KEY),
+        ({}, "refused the API key (HTTP 401)", SET_AUTH_STRING),
+        ({"api_key": None}, "refused the request (sent without credentials) (HTTP 401)", SET_AUTH_STRING),
+        ({"api_key": None, "auth_string": "admin:wrong"}, "refused the credential (HTTP 401)", SET_AUTH_STRING),
+    ],
+    ids=["cloud-key", "self-hosted-key", "self-hosted-nothing", "self-hosted-auth-string"],
+)
+def test_a_401_names_the_likely_key(
+    serve: Callable[..., None], overrides: dict[str, Any], refused: str, first_fix: str
+) -> None:
+    """Prefect Cloud checks API keys; a self-hosted server that answers 401 most likely runs with basic auth,
+    so the fix names prefectApiAuthString first."""
+    serve(error=_http_error(401, {"detail": "Unauthorized"}))
+    with pytest.raises(WorkPoolError) as raised:
+        WorkPoolProvider().create(props(**overrides))
+    message = str(raised.value)
+    assert refused in message
+    fixes = [fix for fix in (SET_AUTH_STRING, SET_KEY) if fix in message]
+    assert fixes[0] == first_fix and min(message.index(f) for f in fixes) == message.index(first_fix), message
+    assert ("prefectApiAuthString" in message) == (overrides.get("api_url") != CLOUD)

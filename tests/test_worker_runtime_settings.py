@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from conftest import BASE_CONFIG, Run, name_values, run_program
-from harness import image_files
 
 from components.agent_service import (
     FLOW_RUN_RSS_MIB,
@@ -16,6 +15,7 @@ from components.agent_service import (
     WORKER_RSS_MIB,
     run_limit,
 )
+from devtools.harness import image_files
 
 
 def _limit(command: list[str]) -> int | None:

@@ -8,7 +8,7 @@ The second part runs the program (no Prefect server) in front of a stand-in work
 starts each flow run as a child in a session of its own with PREFECT__FLOW_RUN_ID in its
 environment, reads the runs' output through pipes (as Prefect's `consume_process_output` does), and
 ends its runs when it gets SIGTERM or SIGINT. The supervisor is stopped as ECS stops a container
-(tests/harness.py, `Process.ecs_stop`). The API is a closed port or a stub; handing runs back to a
+(devtools/harness.py, `Process.ecs_stop`). The API is a closed port or a stub; handing runs back to a
 real server is proved in test_runtime.py.
 """
 
@@ -32,8 +32,9 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from harness import Process, describe_live, free_port, server_only_cluster, wait_for
 from prefect.states import Cancelled, Cancelling, Completed, Crashed, Failed, Pending, Running
+
+from devtools.harness import Process, describe_live, free_port, server_only_cluster, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPERVISOR = ROOT / "agent_image" / "worker_supervisor.py"

@@ -27,11 +27,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from devtools.mocks import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS_DIR = ROOT / "flows"
-TEST_FLOWS = Path(__file__).resolve().parent / "runtime_flows.py"
+TEST_FLOWS = ROOT / "tests" / "runtime_flows.py"  # the runtime tests' flows, pushed beside flows/
 BIN = Path(sys.executable).parent
 FLOW_BUCKET = "prefect-flows-test"
 AWS_REGION = "us-east-1"
@@ -252,10 +255,7 @@ def image_files() -> dict[str, str]:
 def rendered_worker_container(auth_string: str | None = None) -> dict[str, Any]:
     """The worker's container definition exactly as the Pulumi program registers it: the default config, or
     with `auth_string` a self-hosted server's (prefectApiAuthString, as a secret)."""
-    for path in (str(ROOT), str(ROOT / "tests")):  # the program's `components`, and conftest's mocks
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    from conftest import run_program
+    from devtools.mocks import run_program
 
     if auth_string is None:
         return run_program().container()
@@ -265,7 +265,7 @@ def rendered_worker_container(auth_string: str | None = None) -> dict[str, Any]:
 
 def container_secret_values(auth_string: str | None = None) -> dict[str, str]:
     """What Secrets Manager hands the container for each declared secret: the stack's configured credential."""
-    from conftest import API_KEY
+    from devtools.mocks import API_KEY
 
     return {"PREFECT_API_KEY": API_KEY, **({"PREFECT_API_AUTH_STRING": auth_string} if auth_string else {})}
 
@@ -283,6 +283,8 @@ class Cluster:
     s3: Process | None = None
     webhook: WebhookRecorder | None = None
     workers: list[Process] = field(default_factory=list)
+    extra_flows: tuple[Path, ...] = (TEST_FLOWS,)  # pushed with flows/ by deploy_flows
+    ui: bool = False  # the server's web UI (the demo's; tests need only the API)
 
     @property
     def api_url(self) -> str:
@@ -323,7 +325,7 @@ class Cluster:
     def start_server(self, timeout: float = 120) -> Process:
         """`prefect server start` on SQLite in this cluster's PREFECT_HOME; returns once /api/health answers."""
         env = self.base_env()
-        env.update(PREFECT_HOME=str(self.workdir / "server-home"), PREFECT_UI_ENABLED="false")
+        env.update(PREFECT_HOME=str(self.workdir / "server-home"), PREFECT_UI_ENABLED=str(self.ui).lower())
         env.update(PREFECT_SERVER_LOG_RETRYABLE_ERRORS="true")  # a 503 it answers says why in server_errors()
         # SQLite takes one writer at a time, and a write that loses the race is answered 503 at once
         # (SQLITE_BUSY_SNAPSHOT); Prefect Cloud's Postgres has no such limit. CI once saw a load-test
@@ -463,7 +465,8 @@ class Cluster:
         project = self.workdir / "project"
         shutil.rmtree(project, ignore_errors=True)
         shutil.copytree(FLOWS_DIR, project, ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy(TEST_FLOWS, project / TEST_FLOWS.name)
+        for extra in self.extra_flows:
+            shutil.copy(extra, project / extra.name)
         env = self.base_env()
         env.update(FLOW_BUCKET=FLOW_BUCKET, WORK_POOL=self.work_pool)
         if self.auth_string:  # the user's CLI, logged in to the server
@@ -484,8 +487,6 @@ class Cluster:
     def create_automations(self, stuck_after: timedelta | None = None) -> list[str]:
         """Create the stack's automation as `pulumi up` does: RunAutomations' spec through its
         provider, for this cluster's pool (`stuck_after` replaces the window the stack gives it)."""
-        from conftest import API_KEY, OWNER
-
         from components.config import StackConfig
         from components.run_automations import (
             CONTROLLER_GRACE,
@@ -493,11 +494,32 @@ class Cluster:
             automation_props,
             stuck_runs_automation,
         )
+        from devtools.mocks import API_KEY, OWNER
 
         stuck_after = stuck_after or timedelta(minutes=StackConfig.stuck_run_minutes) + CONTROLLER_GRACE
         specs = [stuck_runs_automation(OWNER, self.work_pool, stuck_after)]
         credential = {"auth_string": self.auth_string} if self.auth_string else {"api_key": API_KEY}
         return [AutomationProvider().create(automation_props(spec, self.api_url, credential)).id for spec in specs]
+
+    def create_stack_objects(self, run: Run) -> list[str]:
+        """Create the Prefect objects a mocked program run declared (work pool, automations), in the order it
+        declared them, through the providers it pickled into them, as `pulumi up` does: the provider host
+        unpickles `__provider` from the resource's properties and calls `check`, then `create`
+        (pulumi/dynamic/__main__.py, `get_provider` and `Create`). The run must point at this cluster's API."""
+        import base64
+
+        import dill
+
+        ids = []
+        for resource in run.resources:
+            if not resource.typ.startswith("pulumi-python:dynamic/"):
+                continue
+            props = resource.plain_inputs
+            assert props["api_url"] == self.api_url, f"{resource.name} points at {props['api_url']}"
+            provider = dill.loads(base64.b64decode(props["__provider"]))  # noqa: S301 (pickled by our own program run)
+            checked = provider.check({}, props).inputs
+            ids.append(provider.create(checked).id)
+        return ids
 
     def save_secret(self, name: str, value: str) -> None:
         """A Prefect Secret block, as a user stores the webhook URL."""
