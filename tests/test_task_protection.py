@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import free_port, wait_for
+
+from devtools.harness import free_port, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent_image"))
 from task_protection import CHECK_SECONDS, PROTECT_MINUTES, RENEW_SECONDS, TaskProtection
