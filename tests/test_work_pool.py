@@ -588,12 +588,11 @@ def test_destroy_after_a_revoked_credential_uses_the_current_one_or_says_how_out
     assert provider.read(created.id, created.outs).id == ""  # gone
 
     # The automations' provider shares the way out (PrefectApiProvider._call_stored).
-    from components.run_automations import AutomationProvider, automation_props, zombie_runs_automation
+    from components.run_automations import AutomationProvider, automation_props, stuck_runs_automation
 
     automations = AutomationProvider()
-    made = automations.create(
-        automation_props(zombie_runs_automation(OWNER), auth_server.url, {"auth_string": AUTH_STRING})
-    )
+    spec = stuck_runs_automation(OWNER, "revoked-pool", timedelta(minutes=15))
+    made = automations.create(automation_props(spec, auth_server.url, {"auth_string": AUTH_STRING}))
     automations.delete(made.id, {**made.outs, "auth_string": "admin:revoked-password"})
     assert automations.read(made.id, made.outs).id == ""
 
