@@ -4,7 +4,9 @@
 
 Inputs: the arguments above (the container's `stopTimeout`, the seconds kept before it to hand runs
 back, the worker's command), SIGTERM/SIGINT, /proc, and for the hand-back Prefect's client settings
-from the environment (PREFECT_API_URL and the credential, the same the worker uses).
+from the environment (PREFECT_API_URL and the credential, the same the worker uses); in ECS, the
+agent's ECS_AGENT_URI, through which the task is protected from scale-in while runs are in flight
+(agent_image/task_protection.py).
 
 ECS stops a task with SIGTERM to the container's process group (the image's `tini -g`), then
 SIGKILLs what is left after `stopTimeout`. `prefect worker start` answers SIGTERM by ending its
@@ -57,6 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 from uuid import UUID
+
+from task_protection import TaskProtection  # agent_image/task_protection.py, next to this file in the image
 
 FLOW_RUN_ID = b"PREFECT__FLOW_RUN_ID="
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
@@ -486,8 +490,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     supervisor = Supervisor(command)
+    protection = TaskProtection.from_environ()  # None outside ECS
     while not stopping and supervisor.worker_code is None:
         supervisor.reap()
+        if protection is not None:  # scale-in and deployments pass this task by while runs are in flight
+            protection.update(lambda: supervisor.scan().in_flight)
         time.sleep(POLL_SECONDS)
 
     drain = None

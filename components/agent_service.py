@@ -83,6 +83,9 @@ class AgentServiceArgs:
     observer_queue_name: str | None = None  # an `ecs` worker's observer queue (EcsTaskEvents)
     repository_credentials_arn: str | None = None  # a non-ECR image's registry login (Secrets Manager ARN)
     credential_env: str = "PREFECT_API_KEY"  # or PREFECT_API_AUTH_STRING (config prefectApiAuthString)
+    # Application Auto Scaling owns the desired count (components/worker_scaling.py): `desired_count` is the
+    # first one only, and `pulumi up` leaves the count the scaling policy set alone.
+    scaled: bool = False
 
 
 # prefect-aws's ECS worker always starts its observer (its `..._OBSERVER_ENABLED` setting is read
@@ -271,8 +274,8 @@ class AgentService(pulumi.ComponentResource):
             #   capacity, waits for it to be steady, then deletes the old one, whose tasks get
             #   ECS's SIGTERM (the worker's stop path);
             # - desiredCount and the rest are UpdateService fields that start no deployment (ECS itself
-            #   starts new tasks for a new network configuration). Once Application Auto Scaling owns
-            #   desiredCount, this service needs `ignore_changes=["desiredCount"]`, or `pulumi up` resets it.
+            #   starts new tasks for a new network configuration). With minWorkers/maxWorkers Application
+            #   Auto Scaling owns desiredCount (`scaled`): `ignore_changes` keeps `pulumi up` from resetting it.
             **service_capacity(args.capacity),
             platform_version="LATEST",
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
@@ -284,6 +287,10 @@ class AgentService(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
             wait_for_steady_state=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.needs)),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=list(args.needs),
+                ignore_changes=["desiredCount"] if args.scaled else None,
+            ),
         )
         self.register_outputs({"service_name": self.service.name, "task_definition_arn": self.task_definition.arn})

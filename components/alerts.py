@@ -9,6 +9,8 @@ subscription, and CloudWatch alarms that publish to it:
   the rule's metric and on OOM kills in that log turn a crash loop into one alert);
 - memory above 90% for 10 minutes, CPU above 90% for 15 minutes;
 - with an `ecs` pool, the observer's dead-letter queue has messages (when its name is given);
+- with the stack controller's backlog metrics (controller/backlog.py): the pool's oldest Late run is older
+  than lateRunMinutes, and the controller has published nothing for 15 minutes.
 - the stack controller failed (Prefect unreachable, credential rejected, AWS throttling) in 3 of 5 minutes.
 Needs the worker's cluster and service. Alarms are named `<alarm_prefix>-<suffix>`; the topic policy
 lets CloudWatch publish for exactly these alarms' ARNs.
@@ -87,7 +89,7 @@ class AlertsArgs:
     cluster_name: pulumi.Input[str]
     cluster_arn: pulumi.Input[str]
     service_name: pulumi.Input[str]
-    desired_count: int  # 0 (a paused worker): no "not running" alarm
+    desired_count: int  # workers always on; 0 (paused, or scaled to zero when idle): no "not running" alarm
     log_retention_days: int  # for the log of stopped tasks
     alarm_prefix: str  # unique per stack; every alarm's name starts with it
     alert_email: str | None = None  # subscribed to the topic; the recipient must confirm
@@ -95,6 +97,17 @@ class AlertsArgs:
     # The user's key (config kmsKeyArn) for the topic and the stopped-task log instead of a key of our own.
     kms_key_arn: str | None = None
     controller_function_name: pulumi.Input[str] | None = None  # the stack controller (stack_controller.py)
+    backlog: BacklogAlarms | None = None  # the controller's backlog metrics
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacklogAlarms:
+    """Where the stack controller publishes the pool's backlog (controller/backlog.py), and when a Late run
+    is late enough to wake someone."""
+
+    namespace: str
+    work_pool: str
+    late_run_minutes: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +260,8 @@ def alarm_specs(args: AlertsArgs, rule_name: pulumi.Input[str]) -> list[AlarmSpe
                 datapoints_to_alarm=1,
             )
         )
+    if args.backlog is not None:
+        specs += backlog_alarm_specs(args.backlog)
     if args.controller_function_name is not None:
         specs.append(
             AlarmSpec(
@@ -270,6 +285,54 @@ def alarm_specs(args: AlertsArgs, rule_name: pulumi.Input[str]) -> list[AlarmSpe
             )
         )
     return specs
+
+
+# The controller publishes every minute, or every 10 minutes for an idle pool (controller/backlog.py,
+# IDLE_PUBLISH_MINUTES): fifteen empty minutes are more than one missed heartbeat.
+NOT_PUBLISHING_MINUTES = 15
+
+
+def backlog_alarm_specs(backlog: BacklogAlarms) -> list[AlarmSpec]:
+    """A Late run older than lateRunMinutes (the one signal a team needs at 3 am), and a controller that
+    stopped publishing (the scaling policy then holds the worker count where it is)."""
+    pool = {"WorkPool": backlog.work_pool}
+    return [
+        AlarmSpec(
+            suffix="late-runs",
+            description=(
+                f"A flow run of pool {backlog.work_pool} has been Late (due, not started) for more than "
+                f"{backlog.late_run_minutes} minutes. Check that a worker runs and polls (the dashboard's "
+                f"Workers widget; aws ecs describe-services), then: prefect flow-run ls --state Late"
+            ),
+            namespace=backlog.namespace,
+            metric_name="OldestLateRunAge",
+            dimensions=pool,
+            statistic="Maximum",
+            comparison="GreaterThanThreshold",
+            threshold=backlog.late_run_minutes * 60,
+            period=60,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+        ),
+        AlarmSpec(
+            suffix="controller-not-publishing",
+            description=(
+                f"The stack controller has published no WorkersWanted for {NOT_PUBLISHING_MINUTES} minutes, so "
+                "the worker count is frozen where it was (scaling never acts on missing data). Read why in the "
+                "controller's log group (Prefect unreachable, key rejected, a failed job)."
+            ),
+            namespace=backlog.namespace,
+            metric_name="WorkersWanted",
+            dimensions=pool,
+            statistic="SampleCount",
+            comparison="LessThanThreshold",
+            threshold=1,
+            period=60,
+            evaluation_periods=NOT_PUBLISHING_MINUTES,
+            datapoints_to_alarm=NOT_PUBLISHING_MINUTES,
+            treat_missing_data="breaching",
+        ),
+    ]
 
 
 def stopped_task_pattern(cluster_arn: str, service_name: str) -> dict[str, Any]:

@@ -152,6 +152,15 @@ class PrefectCredential:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WorkerScaling:
+    """Workers that follow the pool's backlog (config minWorkers/maxWorkers), between `min_workers` and
+    `max_workers`; `min_workers` 0 is scale to zero (components/worker_scaling.py, controller/backlog.py)."""
+
+    min_workers: int
+    max_workers: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class StackConfig:
     """Everything the program needs from `pulumi config`, typed and validated."""
 
@@ -176,6 +185,15 @@ class StackConfig:
     worker_capacity: str = "FARGATE"  # the worker service's capacity provider
     flow_run_capacity: str = "FARGATE"  # `ecs` only: the flow-run tasks' capacity provider
     prefect_notify_block: str | None = None  # `<block-type-slug>/<block-name>` (run_notifications.py)
+    scaling: WorkerScaling | None = None  # None: `desired_count` workers, always on (the default)
+    late_run_minutes: int = 15  # the Late-run alarm fires when the pool's oldest Late run is this old
+    scale_lead_minutes: int = 3  # a run due this soon counts as due, so a worker is up when it is
+
+    @property
+    def always_on_workers(self) -> int:
+        """Workers that run whatever the backlog: the fixed count, or minWorkers when scaling."""
+        return self.desired_count if self.scaling is None else self.scaling.min_workers
+
     controller_in_vpc: bool = False  # the stack controller runs in network.subnet_ids (stack_controller.py)
 
     @property
@@ -330,6 +348,9 @@ def load_config() -> StackConfig:
     kms_key_arn = _kms_key(r)
     worker_image = _worker_image(r)
     worker_capacity, flow_run_capacity = _capacities(r, work_pool_type, architecture)
+    scaling = _scaling(r, desired_count, work_pool_type, concurrency, size)
+    late_run_minutes = _minutes(r, "lateRunMinutes", 15, 1, 1440)
+    scale_lead_minutes = _minutes(r, "scaleLeadMinutes", 3, 0, 60)
     controller_in_vpc = _controller_in_vpc(r, network)
 
     if r.errors:
@@ -363,8 +384,85 @@ def load_config() -> StackConfig:
         worker_capacity=worker_capacity,
         flow_run_capacity=flow_run_capacity,
         prefect_notify_block=notify_block,
+        scaling=scaling,
+        late_run_minutes=late_run_minutes,
+        scale_lead_minutes=scale_lead_minutes,
         controller_in_vpc=controller_in_vpc,
     )
+
+
+def _minutes(r: _Reader, key: str, default: int, low: int, high: int) -> int:
+    allowed = f"{low} to {high} minutes"
+    value = r.integer(key, default, allowed, str(default))
+    if not low <= value <= high:
+        r.fail(key, f"{value} is out of range", allowed, set_command(key, str(default)))
+        return default
+    return value
+
+
+def _scaling(
+    r: _Reader, desired_count: int, pool_type: str, concurrency: int | None, size: TaskSize
+) -> WorkerScaling | None:
+    """minWorkers/maxWorkers: unset (both), the fixed `desiredCount` as before; either set, workers follow the
+    backlog between them (an unset minWorkers is 1, today's always-on worker; an unset maxWorkers is
+    max(minWorkers, 1)). A maxWorkers the pool could never use is refused: an `ecs` worker only submits
+    runs as tasks of their own (one is enough), and a `process` pool's workPoolConcurrency fills
+    ceil(concurrency / --limit) workers."""
+    given = {key: r.raw(key) for key in ("minWorkers", "maxWorkers")}
+    if all(value is None for value in given.values()):
+        return None
+    allowed = "0 to 100 worker tasks, minWorkers <= maxWorkers"
+    min_workers = r.integer("minWorkers", 1, allowed, "0")
+    max_workers = r.integer("maxWorkers", max(min_workers, 1), allowed, "2")
+    if desired_count != 1:  # Pulumi.yaml's default is sent as if set: only a changed count conflicts
+        r.fail(
+            "desiredCount",
+            f"is {desired_count} but minWorkers/maxWorkers are set, which decide the number of workers",
+            "desiredCount (a fixed count) or minWorkers/maxWorkers (following the backlog), not both",
+            f"pulumi config rm {NAMESPACE}:desiredCount",
+        )
+    for key, value in (("minWorkers", min_workers), ("maxWorkers", max_workers)):
+        if not 0 <= value <= 100:
+            r.fail(key, f"{value} is out of range", allowed, set_command(key, "1"))
+            return None
+    if max_workers < 1:
+        r.fail("maxWorkers", "is 0, so no flow run would ever start", allowed, set_command("maxWorkers", "1"))
+        return None
+    if min_workers > max_workers:
+        r.fail(
+            "minWorkers",
+            f"{min_workers} is above maxWorkers {max_workers}",
+            allowed,
+            f"{set_command('minWorkers', str(max_workers))}  (or: {set_command('maxWorkers', str(min_workers))})",
+        )
+        return None
+    useful = _useful_workers(pool_type, concurrency, size)
+    if useful is not None and max_workers > useful:
+        why = (
+            "an `ecs` worker submits every run as a Fargate task of its own, so a second worker adds nothing"
+            if pool_type == "ecs"
+            else f"workPoolConcurrency {concurrency} fills {useful} worker(s) at the task's --limit"
+        )
+        r.fail(
+            "maxWorkers",
+            f"{max_workers} is more than the pool can use: {why}",
+            f"at most {useful} here",
+            set_command("maxWorkers", str(useful)),
+        )
+        return None
+    return WorkerScaling(min_workers=min_workers, max_workers=max_workers)
+
+
+def _useful_workers(pool_type: str, concurrency: int | None, size: TaskSize) -> int | None:
+    """The most workers the pool can keep busy; None: no bound but the range."""
+    if pool_type == "ecs":
+        return 1
+    if concurrency is None:
+        return None
+    # Imported here: agent_service imports this module (TaskSize). The worker's --limit is run_limit's.
+    from components.agent_service import run_limit
+
+    return -(-concurrency // run_limit(size.memory))
 
 
 def _fargate_size(r: _Reader, cpu_key: str, memory_key: str, default: TaskSize) -> TaskSize:

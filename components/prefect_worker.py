@@ -7,6 +7,8 @@ StackController recovers the pool's runs whose worker is gone (every minute; Run
 stuck Pending runs). Unless config `alarms` is false, Alerts watches the worker service and the controller
 (topic output `alertTopicArn`), and with
 `prefectNotifyBlock` RunNotifications tells that block about failed runs and a pool without a worker.
+The controller also publishes the pool's backlog (controller/backlog.py); with minWorkers/maxWorkers
+WorkerScaling makes the service follow it, and StackDashboard shows it all (output `dashboardUrl`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ import pulumi_aws as aws
 
 from components.agent_image import AgentImage, AgentImageArgs
 from components.agent_roles import AgentRoles, AgentRolesArgs, arn_context
-from components.agent_service import FLOW_HEARTBEAT_SECONDS, FLOW_RUN_ENVIRONMENT, AgentService, AgentServiceArgs
-from components.alerts import Alerts, AlertsArgs
+from components.agent_service import (
+    FLOW_HEARTBEAT_SECONDS,
+    FLOW_RUN_ENVIRONMENT,
+    AgentService,
+    AgentServiceArgs,
+    run_limit,
+)
+from components.alerts import Alerts, AlertsArgs, BacklogAlarms
 from components.api_key_secret import CredentialSecret, CredentialSecretArgs
 from components.config import StackConfig
 from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
@@ -33,8 +41,32 @@ from components.network import AgentNetwork
 from components.run_automations import RunAutomations, RunAutomationsArgs
 from components.run_notifications import RunNotifications, RunNotificationsArgs
 from components.stack_controller import ControllerVpc, StackController, StackControllerArgs
+from components.stack_dashboard import StackDashboard, StackDashboardArgs
 from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker_cluster import WorkerCluster, WorkerClusterArgs
+from components.worker_scaling import (
+    WorkerScaling,
+    WorkerScalingArgs,
+    backlog_namespace,
+    controller_environment,
+    put_metric_statement,
+)
+
+
+def backlog_environment(args: StackConfig) -> dict[str, pulumi.Input[str]]:
+    """The controller's backlog job settings: the fixed count (min = max) unless minWorkers/maxWorkers are set."""
+    low, high = (
+        (args.scaling.min_workers, args.scaling.max_workers)
+        if args.scaling
+        else (args.desired_count, args.desired_count)
+    )
+    return controller_environment(
+        namespace=backlog_namespace(pulumi.get_stack()),
+        run_limit=run_limit(args.size.memory),
+        min_workers=low,
+        max_workers=high,
+        lead_minutes=args.scale_lead_minutes,
+    )
 
 
 class PrefectWorker(pulumi.ComponentResource):
@@ -54,6 +86,8 @@ class PrefectWorker(pulumi.ComponentResource):
     automations: RunAutomations
     controller: StackController
     notifications: RunNotifications | None  # config prefectNotifyBlock (and alarms)
+    scaling: WorkerScaling | None  # config minWorkers/maxWorkers
+    dashboard: StackDashboard
 
     def __init__(self, name: str, args: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:index:PrefectWorker", name, None, opts)
@@ -160,7 +194,8 @@ class PrefectWorker(pulumi.ComponentResource):
                 log_group_name=self.cluster.log_group.name,
                 size=args.size,
                 cpu_architecture=args.cpu_architecture,
-                desired_count=args.desired_count,
+                desired_count=args.always_on_workers,
+                scaled=args.scaling is not None,
                 subnet_ids=self.network.subnet_ids,
                 security_group_ids=self.network.security_group_ids,
                 assign_public_ip=self.network.assign_public_ip,
@@ -206,6 +241,8 @@ class PrefectWorker(pulumi.ComponentResource):
                 )
                 if args.controller_in_vpc
                 else None,
+                environment=backlog_environment(args),
+                extra_policy_statements=[put_metric_statement(backlog_namespace(pulumi.get_stack()))],
             ),
             opts=child,
         )
@@ -223,7 +260,38 @@ class PrefectWorker(pulumi.ComponentResource):
             if args.prefect_notify_block  # only with alarms on (config.py refuses it otherwise)
             else None
         )
+        self.scaling = (
+            WorkerScaling(
+                f"{name}-scaling",
+                WorkerScalingArgs(
+                    cluster_name=self.cluster.cluster.name,
+                    service_name=self.service.service.name,
+                    task_role_name=self.roles.task_role.name,
+                    min_workers=args.scaling.min_workers,
+                    max_workers=args.scaling.max_workers,
+                    namespace=backlog_namespace(pulumi.get_stack()),
+                    work_pool=args.work_pool,
+                    alarm_prefix=f"prefect-fargate-{pulumi.get_stack()}",
+                ),
+                opts=child,
+            )
+            if args.scaling is not None
+            else None
+        )
         self.alerts = self._alerts(name, args) if args.alarms else None
+        self.dashboard = StackDashboard(
+            f"{name}-dashboard",
+            StackDashboardArgs(
+                dashboard_name=f"prefect-fargate-{pulumi.get_stack()}",
+                cluster_name=self.cluster.cluster.name,
+                service_name=self.service.service.name,
+                namespace=backlog_namespace(pulumi.get_stack()),
+                work_pool=args.work_pool,
+                stopped_tasks_rule_name=self.alerts.stopped_tasks_rule.name if self.alerts else None,
+                dead_letter_queue_name=self.task_events.dead_letter_queue.name if self.task_events else None,
+            ),
+            opts=child,
+        )
         self.register_outputs(self.stack_outputs(args))
 
     def _alerts(self, name: str, args: StackConfig) -> Alerts:
@@ -234,12 +302,17 @@ class PrefectWorker(pulumi.ComponentResource):
                 cluster_name=self.cluster.cluster.name,
                 cluster_arn=self.cluster.cluster.arn,
                 service_name=self.service.service.name,
-                desired_count=args.desired_count,
+                desired_count=args.always_on_workers,
                 log_retention_days=args.log_retention_days,
                 alarm_prefix=f"prefect-fargate-{pulumi.get_stack()}",
                 alert_email=args.alert_email,
                 dead_letter_queue_name=self.task_events.dead_letter_queue.name if self.task_events else None,
                 kms_key_arn=args.kms_key_arn,
+                backlog=BacklogAlarms(
+                    namespace=backlog_namespace(pulumi.get_stack()),
+                    work_pool=args.work_pool,
+                    late_run_minutes=args.late_run_minutes,
+                ),
                 controller_function_name=self.controller.function.name,
             ),
             opts=pulumi.ResourceOptions(parent=self),
@@ -292,6 +365,7 @@ class PrefectWorker(pulumi.ComponentResource):
             "prefectApiUrl": args.prefect_api_url,
             **({"flowRunRoleArn": self.ecs_roles.flow_run_role.arn} if self.ecs_roles else {}),
             **({"alertTopicArn": self.alerts.topic.arn} if self.alerts else {}),
+            "dashboardUrl": self.dashboard.url,
             **({"kmsKeyPolicyStatements": self._key_policy_statements()} if args.kms_key_arn else {}),
         }
 

@@ -3,9 +3,9 @@
 Creates the function (python3.13, zipped by Pulumi from controller/'s modules: no Docker, no Prefect package,
 only the standard library and the runtime's boto3), its role, its log group (the stack's retention), and an
 EventBridge rule that invokes it every minute. Its jobs (controller/handler.py) recover this pool's runs whose
-worker or task is gone (controller/recovery.py); more jobs add their settings through `environment` and their
-permissions through `extra_policy_statements`. Its errors alarm on the stack's alert topic (components/alerts.py,
-`controller-errors`).
+worker or task is gone (controller/recovery.py) and publish the pool's backlog (controller/backlog.py); jobs add
+their settings through `environment` and their permissions through `extra_policy_statements`. Its errors alarm
+on the stack's alert topic (components/alerts.py, `controller-errors`).
 
 The role reads exactly the stack's credential secret, describes exactly this cluster's tasks (an `ecs` pool only),
 writes its own log group, and (config controllerInVpc) manages the function's network interfaces in the stack's
@@ -202,7 +202,7 @@ class StackController(pulumi.ComponentResource):
         self.function = aws.lambda_.Function(
             f"{name}-function",
             name=fn_name,
-            description="prefect-fargate stack controller: recovers this pool's runs whose worker is gone",
+            description="prefect-fargate stack controller: recovers the pool's runs whose worker is gone; its backlog",
             runtime=RUNTIME,
             handler=HANDLER,
             code=controller_archive(),

@@ -13,7 +13,7 @@ Environment (set by components/stack_controller.py):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,9 +50,11 @@ class Context:
     settings: Settings
     prefect: PrefectRest
     ecs: Any  # a boto3 ECS client (DescribeTasks only)
+    cloudwatch: Any = None  # a boto3 CloudWatch client (PutMetricData in the stack's namespace: backlog.py)
     now: Callable[[], datetime]
     log: Callable[[str], None]
     credential: str | None = None  # masked out of every log line (handler.mask)
+    env: Mapping[str, str] = field(default_factory=dict)  # the function's environment, for jobs' own settings
 
 
 def utcnow() -> datetime:
@@ -78,7 +80,9 @@ def build_context(env: Mapping[str, str], log: Callable[[str], None], now: Calla
         settings=settings,
         prefect=PrefectRest(settings.api_url, auth_header(credential, settings.credential_env)),
         ecs=boto3.client("ecs", config=config) if settings.pool_type == "ecs" else None,
+        cloudwatch=boto3.client("cloudwatch", config=config),
         now=now,
         log=log,
         credential=credential,
+        env=env,
     )

@@ -13,10 +13,10 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import recovery
+from . import backlog, recovery
 from .context import Context, build_context
 
-JOBS: dict[str, Callable[[Context], Any]] = {"recovery": recovery.run}
+JOBS: dict[str, Callable[[Context], Any]] = {"recovery": recovery.run, "backlog": backlog.run}
 
 
 class ControllerError(Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from controller.backlog import IDLE_PUBLISH_MINUTES
 from devtools.mocks import Run
 
 HOURS_PER_MONTH = 730
@@ -28,6 +29,11 @@ LAMBDA_GB_SECOND = 0.0000166667
 CONTROLLER_RUNS_MONTH = 60 * 24 * 30  # its schedule, rate(1 minute) (docs/runs.md, "What the controller costs")
 CONTROLLER_RUN_SECONDS = 1.0  # a few HTTP calls: an estimate, not measured on AWS
 CONTROLLER_LOGS_MONTH = 0.01  # about 400 bytes a run: 17 MB at $0.50 per GB ingested
+# https://aws.amazon.com/cloudwatch/pricing/: a custom metric ($0.30 a month, prorated by the hours it has data)
+# and PutMetricData requests ($0.01 per 1,000). The backlog job sends WorkersWanted every IDLE_PUBLISH_MINUTES
+# while the pool is idle (controller/backlog.py); busy hours add cents, left out like the other usage.
+METRIC_MONTH = 0.30
+PUT_METRIC_DATA_REQUEST = 0.01 / 1000
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,10 @@ def monthly_estimate(run: Run) -> Estimate:
         gb_seconds = CONTROLLER_RUNS_MONTH * CONTROLLER_RUN_SECONDS * int(function.plain_inputs["memorySize"]) / 1024
         lambda_month = CONTROLLER_RUNS_MONTH * LAMBDA_REQUEST + gb_seconds * LAMBDA_GB_SECOND + CONTROLLER_LOGS_MONTH
         lines.append(Line("stack controller (Lambda every minute, its logs)", lambda_month))
+        if "BACKLOG_NAMESPACE" in function.plain_inputs["environment"]["variables"]:
+            idle_requests = HOURS_PER_MONTH * 60 / IDLE_PUBLISH_MINUTES
+            backlog = METRIC_MONTH + idle_requests * PUT_METRIC_DATA_REQUEST
+            lines.append(Line("backlog metrics (WorkersWanted of an idle pool; busy hours add cents)", backlog))
     return Estimate(lines=tuple(lines), per_flow_run_hour=_flow_run_hour(run, architecture))
 
 

@@ -119,7 +119,9 @@ def test_docker_gets_only_the_files_the_dockerfile_copies() -> None:
     copied = {
         line.split()[1] for line in (ROOT / DOCKERFILE).read_text().splitlines() if line.startswith(("COPY ", "ADD "))
     }
-    assert copied == {IMAGE_REQUIREMENTS, FLOW_REQUIREMENTS, "agent_image/worker_supervisor.py"}
+    assert copied == {
+        IMAGE_REQUIREMENTS, FLOW_REQUIREMENTS, "agent_image/worker_supervisor.py", "agent_image/task_protection.py"
+    }  # fmt: skip
     # Docker also sends the Dockerfile and .dockerignore, whatever the patterns say.
     assert set(context_files()) == copied | {DOCKERFILE, ".dockerignore"}
     # pulumi-docker and Docker would prefer a <Dockerfile>.dockerignore (getIgnorePatterns); there is none.

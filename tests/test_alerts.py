@@ -132,7 +132,7 @@ def test_every_alarm_notifies_the_topic_and_says_what_to_do(run: Run) -> None:
     topic = topic_arn(run)
     assert set(alarms(run)) == {
         "worker-not-running", "worker-tasks-stopping", "worker-out-of-memory", "worker-memory-high", "worker-cpu-high",
-        "controller-errors",
+        "late-runs", "controller-not-publishing", "controller-errors",
     }  # fmt: skip
     for suffix, alarm in alarms(run).items():
         assert alarm["alarmActions"] == [topic], suffix

@@ -63,6 +63,7 @@ POLICY_CONFIGS = {
     "process": BASE_CONFIG,
     "ecs": {**BASE_CONFIG, "workPoolType": "ecs"},
     "open-server": {"prefectApiUrl": "http://prefect.internal:4200/api"},
+    "scaled": {**BASE_CONFIG, "minWorkers": "0", "maxWorkers": "2"},
     # The stack controller in the VPC: its role manages its network interfaces there (stack_controller.py).
     "controller-in-vpc": {
         "prefectApiUrl": "http://prefect.internal:4200/api",
@@ -156,9 +157,21 @@ def resource_types_by_action() -> dict[str, list[str]]:
     }
 
 
+# Actions whose resource type is optional and absent from the calls the stack makes, scoped by a condition
+# instead: PutMetricData lists a `dataset` resource, but publishing to a namespace names none, and AWS's own
+# example scopes it with "Resource": "*" and `cloudwatch:namespace` (CloudWatch user guide, "Using condition
+# keys to limit access to CloudWatch namespaces").
+SCOPED_BY_CONDITION = {"cloudwatch:putmetricdata": "cloudwatch:namespace"}
+
+
+def _condition_keys(statement: dict[str, Any]) -> set[str]:
+    return {key.lower() for operator in statement.get("Condition", {}).values() for key in operator}
+
+
 def scope_problems(documents: dict[str, tuple[str, str]], types: dict[str, list[str]]) -> list[str]:
     """Identity-policy statements whose resource AWS would not honour as written: "*" on an action that
-    takes a resource type (it could be scoped), or an ARN on one that takes none (AWS then denies it)."""
+    takes a resource type (it could be scoped; unless SCOPED_BY_CONDITION's key conditions it), or an ARN on
+    one that takes none (AWS then denies it)."""
     problems = []
     for name, (typ, document) in documents.items():
         if typ != "aws:iam/rolePolicy:RolePolicy":  # trust and resource policies: "*" means the resource itself
@@ -170,6 +183,8 @@ def scope_problems(documents: dict[str, tuple[str, str]], types: dict[str, list[
                 matched = [action for action in types if fnmatch.fnmatchcase(action, pattern.lower())]
                 assert matched, f"{name}: {pattern} names no action AWS knows"
                 for action in matched:
+                    if SCOPED_BY_CONDITION.get(action) in _condition_keys(statement) and resources == ["*"]:
+                        continue
                     if resources == ["*"] and types[action]:
                         problems.append(f"{name}: {action} on * though AWS scopes it to {types[action]}")
                     elif resources != ["*"] and not types[action]:
@@ -195,10 +210,17 @@ def test_the_scope_check_fails_both_ways() -> None:
             "scopable-on-star": role_policy("ecs:RunTask", "*"),
             "unscopable-on-arn": role_policy("ecr:GetAuthorizationToken", "arn:aws:ecr:us-east-1:1:repository/r"),
             "fine": role_policy("ec2:DescribeVpcs", "*"),
+            "metrics-anywhere": role_policy("cloudwatch:PutMetricData", "*"),
         },
         types,
     )
-    assert [problem.split(":", 1)[0] for problem in problems] == ["scopable-on-star", "unscopable-on-arn"]
+    assert [problem.split(":", 1)[0] for problem in problems] == [
+        "scopable-on-star", "unscopable-on-arn", "metrics-anywhere"
+    ]  # fmt: skip
+    namespaced = {**json.loads(role_policy("cloudwatch:PutMetricData", "*")[1])["Statement"][0],
+                  "Condition": {"StringEquals": {"cloudwatch:namespace": "prefect-fargate-test"}}}  # fmt: skip
+    document = json.dumps({"Version": "2012-10-17", "Statement": [namespaced]})
+    assert scope_problems({"one-namespace": ("aws:iam/rolePolicy:RolePolicy", document)}, types) == []
 
 
 TRUST = {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}

@@ -47,13 +47,14 @@ def test_a_good_stack_prints_what_pulumi_up_would_create_and_its_cost(tmp_path: 
     assert code == 0, text
     assert "Stack prod: the config is valid." in text
     assert "    1  aws:ecs/taskDefinition:TaskDefinition" in text
-    assert "    6  aws:cloudwatch/metricAlarm:MetricAlarm" in text
+    assert "    8  aws:cloudwatch/metricAlarm:MetricAlarm" in text
     assert "Worker: 1 task(s) of 1024 cpu / 2048 MiB, X86_64, on FARGATE; " in text
     assert f"flow runs at once per worker (--limit): {run_limit(2048)}" in text
     assert f"Work pool: fargate-pool (type process) at https://api.prefect.cloud/api/accounts/{ACCOUNT_ID}/" in text
     worker = fargate_hour(1024, 2048, "X86_64") * 730  # 1 vCPU + 2 GB all month: $36.04
     controller = 43_200 * (0.20e-6 + 1.0 * 0.125 * 0.0000166667) + 0.01  # runs a month: requests, GB-s, logs
-    total = worker + 3.65 + 0.40 + 0.50 + 6 * 0.10 + 1.00 + controller  # IPv4, secret, ECR, 6 alarms, topic key
+    backlog = 0.30 + 730 * 6 * 0.01 / 1000  # WorkersWanted, and an idle pool's request every 10 minutes
+    total = worker + 3.65 + 0.40 + 0.50 + 8 * 0.10 + 1.00 + controller + backlog  # IPv4, secret, ECR, alarms, key
     assert f"${total:7.2f}  total" in text
     assert CIPHERTEXT not in text
 

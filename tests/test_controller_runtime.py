@@ -43,6 +43,7 @@ READ_ONLY = {
     ("GET", "/events/filter/next"),
     ("GET", "/flow_runs/{id}"),
     ("GET", "/flow_run_states/"),
+    ("POST", "/flow_runs/count"),  # the backlog job (controller/backlog.py)
 }
 
 
@@ -59,6 +60,13 @@ def controller_env(api_url: str, pool: str, silence: int = TEST_SILENCE) -> dict
         "CLUSTER_ARN": "arn:aws:ecs:us-east-1:123456789012:cluster/prefect-worker-cluster",
         "SILENCE_SECONDS": str(silence),
         "STUCK_SECONDS": "900",
+        # The backlog job's (components/worker_scaling.py, controller_environment): a fixed worker.
+        "BACKLOG_NAMESPACE": "prefect-fargate-test",
+        "BACKLOG_RUN_LIMIT": "4",
+        "BACKLOG_MIN_WORKERS": "1",
+        "BACKLOG_MAX_WORKERS": "1",
+        "BACKLOG_LEAD_MINUTES": "3",
+        "BACKLOG_QUIET_MINUTES": "10",
     }
 
 

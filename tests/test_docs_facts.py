@@ -62,7 +62,7 @@ RUNS: dict[str, dict[str, str]] = {
     "worker-image": {**BASE_CONFIG, "workerImage": OTHER_ACCOUNT_IMAGE},
 }
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
-ORDINALS = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"]
+ORDINALS = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"]
 DAY, MINUTE = 86400, 60
 
 

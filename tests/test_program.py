@@ -15,6 +15,7 @@ from conftest import API_KEY, BASE_CONFIG, PROJECT, ROOT, STACK, Run, name_value
 EXPECTED_OUTPUTS = {
     "imageUri", "repositoryUrl", "clusterName", "serviceName", "taskDefinitionArn", "logGroupName",
     "flowBucketName", "apiKeySecretArn", "workPool", "workPoolType", "prefectApiUrl", "alertTopicArn",
+    "dashboardUrl",
 }  # fmt: skip
 
 

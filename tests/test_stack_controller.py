@@ -58,6 +58,13 @@ def test_the_function_runs_every_minute_small_and_quick_with_the_stacks_settings
         "CLUSTER_ARN": cluster,
         "SILENCE_SECONDS": str(MISSED_HEARTBEATS * 30),
         "STUCK_SECONDS": "900",
+        # The backlog job (controller/backlog.py): the fixed worker of a stack without minWorkers/maxWorkers.
+        "BACKLOG_NAMESPACE": "prefect-fargate-test",
+        "BACKLOG_RUN_LIMIT": "4",
+        "BACKLOG_MIN_WORKERS": "1",
+        "BACKLOG_MAX_WORKERS": "1",
+        "BACKLOG_LEAD_MINUTES": "3",
+        "BACKLOG_QUIET_MINUTES": "10",
     }
     assert "vpcConfig" not in fn or not fn["vpcConfig"]  # Prefect Cloud: outside any VPC
     rule = default_run.one("aws:cloudwatch/eventRule:EventRule", "controller").plain_inputs
@@ -100,6 +107,13 @@ def test_the_role_reads_its_secret_writes_its_log_and_nothing_else_on_a_process_
             "Action": "secretsmanager:GetSecretValue",
             "Resource": secret,
         },
+        "PublishBacklogMetrics": {  # PutMetricData names no resource: scoped to the stack's namespace
+            "Sid": "PublishBacklogMetrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": "prefect-fargate-test"}},
+        },
     }
     trust = default_run.one("aws:iam/role:Role", "controller").json_input("assumeRolePolicy")
     assert trust["Statement"] == [
@@ -117,12 +131,12 @@ def test_on_an_ecs_pool_it_describes_exactly_this_clusters_tasks(ecs_run: Run) -
         "Resource": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster['name']}/*",
         "Condition": {"ArnEquals": {"ecs:cluster": cluster["arn"]}},
     }
-    assert set(statements(ecs_run)) == {"OwnLogs", "Credential", "ThisClustersTasks"}
+    assert set(statements(ecs_run)) == {"OwnLogs", "Credential", "ThisClustersTasks", "PublishBacklogMetrics"}
 
 
 def test_a_server_without_authentication_has_no_secret_to_read() -> None:
     run = run_program({"prefectApiUrl": "http://prefect.internal:4200/api"})
-    assert set(statements(run)) == {"OwnLogs"}
+    assert set(statements(run)) == {"OwnLogs", "PublishBacklogMetrics"}
     assert "PREFECT_CREDENTIAL_SECRET_ARN" not in function(run)["environment"]["variables"]
 
 

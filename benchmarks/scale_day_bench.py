@@ -1,0 +1,264 @@
+"""A simulated day of a scaled worker service against a real local Prefect server; prints Markdown tables.
+
+    python benchmarks/scale_day_bench.py
+
+Two schedules, each run twice (one always-on worker; minWorkers 0 and a maxWorkers), every run a real
+flow run of its own pool on a local `prefect server` (127.0.0.1, SQLite):
+- nightly: 20 runs of 5 minutes, one every 3 minutes from 02:00 to 02:57;
+- burst: 100 runs of 2 minutes, all due at 12:00 (scheduled, so the controller sees them a lead time early);
+- triggered burst: the same 100 runs triggered at 12:00 (seen only when due: lead time 0).
+
+How time is compressed: a simulated clock, stepped every 5 s (the worker's poll interval,
+components/agent_service.py WORKER_QUERY_SECONDS) while anything is due, pending or running, and jumped
+over idle stretches. Runs are scheduled at `SIM_EPOCH` (real now + 3 days, so the server's Late-run
+service leaves them Scheduled) plus their offset in the day. Every minute the controller's decision
+(controller/backlog.py `read_backlog` + `workers_wanted`) reads the real server with `now` = the simulated
+clock. The server stamps start and end times with the real clock, so the time since the pool's last run
+ended (the quiet period's input) comes from the simulator's own record (the only input replaced).
+
+Workers are simulated: each polls every 5 s and claims up to --limit (4 for the default 1 GB task,
+agent_service.run_limit) runs due within PREFETCH_SECONDS, by filtering the pool's Scheduled runs and
+setting them Running through the API; a run starts RUN_START_SECONDS after its claim (pickup to engine
+start measured at 4.4-5.4 s, FACTS.md) and is set Completed after its duration. A new worker is ready
+SCALE_OUT_SECONDS after the controller asks for it: the alarm's next evaluation and the policy (up to 60 s)
+plus Fargate starting the task (TASK_START_SECONDS, an assumption from AWS's guidance; see the README)
+plus the worker's first poll (measured below). An idle worker above the wanted count stops at once; a
+busy one is protected (agent_image/task_protection.py) and stops when idle.
+
+Also measured here: one controller decision against the server (six read calls), and a real worker's
+start to its first poll (the pool turning READY), the parts of a scale from zero that run locally.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from prefect_servers import BIN, Server, nowhere  # noqa: E402
+
+from components.agent_service import WORKER_QUERY_SECONDS, run_limit  # noqa: E402
+from controller.backlog import BacklogSettings, read_backlog, workers_wanted  # noqa: E402
+from controller.prefect_rest import PrefectRest  # noqa: E402
+
+STEP = WORKER_QUERY_SECONDS
+PREFETCH_SECONDS = 10  # PREFECT_WORKER_PREFETCH_SECONDS' default
+RUN_START_SECONDS = 5
+TASK_START_SECONDS = 60
+ALARM_SECONDS = 60
+LIMIT = run_limit(1024)
+# Fargate list prices, us-east-1, Linux/x86 (README, "What it costs"): the default 0.5 vCPU + 1 GB task.
+TASK_HOUR = 0.5 * 0.04048 + 1 * 0.004445
+IPV4_HOUR = 0.005
+MONTH_DAYS = 730 / 24
+
+
+@dataclass
+class Run:
+    run_id: str
+    expected: float  # seconds into the day
+    duration: float
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass
+class Worker:
+    ready_at: float
+    launched_at: float
+    next_poll: float
+    runs: list[Run] = field(default_factory=list)
+    stopped_at: float | None = None
+
+
+def schedule(name: str) -> list[tuple[float, float]]:
+    """(expected start, duration) in seconds into the day."""
+    if name == "nightly":
+        return [(2 * 3600 + 180 * i, 300) for i in range(20)]  # "burst" and "triggered burst" alike:
+    return [(12 * 3600, 120)] * 100
+
+
+def create_runs(server: Server, pool: str, epoch: datetime, runs: list[tuple[float, float]]) -> list[Run]:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.states import Scheduled
+
+    with SyncPrefectClient(server.url) as client:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        flow_id = client.create_flow_from_name(f"{pool}-flow")
+        deployment = client.create_deployment(flow_id=flow_id, name=pool, work_pool_name=pool)
+        made = []
+        for expected, duration in runs:
+            when = epoch + timedelta(seconds=expected)
+            run = client.create_flow_run_from_deployment(deployment, state=Scheduled(scheduled_time=when))
+            made.append(Run(str(run.id), expected, duration))
+        return made
+
+
+def simulate(
+    server: Server, pool: str, runs: list[Run], epoch: datetime, scaled: tuple[int, int] | None, lead_minutes: int = 3
+) -> dict[str, Any]:
+    """One day; `scaled` is (minWorkers, maxWorkers), None for one always-on worker."""
+    from prefect.states import Completed, Running
+
+    rest = PrefectRest(server.url, {})
+    by_id = {run.run_id: run for run in runs}
+    settings = BacklogSettings(
+        namespace="bench", work_pool=pool, pool_type="process", run_limit=LIMIT,
+        min_workers=scaled[0] if scaled else 1, max_workers=scaled[1] if scaled else 1,
+        lead=timedelta(minutes=lead_minutes), quiet=timedelta(minutes=10),
+    )  # fmt: skip
+    workers: list[Worker] = [] if scaled else [Worker(ready_at=0, launched_at=0, next_poll=0)]
+    first = min(run.expected for run in runs)
+    now = 0.0 if not scaled else max(0.0, first - 15 * 60)
+    decisions = 0
+    from prefect.client.orchestration import SyncPrefectClient
+
+    with SyncPrefectClient(server.url) as client:
+        while now < 86400:
+            alive = [w for w in workers if w.stopped_at is None]
+            if now % 60 == 0 and scaled:
+                backlog = read_backlog(rest, settings, epoch + timedelta(seconds=now))
+                ends = [r.end for r in runs if r.end is not None]
+                last_end = now - max(ends) if ends else None
+                wanted = workers_wanted(dataclasses.replace(backlog, last_end_seconds=last_end), settings)
+                decisions += 1
+                if wanted > len(alive):
+                    for _ in range(wanted - len(alive)):
+                        workers.append(Worker(ready_at=now + ALARM_SECONDS + TASK_START_SECONDS,
+                                              launched_at=now + ALARM_SECONDS, next_poll=0))  # fmt: skip
+                elif wanted < len(alive):
+                    idle = [w for w in alive if not w.runs]
+                    for worker in idle[: len(alive) - wanted]:
+                        worker.stopped_at = now + ALARM_SECONDS
+            for worker in workers:
+                for run in [r for r in worker.runs if r.start is not None and r.start + r.duration <= now]:
+                    run.end = run.start + run.duration
+                    client.set_flow_run_state(run.run_id, Completed(), force=True)
+                    worker.runs.remove(run)
+                ready = worker.ready_at <= now and (worker.stopped_at is None or worker.stopped_at > now)
+                if ready and now >= worker.next_poll and len(worker.runs) < LIMIT:
+                    worker.next_poll = now + STEP
+                    due = rest.request("POST", "/flow_runs/filter", {
+                        "work_pools": {"name": {"any_": [pool]}},
+                        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}, "expected_start_time": {
+                            "before_": (epoch + timedelta(seconds=now + PREFETCH_SECONDS)).isoformat()}},
+                        "sort": "EXPECTED_START_TIME_ASC", "limit": LIMIT - len(worker.runs),
+                    })  # fmt: skip
+                    for found in due:
+                        run = by_id[found["id"]]
+                        client.set_flow_run_state(run.run_id, Running(), force=True)
+                        run.start = max(now, run.expected) + RUN_START_SECONDS
+                        worker.runs.append(run)
+            busy = any(w.runs for w in workers) or any(r.start is None for r in runs if r.expected <= now + 300)
+            if all(r.end is not None for r in runs) and not any(w.stopped_at is None for w in workers if scaled):
+                break
+            if scaled and not busy and not [w for w in workers if w.stopped_at is None]:
+                upcoming = [r.expected for r in runs if r.start is None]
+                if not upcoming:
+                    break
+                now = max(now + STEP, math.floor((min(upcoming) - 600) / 60) * 60)
+            else:
+                now += STEP
+    end_of_day = 86400.0
+    minutes = sum(((w.stopped_at if w.stopped_at is not None else end_of_day) - w.launched_at) / 60 for w in workers)
+    if not scaled:
+        minutes = 24 * 60.0  # one task all day
+    delays = [run.start - run.expected for run in runs if run.start is not None]
+    return {
+        "worker_minutes": minutes,
+        "p50": statistics.median(delays),
+        "max": max(delays),
+        "started": len(delays),
+        "decisions": decisions,
+        "month": minutes / 60 * (TASK_HOUR + IPV4_HOUR) * MONTH_DAYS,
+        "fargate_month": minutes / 60 * TASK_HOUR * MONTH_DAYS,
+    }
+
+
+def controller_tick_ms(server: Server, pool: str, epoch: datetime) -> float:
+    rest = PrefectRest(server.url, {})
+    settings = BacklogSettings(namespace="bench", work_pool=pool, pool_type="process", run_limit=LIMIT, min_workers=0,
+                               max_workers=5, lead=timedelta(minutes=3), quiet=timedelta(minutes=10))  # fmt: skip
+    samples = []
+    for _ in range(10):
+        started = time.perf_counter()
+        workers_wanted(read_backlog(rest, settings, epoch), settings)
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def worker_first_poll_seconds(server: Server, pool: str) -> float:
+    """A real `prefect worker start` (the task's command, without the supervisor) until the pool turns READY."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_API_URL=server.url, PREFECT_WORKER_QUERY_SECONDS=str(WORKER_QUERY_SECONDS))
+    started = time.monotonic()
+    worker = subprocess.Popen(
+        [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process", "--install-policy", "never",
+         "--no-create-pool-if-not-found"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        while server.api("GET", f"/work_pools/{pool}")["status"] != "READY":
+            if time.monotonic() - started > 120:
+                raise TimeoutError("the worker never polled")
+            time.sleep(0.1)
+        return time.monotonic() - started
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+
+
+def main() -> None:
+    server = nowhere()
+    server.start()
+    try:
+        server.wait_healthy()
+        midnight = (datetime.now(UTC) + timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = []
+        cases = [
+            ("nightly", None, 3), ("nightly", 2, 3), ("burst", None, 3), ("burst", 5, 3), ("burst", 25, 3),
+            ("triggered burst", 25, 0),
+        ]  # fmt: skip
+        for name, max_workers, lead in cases:
+            scaled = (0, max_workers) if max_workers else None
+            pool = f"{name.replace(' ', '-')}-{max_workers or 'always-on'}"
+            runs = create_runs(server, pool, midnight, schedule(name))
+            result = simulate(server, pool, runs, midnight, scaled, lead)
+            label = f"minWorkers 0, maxWorkers {max_workers}" if scaled else "one worker, always on"
+            rows.append((name, f"{label} ({lead} min)" if scaled else label, result))
+            print(f"  {name} / {label}: {result}", file=sys.stderr, flush=True)
+        print("| schedule | workers (lead time) | worker-minutes a day | start delay p50 / max (s) | Fargate a month | "
+              "with the task's IPv4 |")  # fmt: skip
+        print("|---|---|---|---|---|---|")
+        for name, label, r in rows:
+            print(f"| {name} | {label} | {r['worker_minutes']:.0f} | {r['p50']:.0f} / {r['max']:.0f} | "
+                  f"${r['fargate_month']:.2f} | ${r['month']:.2f} |")  # fmt: skip
+        tick = controller_tick_ms(server, "nightly-2", midnight)
+        first_poll = worker_first_poll_seconds(server, "nightly-always-on")
+        print()
+        print("| scale from zero, measured here | seconds |")
+        print("|---|---|")
+        print(f"| one controller decision (six read calls to the local server), median of 10 | {tick / 1000:.3f} |")
+        print(f"| `prefect worker start` to its first poll (pool READY) | {first_poll:.1f} |")
+        print(f"\nsimulated: alarm and policy {ALARM_SECONDS} s, Fargate task start {TASK_START_SECONDS} s, "
+              f"poll every {STEP} s, run start {RUN_START_SECONDS} s, --limit {LIMIT}")  # fmt: skip
+    finally:
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""controller/backlog.py against a real local Prefect server and moto's CloudWatch: every kind of run is
+counted as the scaling decision needs it, another pool's runs are not, and the pool stays NOT_READY (the
+job's calls are reads that no worker poll is made of)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from prefect_servers import Server
+
+from controller import backlog as backlog_job
+from controller import handler
+from controller.backlog import BacklogSettings, read_backlog, workers_wanted
+from controller.prefect_rest import PrefectRest
+
+pytestmark = pytest.mark.slow
+
+
+def make_runs(server: Server, pool: str, now: datetime) -> dict[str, str]:
+    """A deployment in `pool` and one run of each kind the backlog tells apart; returns name -> run id."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.states import Completed, Late, Pending, Running, Scheduled
+
+    with SyncPrefectClient(server.url) as client:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        flow_id = client.create_flow_from_name(f"{pool}-flow")
+        deployment = client.create_deployment(flow_id=flow_id, name=f"{pool}-deployment", work_pool_name=pool)
+        kinds: dict[str, tuple[datetime, Any]] = {
+            "later": (now + timedelta(hours=1), None),
+            "due-in-a-minute": (now + timedelta(minutes=1), None),
+            "due-now": (now - timedelta(seconds=10), None),
+            "late": (now - timedelta(minutes=20), Late(scheduled_time=now - timedelta(minutes=20))),
+            "pending": (now - timedelta(minutes=2), Pending()),
+            "running-1": (now - timedelta(minutes=3), Running()),
+            "running-2": (now - timedelta(minutes=3), Running()),
+            "ended": (now - timedelta(minutes=4), Completed()),
+        }
+        ids = {}
+        for name, (when, state) in kinds.items():
+            run = client.create_flow_run_from_deployment(deployment, state=Scheduled(scheduled_time=when), name=name)
+            if state is not None:
+                if state.is_completed():
+                    client.set_flow_run_state(run.id, Running(), force=True)
+                client.set_flow_run_state(run.id, state, force=True)
+            ids[name] = str(run.id)
+        return ids
+
+
+def test_every_kind_of_run_is_counted_for_this_pool_only_and_the_pool_stays_not_ready(
+    prefect_servers: tuple[Server, Server], aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = prefect_servers[0]
+    now = datetime.now(UTC)
+    make_runs(server, "scale-pool", now)
+    make_runs(server, "someone-elses-pool", now)
+    settings = BacklogSettings(
+        namespace="prefect-fargate-test",
+        work_pool="scale-pool",
+        pool_type="process",
+        run_limit=4,
+        min_workers=0,
+        max_workers=5,
+        lead=timedelta(minutes=3),
+        quiet=timedelta(minutes=10),
+    )
+    calls: list[str] = []
+    request = PrefectRest.request
+
+    def recorded(self: PrefectRest, method: str, path: str, body: Any = None) -> Any:
+        calls.append(f"{method} {path}")
+        return request(self, method, path, body)
+
+    monkeypatch.setattr(PrefectRest, "request", recorded)
+    rest = PrefectRest(server.url, {})
+
+    backlog = read_backlog(rest, settings, now)
+    assert (backlog.due, backlog.late, backlog.pending, backlog.running) == (3, 1, 1, 2)  # due: 2 Scheduled + Late
+    assert backlog.last_end_seconds is not None and backlog.last_end_seconds < 120  # "ended", just now
+    assert 20 * 60 - 5 <= backlog.oldest_late_seconds <= 20 * 60 + 5
+    # The two runs that started (Running, then Completed) were expected 3 and 4 minutes before they started.
+    assert backlog.start_delay_p50_seconds is not None and 150 <= backlog.start_delay_p50_seconds <= 260
+    assert workers_wanted(backlog, settings) == math.ceil((3 + 1 + 2) / 4)
+
+    # The handler as the Lambda runs it: settings from the environment, the job publishing through boto3.
+    environment = {
+        "PREFECT_API_URL": server.url, "WORK_POOL": "scale-pool", "WORK_POOL_TYPE": "process",
+        "CLUSTER_ARN": "arn:aws:ecs:us-east-1:123456789012:cluster/c", "SILENCE_SECONDS": "150",
+        "STUCK_SECONDS": "900", "BACKLOG_NAMESPACE": "prefect-fargate-test", "BACKLOG_RUN_LIMIT": "4",
+        "BACKLOG_MIN_WORKERS": "0", "BACKLOG_MAX_WORKERS": "5", "BACKLOG_LEAD_MINUTES": "3",
+        "BACKLOG_QUIET_MINUTES": "10",
+    }  # fmt: skip
+    handler.run_jobs(environment, {"backlog": backlog_job.run}, now=lambda: now)
+    cloudwatch = boto3.client("cloudwatch")
+    metrics = {m["MetricName"] for m in cloudwatch.list_metrics(Namespace="prefect-fargate-test")["Metrics"]}
+    assert metrics == {"WorkersWanted", "RunsDue", "RunsLate", "RunsPending", "RunsRunning", "OldestLateRunAge",
+                       "StartDelayP50"}  # fmt: skip
+    wanted = cloudwatch.get_metric_statistics(
+        Namespace="prefect-fargate-test",
+        MetricName="WorkersWanted",
+        Dimensions=[{"Name": "WorkPool", "Value": "scale-pool"}],
+        StartTime=now - timedelta(minutes=1),
+        EndTime=now + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    assert [point["Maximum"] for point in wanted] == [2.0]
+
+    # Only reads: counts and filters, never a worker's poll (get_scheduled_flow_runs marks a pool READY).
+    assert set(calls) == {"POST /flow_runs/count", "POST /flow_runs/filter"}
+    assert server.api("GET", "/work_pools/scale-pool")["status"] == "NOT_READY"
