@@ -18,7 +18,10 @@ task role's credentials, so the role needs `ecs:UpdateTaskProtection` on this ta
 Protection is set for PROTECT_MINUTES and renewed every RENEW_SECONDS while runs are in flight, so a
 supervisor that dies leaves a protection that lapses by itself. An agent that does not answer is
 logged and tried again at the next check; it never stops the supervisor. Outside ECS (no ECS_AGENT_URI)
-there is nothing to do. Standard library only.
+there is nothing to do, and neither in a service that does not scale: the task definition turns it on
+with ENABLED_ENV only where WorkerScaling grants the task role ecs:UpdateTaskProtection
+(components/agent_service.py), so a fixed-size service's deploys are not held back by runs in flight
+and its worker does not log refusals. Standard library only.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ RENEW_SECONDS = 10 * 60
 CHECK_SECONDS = 5  # how often the runs in flight are looked for (a /proc scan)
 TIMEOUT_SECONDS = 3
 STATE_PATH = "/task-protection/v1/state"
+ENABLED_ENV = "PREFECT_FARGATE_TASK_PROTECTION"  # "true" in the worker of a scaled service
 
 
 # The agent is on the task's own link-local address: never through an HTTP(S)_PROXY the image may set.
@@ -58,9 +62,10 @@ class TaskProtection:
 
     @classmethod
     def from_environ(cls) -> TaskProtection | None:
-        """The ECS agent injects ECS_AGENT_URI into every container of an ECS task."""
+        """The ECS agent injects ECS_AGENT_URI into every container of an ECS task; a scaled service's task
+        definition sets ENABLED_ENV."""
         agent_uri = os.environ.get("ECS_AGENT_URI")
-        return cls(agent_uri) if agent_uri else None
+        return cls(agent_uri) if agent_uri and os.environ.get(ENABLED_ENV) == "true" else None
 
     def update(self, busy: Callable[[], bool]) -> None:
         """Call often (every supervisor tick): looks at `busy()` at most every CHECK_SECONDS."""

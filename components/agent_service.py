@@ -25,6 +25,8 @@ HEALTH_PORT = 8080  # the worker's /health, bound to loopback: only the containe
 # from their start by another worker. Fargate's maximum: the longest runs that still finish in place,
 # at the cost of a deploy or scale-in waiting up to two minutes per old task.
 STOP_TIMEOUT_SECONDS = 120
+# Read by agent_image/task_protection.py (ENABLED_ENV): only a scaled service's task role may protect its task.
+TASK_PROTECTION_ENV = "PREFECT_FARGATE_TASK_PROTECTION"
 # Kept before the deadline to end the unfinished runs and reschedule them through Prefect's API.
 HAND_BACK_SECONDS = 15
 # Where the Dockerfile copies agent_image/worker_supervisor.py.
@@ -161,9 +163,11 @@ def worker_container(
     observer_queue_name: str | None = None,
     repository_credentials_arn: str | None = None,
     credential_env: str = "PREFECT_API_KEY",
+    scaled: bool = False,
 ) -> dict[str, Any]:
     """The worker's container definition, as ECS's RegisterTaskDefinition takes it; a process worker in a
-    task of `memory_mib` gets the --limit that fits."""
+    task of `memory_mib` gets the --limit that fits. A `scaled` service's worker protects its task from
+    scale-in while runs are in flight (agent_image/task_protection.py)."""
     limit = run_limit(memory_mib) if worker_type == "process" and memory_mib is not None else None
     return {
         "name": CONTAINER_NAME,
@@ -183,6 +187,7 @@ def worker_container(
             {"name": "PREFECT_WORKER_QUERY_SECONDS", "value": str(WORKER_QUERY_SECONDS)},
             *({"name": name, "value": value} for name, value in FLOW_RUN_ENVIRONMENT.items()),
             *(ecs_worker_environment(observer_queue_name) if observer_queue_name else []),
+            *([{"name": TASK_PROTECTION_ENV, "value": "true"}] if scaled else []),
         ],
         "secrets": [{"name": credential_env, "valueFrom": api_key_value_from}] if api_key_value_from else [],
         "healthCheck": {
@@ -237,6 +242,7 @@ class AgentService(pulumi.ComponentResource):
                         observer_queue_name=args.observer_queue_name,
                         repository_credentials_arn=args.repository_credentials_arn,
                         credential_env=args.credential_env,
+                        scaled=args.scaled,
                     )
                 ]
             )

@@ -18,7 +18,7 @@ import pytest
 from devtools.harness import free_port, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent_image"))
-from task_protection import CHECK_SECONDS, PROTECT_MINUTES, RENEW_SECONDS, TaskProtection
+from task_protection import CHECK_SECONDS, ENABLED_ENV, PROTECT_MINUTES, RENEW_SECONDS, TaskProtection
 from test_worker_supervisor import RUN_IDS, start_supervised
 
 
@@ -77,6 +77,7 @@ def test_the_supervisor_protects_its_task_while_a_run_is_in_flight_and_clears_it
 ) -> None:
     """The supervisor in front of the stand-in worker (tests/test_worker_supervisor.py), ECS_AGENT_URI on the stub."""
     monkeypatch.setenv("ECS_AGENT_URI", agent.uri)
+    monkeypatch.setenv(ENABLED_ENV, "true")
     supervised = start_supervised(tmp_path, f"http://127.0.0.1:{free_port()}/api", {RUN_IDS["short"]: "short"})
     try:
         wait_for(lambda: agent.puts, 30, "protection set while the run is in flight")
@@ -124,9 +125,26 @@ def test_a_refusal_or_no_answer_is_retried_and_never_raised(agent: Agent) -> Non
     assert not nowhere.protected
 
 
-def test_outside_ecs_there_is_nothing_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_outside_ecs_or_a_scaled_service_there_is_nothing_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ECS_AGENT_URI", raising=False)
+    monkeypatch.setenv(ENABLED_ENV, "true")
     assert TaskProtection.from_environ() is None
     monkeypatch.setenv("ECS_AGENT_URI", "http://169.254.170.2/api/abc")
     found = TaskProtection.from_environ()
     assert found is not None and found.url == "http://169.254.170.2/api/abc/task-protection/v1/state"
+    monkeypatch.delenv(ENABLED_ENV)  # a fixed-size service: its task role may not protect, deploys are not held
+    assert TaskProtection.from_environ() is None
+
+
+def test_only_a_scaled_services_worker_turns_protection_on() -> None:
+    """The task definition sets the variable task_protection.py reads exactly where WorkerScaling grants the
+    task role ecs:UpdateTaskProtection."""
+    from conftest import BASE_CONFIG, run_program
+
+    def environment(**config: str) -> dict[str, str]:
+        run = run_program({**BASE_CONFIG, **config})
+        (container,) = run.one("aws:ecs/taskDefinition:TaskDefinition").json_input("containerDefinitions")
+        return {e["name"]: e["value"] for e in container["environment"]}
+
+    assert environment(minWorkers="0", maxWorkers="2").get(ENABLED_ENV) == "true"
+    assert ENABLED_ENV not in environment()
