@@ -97,6 +97,7 @@ class Reader:
 
 
 def read_minutes(r: Reader, key: str, default: int, low: int, high: int) -> int:
+    """A whole number of minutes from `low` to `high` (lateRunMinutes, scaleLeadMinutes); the default if not."""
     allowed = f"{low} to {high} minutes"
     value = r.integer(key, default, allowed, str(default))
     if not low <= value <= high:
