@@ -55,7 +55,7 @@ SELF_HOSTED_OPEN_FIX = _AUTH_STRING_FIRST.format(what="requests without credenti
 _REFUSED = {AUTH_STRING_FIX: "credential", SELF_HOSTED_OPEN_FIX: "request (sent without credentials)"}
 # The prop that carries each credential (config.CREDENTIAL_ENV's variables).
 CREDENTIAL_PROPS = {"PREFECT_API_KEY": "api_key", "PREFECT_API_AUTH_STRING": "auth_string"}
-PREFECT_CLOUD_DOMAIN = "prefect.cloud"  # as components/config.py (not imported: the provider host needs no config)
+PREFECT_CLOUD_DOMAIN = "prefect.cloud"  # as config/prefect.py (not imported: the provider host needs no config)
 
 
 class PrefectApiError(Exception):

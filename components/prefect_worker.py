@@ -257,7 +257,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            if args.prefect_notify_block  # only with alarms on (config.py refuses it otherwise)
+            if args.prefect_notify_block  # only with alarms on (components/config/alerts.py refuses it otherwise)
             else None
         )
         self.scaling = (

@@ -43,7 +43,7 @@ Opener = Callable[[urllib.request.Request, float], Any]
 
 
 def _open(request: urllib.request.Request, timeout: float) -> Any:
-    if request.type not in ("http", "https"):  # the API URL is validated by config.py; a next-page link is not
+    if request.type not in ("http", "https"):  # the API URL is validated by config/prefect.py; a next-page link is not
         raise PrefectError(f"Prefect API: refusing a {request.type}: URL")
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (http(s) only, checked above)
 
