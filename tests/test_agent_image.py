@@ -100,6 +100,7 @@ def _image_inputs_from(checkout: Path) -> dict[str, object]:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow  # runs the program twice in fresh interpreters from two copies of the project
 def test_two_checkout_locations_render_the_same_image_inputs(tmp_path: Path) -> None:
     """pulumi-docker diffs `context` and `dockerfile` as strings: CI and a laptop must not rebuild and roll."""
     ignore = shutil.ignore_patterns(".git", "venv", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache")

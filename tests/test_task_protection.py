@@ -72,6 +72,7 @@ class Clock:
         return self.now
 
 
+@pytest.mark.slow  # a real supervisor and stand-in worker against wall-clock deadlines: not the fast set
 def test_the_supervisor_protects_its_task_while_a_run_is_in_flight_and_clears_it_after(
     agent: Agent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

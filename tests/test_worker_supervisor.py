@@ -414,6 +414,7 @@ def _worker(supervised: Process) -> int:
     return next(pid for pid in supervised.tree() if "worker.py" in describe_live(pid))
 
 
+@pytest.mark.slow  # a real supervisor and stand-in worker against wall-clock deadlines: not the fast set
 def test_ecs_stop_freezes_only_the_worker_lets_short_runs_finish_and_ends_a_long_one_before_the_deadline(
     supervised: Process, tmp_path: Path
 ) -> None:
@@ -439,6 +440,7 @@ def test_ecs_stop_freezes_only_the_worker_lets_short_runs_finish_and_ends_a_long
     assert f"left to the pool's recovery: {RUN_IDS['long']}" in log
 
 
+@pytest.mark.slow  # a real supervisor and stand-in worker against wall-clock deadlines: not the fast set
 @pytest.mark.parametrize("behaviour", ["answers 503", "hangs"])
 def test_an_api_that_answers_503_or_hangs_still_lets_the_supervisor_exit_before_stop_timeout(
     tmp_path: Path, behaviour: str
@@ -456,6 +458,7 @@ def test_an_api_that_answers_503_or_hangs_still_lets_the_supervisor_exit_before_
     assert f"flow run {RUN_IDS['long']} not handed back" in log, log[-3000:]
 
 
+@pytest.mark.slow  # a real supervisor and stand-in worker against wall-clock deadlines: not the fast set
 def test_a_worker_that_dies_takes_the_supervisor_down_with_its_code(supervised: Process) -> None:
     started = supervised.tree()
     os.kill(_worker(supervised), signal.SIGKILL)
