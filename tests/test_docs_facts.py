@@ -551,6 +551,52 @@ def idle_requests(cadence: str, requests: str) -> str | None:
     return None if int(requests.replace(",", "")) == count else f"730 h / {cadence} min is {count}"
 
 
+def scaling_of(config: dict[str, str]) -> tuple[int, int]:
+    scaling = load_stack_config({**BASE_CONFIG, **config}).scaling
+    return scaling.min_workers, scaling.max_workers
+
+
+def unset_workers(min_default: str) -> str | None:
+    """An unset minWorkers is `min_default`; an unset maxWorkers is max(minWorkers, 1)."""
+    got = {
+        "maxWorkers 3": scaling_of({"maxWorkers": "3"}),
+        "minWorkers 0": scaling_of({"minWorkers": "0"}),
+        "minWorkers 4": scaling_of({"minWorkers": "4"}),
+    }
+    wanted = {"maxWorkers 3": (int(min_default), 3), "minWorkers 0": (0, 1), "minWorkers 4": (4, 4)}
+    return None if got == wanted else f"the config reads {got}"
+
+
+def wanted_for(pool_type: str, **counts: int) -> int:
+    environ = {**controller_env("scaled"), "WORK_POOL_TYPE": pool_type, "BACKLOG_MAX_WORKERS": "100"}
+    settings = backlog.BacklogSettings.from_environ(environ)
+    return backlog.workers_wanted(dataclasses.replace(idle_backlog(), **counts), settings)
+
+
+def process_formula(_: str) -> str | None:
+    """A process pool wants ceil((due + Pending + Running) / --limit) workers, at the worker's --limit."""
+    limit = int(flag(container("scaled")["command"], "--limit"))
+    for due, pending, running in ((1, 0, 0), (limit, 0, 0), (limit, 1, 0), (2, 3, limit * 2 + 1), (0, 0, 9)):
+        formula = math.ceil((due + pending + running) / limit)
+        got = wanted_for("process", due=due, pending=pending, running=running)
+        if got != formula:
+            return f"due {due}, Pending {pending}, Running {running}: wants {got}, the formula {formula}"
+    return None
+
+
+def ecs_pool_wants_one(_: str) -> str | None:
+    got = [wanted_for("ecs", due=5), wanted_for("ecs", pending=7), wanted_for("ecs", running=9, last_end_seconds=None)]
+    return None if got == [1, 1, 1] else f"an ecs pool wants {got}"
+
+
+def dashboard_titles(*titles: str) -> str | None:
+    """The widgets, in order, start with the titles the page lists."""
+    body = json.loads(inputs("aws:cloudwatch/dashboard:Dashboard", kind="scaled")["dashboardBody"])
+    drawn = [w["properties"]["title"] for w in body["widgets"]]
+    ok = len(drawn) == len(titles) and all(d.startswith(t) for d, t in zip(drawn, titles, strict=True))
+    return None if ok else f"the dashboard draws {drawn}"
+
+
 FACTS: dict[str, Fact | Rule] = {
     # README.md
     "secret recovery window": Fact(
@@ -1251,10 +1297,10 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "scaling alarm": Fact(
         "docs/scaling.md",
-        r"One CloudWatch alarm \(`<stack>-(workers-wanted)`, `(\w+) (>=) (\d+)`\) is in ALARM whenever a value"
+        r"One CloudWatch alarm \(`([\w<>-]+)`, `(\w+) (>=) (\d+)`\) is in ALARM whenever a value"
         r" arrived in the last (minute)",
         lambda: (
-            alarm("workers-wanted", "scaled")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
+            placeholders(alarm("workers-wanted", "scaled")["name"], stack=STACK),
             alarm("workers-wanted", "scaled")["metricName"],
             {"GreaterThanOrEqualToThreshold": ">="}.get(alarm("workers-wanted", "scaled")["comparisonOperator"], "?"),
             n(alarm("workers-wanted", "scaled")["threshold"]),
@@ -1371,6 +1417,30 @@ FACTS: dict[str, Fact | Rule] = {
             alarm_minutes("controller-not-publishing", "scaled"),
             placeholders(inputs("aws:cloudwatch/logGroup:LogGroup", "controller-logs", "scaled")["name"], stack=STACK),
         ),
+    ),
+    "unset minWorkers/maxWorkers": Rule(
+        "docs/scaling.md", r"an unset `minWorkers` is then (\d+) \(today's always-on worker\)", unset_workers
+    ),
+    "controller every minute": Fact(
+        "docs/scaling.md",
+        r"Every (minute) the stack controller",
+        lambda: {"rate(1 minute)": "minute"}.get(
+            inputs("aws:cloudwatch/eventRule:EventRule", "controller-schedule", "scaled")["scheduleExpression"], "?"
+        ),
+    ),
+    "process pool wants": Rule(
+        "docs/scaling.md",
+        r"(`process` pool: `ceil\(\(due \+ Pending \+ Running\) / --limit\)` workers)",
+        process_formula,
+    ),
+    "ecs pool wants": Rule(
+        "docs/scaling.md", r"(`ecs` pool: one worker while anything is due or Pending)", ecs_pool_wants_one
+    ),
+    "dashboard widgets": Rule(
+        "docs/scaling.md",
+        r"1\. \*\*([^*]+):?\*\*.*? 2\. \*\*([^*]+)\*\*.*? 3\. \*\*([^*]+)\*\*.*? 4\. \*\*([^*]+)\*\*.*?"
+        r" 5\. \*\*([^*]+)\*\*",
+        dashboard_titles,
     ),
     # the scaling settings on other pages
     "lateRunMinutes (configuration)": Fact(
