@@ -1491,13 +1491,18 @@ def test_docs_state_what_the_program_registers(fact: Fact | Rule) -> None:
 
 # Left out on purpose (stated, but not program values):
 # - prices and the arithmetic on them (README and docs/sizing.md "What it costs", docs/alerts.md and
-#   docs/security.md costs, docs/ecs-pools.md's per-run cost): AWS's list prices, not registered anywhere;
+#   docs/security.md costs, docs/ecs-pools.md's per-run cost, docs/scaling.md's "What a nightly team pays" and
+#   its request and metric-hour arithmetic): AWS's list prices, not registered anywhere;
 # - measured results (docs/sizing.md's benchmark table and what it says, docs/runs.md's stop benchmark and the
 #   supervisor's 12 / 76 MiB, docs/ecs-pools.md's registration benchmark and "4.4 to 5.4 s", the Spot test's
-#   "about 3 s", docs/security.md's checkov counts, test-set sizes and times in README.md and docs/testing.md);
+#   "about 3 s", docs/security.md's checkov counts, test-set sizes and times in README.md and docs/testing.md,
+#   docs/scaling.md's benchmark table, its simulation settings (5 s steps and polls, `--limit 4`) and times: 60 s
+#   Fargate start (assumed), 5 s claim-to-run, 2.1 to 4.4 s
+#   to Ready, 0.05 to 0.07 s per decision, 125 s triggered burst);
 # - Prefect's, AWS's or Linux's own values, quoted as context: Prefect's 180 s heartbeat and 10 s poll defaults,
 #   the server's 90 s / 30 s / 15 s worker liveness and 5 s proactive evaluation, AWS's two-minute Spot notice,
-#   10 resource policies per account and free tiers, the 64 KiB pipe buffer, HTTP statuses quoted from Prefect
+#   10 resource policies per account and free tiers, CloudWatch re-invoking an Auto Scaling action every minute
+#   in ALARM, ECS not stopping a protected task, the 64 KiB pipe buffer, HTTP statuses quoted from Prefect
 #   and prefect-aws messages (those of this program's own are rows above);
 # - examples a user types (`pulumi config set ... 2048`, `job_variables: {cpu: 4096, memory: 16384}`,
 #   `pandas==2.2.3`, `fargate-pool-prod`), and the key policy block, which test_kms.py compares whole.
