@@ -66,6 +66,8 @@ RUNS: dict[str, dict[str, str]] = {
     "kms-ecs": {**ECS, "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
     "worker-image": {**BASE_CONFIG, "workerImage": OTHER_ACCOUNT_IMAGE},
     "scaled": SCALED,
+    "scaled-from-one": {**SCALED, "minWorkers": "1"},
+    "no-workers": {**BASE_CONFIG, "desiredCount": "0"},
 }
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 ORDINALS = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"]
@@ -595,6 +597,18 @@ def dashboard_titles(*titles: str) -> str | None:
     drawn = [w["properties"]["title"] for w in body["widgets"]]
     ok = len(drawn) == len(titles) and all(d.startswith(t) for d, t in zip(drawn, titles, strict=True))
     return None if ok else f"the dashboard draws {drawn}"
+
+
+def not_running_only_above_zero(_: str) -> str | None:
+    """worker-not-running exists with desiredCount 1 and with minWorkers 1, not with desiredCount or minWorkers 0."""
+    has = {
+        kind: any(
+            a.name.endswith("-worker-not-running") for a in run(kind).of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        )
+        for kind in ("default", "scaled-from-one", "no-workers", "scaled")
+    }
+    wanted = {"default": True, "scaled-from-one": True, "no-workers": False, "scaled": False}
+    return None if has == wanted else f"the alarm exists: {has}"
 
 
 FACTS: dict[str, Fact | Rule] = {
@@ -1473,6 +1487,11 @@ FACTS: dict[str, Fact | Rule] = {
             idle_publish_minutes(),
         ),
     ),
+    "not running only above zero (alerts)": Rule(
+        "docs/alerts.md",
+        r"(only while `desiredCount`, or `minWorkers` when scaling, is above 0)",
+        not_running_only_above_zero,
+    ),
     "idle requests (cost)": Rule(
         "README.md",
         r"sent every (\d+) minutes while the pool is idle \(([\d,]+) PutMetricData requests a month",
@@ -1497,8 +1516,7 @@ def test_docs_state_what_the_program_registers(fact: Fact | Rule) -> None:
 #   supervisor's 12 / 76 MiB, docs/ecs-pools.md's registration benchmark and "4.4 to 5.4 s", the Spot test's
 #   "about 3 s", docs/security.md's checkov counts, test-set sizes and times in README.md and docs/testing.md,
 #   docs/scaling.md's benchmark table, its simulation settings (5 s steps and polls, `--limit 4`) and times: 60 s
-#   Fargate start (assumed), 5 s claim-to-run, 2.1 to 4.4 s
-#   to Ready, 0.05 to 0.07 s per decision, 125 s triggered burst);
+#   Fargate start (assumed), 5 s claim-to-run, 2.1 to 4.4 s to Ready, 0.05 to 0.07 s per decision, 125 s burst);
 # - Prefect's, AWS's or Linux's own values, quoted as context: Prefect's 180 s heartbeat and 10 s poll defaults,
 #   the server's 90 s / 30 s / 15 s worker liveness and 5 s proactive evaluation, AWS's two-minute Spot notice,
 #   10 resource policies per account and free tiers, CloudWatch re-invoking an Auto Scaling action every minute
