@@ -15,13 +15,16 @@ at the end of this file.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import itertools
 import json
 import math
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -48,10 +51,12 @@ from components.agent_image import pinned_version
 from components.config import LOG_RETENTION_DAYS, ConfigError
 from components.prefect_api import AUTH_STRING_FIX, KEY_FIX, reason
 from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
+from controller import backlog
 
 ROOT = Path(__file__).resolve().parent.parent
 ECS = {**BASE_CONFIG, "workPoolType": "ecs", "prefectNotifyBlock": "slack-webhook/ops-alerts"}
 SPOT = {**ECS, "workerCapacity": "FARGATE_SPOT", "flowRunCapacity": "FARGATE_SPOT"}
+SCALED = {**BASE_CONFIG, "minWorkers": "0", "maxWorkers": "2"}
 OTHER_ACCOUNT_IMAGE = f"999999999999.dkr.ecr.us-east-1.amazonaws.com/prefect-worker@sha256:{'a' * 64}"
 RUNS: dict[str, dict[str, str]] = {
     "default": BASE_CONFIG,
@@ -60,6 +65,9 @@ RUNS: dict[str, dict[str, str]] = {
     "spot": SPOT,
     "kms-ecs": {**ECS, "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
     "worker-image": {**BASE_CONFIG, "workerImage": OTHER_ACCOUNT_IMAGE},
+    "scaled": SCALED,
+    "scaled-from-one": {**SCALED, "minWorkers": "1"},
+    "no-workers": {**BASE_CONFIG, "desiredCount": "0"},
 }
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 ORDINALS = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"]
@@ -95,6 +103,13 @@ def supervisor_module() -> Any:
     return importlib.import_module("worker_supervisor")
 
 
+@cache
+def task_protection_module() -> Any:
+    """agent_image/task_protection.py, which the supervisor imports in the image (not a package)."""
+    sys.path.insert(0, str(ROOT / "agent_image"))
+    return importlib.import_module("task_protection")
+
+
 def n(value: float) -> str:
     """A registered number as the docs write it (10.0 is "10")."""
     return str(int(value)) if float(value).is_integer() else str(value)
@@ -128,8 +143,8 @@ def alarm(suffix: str, kind: str = "default") -> dict[str, Any]:
     return inputs("aws:cloudwatch/metricAlarm:MetricAlarm", f"-{suffix}", kind)
 
 
-def alarm_minutes(suffix: str) -> str:
-    spec = alarm(suffix)
+def alarm_minutes(suffix: str, kind: str = "default") -> str:
+    spec = alarm(suffix, kind)
     return n(spec["period"] * spec["evaluationPeriods"] / MINUTE)
 
 
@@ -386,6 +401,214 @@ def queue_name() -> str:
 
 def stopped_pattern() -> dict[str, Any]:
     return json.loads(inputs("aws:cloudwatch/eventRule:EventRule", "alerts-stopped-tasks")["eventPattern"])["detail"]
+
+
+# -- scaling (docs/scaling.md) ---------------------------------------------------------------------------------
+
+
+def idle_backlog(last_end_seconds: float | None = None) -> backlog.Backlog:
+    return backlog.Backlog(
+        due=0,
+        late=0,
+        pending=0,
+        running=0,
+        oldest_late_seconds=0,
+        start_delay_p50_seconds=None,
+        last_end_seconds=last_end_seconds,
+        quiet_seconds=int(controller_env("scaled")["BACKLOG_QUIET_MINUTES"]) * MINUTE,
+    )
+
+
+def idle_publish_minutes() -> str:
+    """How often the controller publishes for an idle pool: the gaps between the minutes `publish_now` says yes."""
+    hour = datetime(2026, 1, 1, tzinfo=UTC)
+    published = [m for m in range(60) if idle_backlog().publish_now(hour + timedelta(minutes=m))]
+    gaps = {b - a for a, b in itertools.pairwise(published)}
+    return n(gaps.pop()) if len(gaps) == 1 else f"uneven {sorted(gaps)}"
+
+
+def backlog_units() -> dict[str, str]:
+    """Each metric the controller publishes for a busy pool, with its unit."""
+    busy = dataclasses.replace(idle_backlog(), running=1, start_delay_p50_seconds=5.0)
+    data = backlog.metric_data(busy, 1, pool("scaled")["name"], datetime(2026, 1, 1, tzinfo=UTC))
+    return {d["MetricName"]: d["Unit"] for d in data}
+
+
+def metric_rows(names_text: str, unit: str) -> str | None:
+    """The metrics of one row of the table are published with that unit and drawn on the dashboard."""
+    drawn = dashboard_metrics()
+    for name in names(names_text):
+        if backlog_units().get(name) != unit:
+            return f"{name} is published as {backlog_units().get(name)}"
+        if name not in drawn:
+            return f"{name} is not on the dashboard ({sorted(drawn)})"
+    return None
+
+
+def dashboard_metrics() -> set[str]:
+    body = json.loads(inputs("aws:cloudwatch/dashboard:Dashboard", kind="scaled")["dashboardBody"])
+    namespace = alarm("workers-wanted", "scaled")["namespace"]
+    return {m[1] for w in body["widgets"] for m in w["properties"]["metrics"] if m[0] == namespace}
+
+
+def scaling_policy() -> dict[str, Any]:
+    return inputs("aws:appautoscaling/policy:Policy", kind="scaled")["stepScalingPolicyConfiguration"]
+
+
+def exact_steps(adjustment: str) -> str | None:
+    """Every step sets exactly the published count, up to maxWorkers, on a target between min and max workers."""
+    policy = scaling_policy()
+    target = inputs("aws:appautoscaling/target:Target", kind="scaled")
+    if policy["adjustmentType"] != adjustment:
+        return f"the policy's adjustment type is {policy['adjustmentType']}"
+    steps = [(float(s["metricIntervalLowerBound"]), s["scalingAdjustment"]) for s in policy["stepAdjustments"]]
+    if any(low != count for low, count in steps) or steps[-1][1] != int(SCALED["maxWorkers"]):
+        return f"the steps are {steps}"
+    span = (n(target["minCapacity"]), n(target["maxCapacity"]))
+    return None if span == (SCALED["minWorkers"], SCALED["maxWorkers"]) else f"the target spans {span}"
+
+
+def missing_data_keeps_count(state: str) -> str | None:
+    spec = alarm("workers-wanted", "scaled")
+    if spec.get("treatMissingData") != "missing" or spec.get(f"{state.lower().replace('_d', 'D')}Actions"):
+        return f"the scaling alarm treats missing data as {spec.get('treatMissingData')} and acts on {state}"
+    return None
+
+
+def alarm_not_created(min_workers: str, name: str) -> str | None:
+    scaled = {a.plain_inputs["name"] for a in run("scaled").of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    default = {a.plain_inputs["name"] for a in run().of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    if SCALED["minWorkers"] != min_workers or not any(a.endswith(f"-{name}") for a in default):
+        return f"the scaled run has minWorkers {SCALED['minWorkers']}, or {name} is no alarm of the default stack"
+    return None if not any(a.endswith(f"-{name}") for a in scaled) else f"{name} is created at minWorkers 0"
+
+
+def task_protection_scope(action: str) -> str | None:
+    (statement,) = statements("scaling-task-protection", "scaled")
+    cluster = run("scaled").one("aws:ecs/cluster:Cluster").outputs["name"]
+    if statement["Action"] != action:
+        return f"the task role may call {statement['Action']}"
+    tasks = f":task/{cluster}/*"
+    return None if statement["Resource"].endswith(tasks) else f"on {statement['Resource']}"
+
+
+def protection_only_when_scaled(key: str, value: str) -> str | None:
+    if env("scaled").get(key) != value:
+        return f"a scaled worker's {key} is {env('scaled').get(key)}"
+    return None if key not in env() else f"a fixed-size worker has {key}={env()[key]}"
+
+
+def worker_range(low: str, high: str) -> str | None:
+    """minWorkers and maxWorkers take `low` to `high` (maxWorkers 0 is a refusal of its own)."""
+    lo, hi = int(low), int(high)
+    verdicts = {
+        "minWorkers": [config_accepts("minWorkers", v) for v in (lo - 1, lo, hi, hi + 1)],
+        "maxWorkers": [config_accepts("maxWorkers", v) for v in (hi, hi + 1)],
+    }
+    wanted = {"minWorkers": [False, True, True, False], "maxWorkers": [True, False]}
+    return None if verdicts == wanted else f"accepted: {verdicts}"
+
+
+def refused(config: dict[str, str], key: str, fix: str) -> str | None:
+    """The config is refused naming `key`, with the command that fixes it."""
+    error = config_error(config)
+    wanted = f"prefect-fargate:{key}:"
+    return None if wanted in error and f"Fix: pulumi config {fix} prefect-fargate:" in error else error
+
+
+def scaling_refusals(_: str) -> str | None:
+    return (
+        refused({"minWorkers": "3", "maxWorkers": "2"}, "minWorkers", "set")
+        or refused({"maxWorkers": "0"}, "maxWorkers", "set")
+        or refused({"desiredCount": "2", "minWorkers": "0"}, "desiredCount", "rm")
+        or (None if config_error({"desiredCount": "1", "minWorkers": "0"}) == "(accepted)" else "the default refused")
+    )
+
+
+def ecs_pool_workers(most: str) -> str | None:
+    ecs = {"workPoolType": "ecs"}
+    error = refused({**ecs, "maxWorkers": str(int(most) + 1)}, "maxWorkers", "set")
+    accepted = config_error({**ecs, "maxWorkers": most})
+    return error or (None if accepted == "(accepted)" else accepted)
+
+
+def concurrency_workers(limit: str) -> str | None:
+    """With workPoolConcurrency C, maxWorkers up to ceil(C / limit) and no more, at the default size's limit."""
+    if flag(container()["command"], "--limit") != limit:
+        return f"the default --limit is {flag(container()['command'], '--limit')}"
+    for c in (1, 4, 10):
+        useful = math.ceil(c / int(limit))
+        if config_error({"workPoolConcurrency": str(c), "maxWorkers": str(useful)}) != "(accepted)":
+            return f"maxWorkers {useful} refused with workPoolConcurrency {c}"
+        if refused({"workPoolConcurrency": str(c), "maxWorkers": str(useful + 1)}, "maxWorkers", "set"):
+            return f"maxWorkers {useful + 1} accepted with workPoolConcurrency {c}"
+    return None
+
+
+def idle_requests(cadence: str, requests: str) -> str | None:
+    """An idle pool's PutMetricData requests in a 730-hour month, at the controller's idle cadence."""
+    if idle_publish_minutes() != cadence:
+        return f"an idle pool publishes every {idle_publish_minutes()} minutes"
+    count = 730 * 60 // int(cadence)
+    return None if int(requests.replace(",", "")) == count else f"730 h / {cadence} min is {count}"
+
+
+def scaling_of(config: dict[str, str]) -> tuple[int, int]:
+    scaling = load_stack_config({**BASE_CONFIG, **config}).scaling
+    return scaling.min_workers, scaling.max_workers
+
+
+def unset_workers(min_default: str) -> str | None:
+    """An unset minWorkers is `min_default`; an unset maxWorkers is max(minWorkers, 1)."""
+    got = {
+        "maxWorkers 3": scaling_of({"maxWorkers": "3"}),
+        "minWorkers 0": scaling_of({"minWorkers": "0"}),
+        "minWorkers 4": scaling_of({"minWorkers": "4"}),
+    }
+    wanted = {"maxWorkers 3": (int(min_default), 3), "minWorkers 0": (0, 1), "minWorkers 4": (4, 4)}
+    return None if got == wanted else f"the config reads {got}"
+
+
+def wanted_for(pool_type: str, **counts: int) -> int:
+    environ = {**controller_env("scaled"), "WORK_POOL_TYPE": pool_type, "BACKLOG_MAX_WORKERS": "100"}
+    settings = backlog.BacklogSettings.from_environ(environ)
+    return backlog.workers_wanted(dataclasses.replace(idle_backlog(), **counts), settings)
+
+
+def process_formula(_: str) -> str | None:
+    """A process pool wants ceil((due + Pending + Running) / --limit) workers, at the worker's --limit."""
+    limit = int(flag(container("scaled")["command"], "--limit"))
+    for due, pending, running in ((1, 0, 0), (limit, 0, 0), (limit, 1, 0), (2, 3, limit * 2 + 1), (0, 0, 9)):
+        formula = math.ceil((due + pending + running) / limit)
+        got = wanted_for("process", due=due, pending=pending, running=running)
+        if got != formula:
+            return f"due {due}, Pending {pending}, Running {running}: wants {got}, the formula {formula}"
+    return None
+
+
+def ecs_pool_wants_one(_: str) -> str | None:
+    got = [wanted_for("ecs", due=5), wanted_for("ecs", pending=7), wanted_for("ecs", running=9, last_end_seconds=None)]
+    return None if got == [1, 1, 1] else f"an ecs pool wants {got}"
+
+
+def dashboard_titles(*titles: str) -> str | None:
+    """The widgets, in order, start with the titles the page lists."""
+    body = json.loads(inputs("aws:cloudwatch/dashboard:Dashboard", kind="scaled")["dashboardBody"])
+    drawn = [w["properties"]["title"] for w in body["widgets"]]
+    ok = len(drawn) == len(titles) and all(d.startswith(t) for d, t in zip(drawn, titles, strict=True))
+    return None if ok else f"the dashboard draws {drawn}"
+
+
+def not_running_only_above_zero(_: str) -> str | None:
+    """worker-not-running exists with desiredCount 1 and with minWorkers 1, not with desiredCount or minWorkers 0."""
+    has = {
+        kind: any(
+            a.name.endswith("-worker-not-running") for a in run(kind).of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        )
+        for kind in ("default", "scaled-from-one", "no-workers", "scaled")
+    }
+    wanted = {"default": True, "scaled-from-one": True, "no-workers": False, "scaled": False}
+    return None if has == wanted else f"the alarm exists: {has}"
 
 
 FACTS: dict[str, Fact | Rule] = {
@@ -1024,6 +1247,256 @@ FACTS: dict[str, Fact | Rule] = {
         ),
     ),
     "health check timeout (tests)": Fact("docs/testing.md", r"within its (\d+) s timeout", lambda: health("timeout")),
+    # docs/scaling.md
+    "scaling off by default": Fact(
+        "docs/scaling.md",
+        r"one worker task runs all month \(`desiredCount` (\d+)\)",
+        lambda: (
+            n(inputs("aws:ecs/service:Service")["desiredCount"])
+            if not run().of_type("aws:appautoscaling/target:Target")
+            else "scaled"
+        ),
+    ),
+    "lateRunMinutes default (example)": Fact(
+        "docs/scaling.md",
+        r"lateRunMinutes (\d+) # optional: the Late-run alarm's age \(default (\d+)\)",
+        lambda: (n(alarm("late-runs", "scaled")["threshold"] / MINUTE),) * 2,
+    ),
+    "scaleLeadMinutes default (example)": Fact(
+        "docs/scaling.md",
+        r"scaleLeadMinutes (\d+) # optional: how early a scheduled run counts as due \(default (\d+)\)",
+        lambda: (controller_env("scaled")["BACKLOG_LEAD_MINUTES"],) * 2,
+    ),
+    "lateRunMinutes default": Fact(
+        "docs/scaling.md",
+        r"\| `lateRunMinutes` \| `(\d+)` \| the `(late-runs)` alarm fires",
+        lambda: (
+            n(alarm("late-runs", "scaled")["threshold"] / MINUTE),
+            alarm("late-runs", "scaled")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
+        ),
+    ),
+    "lateRunMinutes range": Rule(
+        "docs/scaling.md", r"oldest Late run is older \((\d+) to (\d+)\)", bounds("lateRunMinutes")
+    ),
+    "scaleLeadMinutes default": Fact(
+        "docs/scaling.md",
+        r"\| `scaleLeadMinutes` \| `(\d+)` \|",
+        lambda: controller_env("scaled")["BACKLOG_LEAD_MINUTES"],
+    ),
+    "scaleLeadMinutes range": Rule(
+        "docs/scaling.md", r"counts as due \((\d+) to (\d+)\), so a worker", bounds("scaleLeadMinutes")
+    ),
+    "workers range": Rule("docs/scaling.md", r"values outside (\d+) to (\d+);", worker_range),
+    "scaling refusals": Rule(
+        "docs/scaling.md",
+        r"(`minWorkers` above `maxWorkers`; values outside \d+ to \d+; `maxWorkers 0`; `desiredCount` set to"
+        r" anything but its default together with `minWorkers`/`maxWorkers`)",
+        scaling_refusals,
+    ),
+    "ecs pool: one worker": Rule(
+        "docs/scaling.md", r"with `workPoolType ecs` more than (\d+) \(the worker only submits", ecs_pool_workers
+    ),
+    "concurrency: ceil(C / limit)": Rule(
+        "docs/scaling.md", r"`--limit` follows its memory, (\d+) for the default 1 GB", concurrency_workers
+    ),
+    "quiet period": Fact(
+        "docs/scaling.md",
+        r"and for (\d+) minutes after the pool's last run ended: at least one worker",
+        lambda: controller_env("scaled")["BACKLOG_QUIET_MINUTES"],
+    ),
+    "quiet period (busy)": Fact(
+        "docs/scaling.md",
+        r"or a run ended in the last (\d+) minutes \(the quiet period\)",
+        lambda: controller_env("scaled")["BACKLOG_QUIET_MINUTES"],
+    ),
+    "scaling alarm": Fact(
+        "docs/scaling.md",
+        r"One CloudWatch alarm \(`([\w<>-]+)`, `(\w+) (>=) (\d+)`\) is in ALARM whenever a value"
+        r" arrived in the last (minute)",
+        lambda: (
+            placeholders(alarm("workers-wanted", "scaled")["name"], stack=STACK),
+            alarm("workers-wanted", "scaled")["metricName"],
+            {"GreaterThanOrEqualToThreshold": ">="}.get(alarm("workers-wanted", "scaled")["comparisonOperator"], "?"),
+            n(alarm("workers-wanted", "scaled")["threshold"]),
+            "minute" if alarm("workers-wanted", "scaled")["period"] == MINUTE else "period",
+        ),
+    ),
+    "exact-capacity steps": Rule("docs/scaling.md", r"steps set exactly that many tasks \(`(\w+)`\)", exact_steps),
+    "missing data keeps the count": Rule(
+        "docs/scaling.md", r"the alarm goes to (INSUFFICIENT_DATA), which has no action", missing_data_keeps_count
+    ),
+    "not publishing": Fact(
+        "docs/scaling.md",
+        r"After (\d+) minutes without a value \(an idle pool's value comes every (\d+) minutes, below\) the"
+        r" `(controller-not-publishing)` alarm fires, next to the controller's own `(controller-errors)` \((\d+)"
+        r" failed minutes of (\d+)\)",
+        lambda: (
+            alarm_minutes("controller-not-publishing", "scaled"),
+            idle_publish_minutes(),
+            alarm("controller-not-publishing", "scaled")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
+            alarm("controller-errors", "scaled")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
+            n(alarm("controller-errors", "scaled")["datapointsToAlarm"]),
+            n(alarm("controller-errors", "scaled")["evaluationPeriods"]),
+        ),
+    ),
+    "task protection endpoint": Fact(
+        "docs/scaling.md",
+        r"`PUT \$ECS_AGENT_URI(/[\w/-]+)`",
+        lambda: task_protection_module().STATE_PATH,
+    ),
+    "task protection renewal": Fact(
+        "docs/scaling.md",
+        r"renews it every (\d+) minutes \(it is set for (\d+),",
+        lambda: (n(task_protection_module().RENEW_SECONDS / MINUTE), n(task_protection_module().PROTECT_MINUTES)),
+    ),
+    "task protection renewal (deploys)": Fact(
+        "docs/scaling.md",
+        r"it stays protected, renewed every (\d+) minutes",
+        lambda: n(task_protection_module().RENEW_SECONDS / MINUTE),
+    ),
+    "task protection permission": Rule(
+        "docs/scaling.md", r"may call `(ecs:\w+)` on the cluster's tasks only", task_protection_scope
+    ),
+    "task protection only when scaled": Rule(
+        "docs/scaling.md", r"task definition carries `(\w+)=(\w+)`", protection_only_when_scaled
+    ),
+    "no worker-not-running at zero": Rule(
+        "docs/scaling.md", r"With `minWorkers (\d+)` the `([\w-]+)` alarm is not created", alarm_not_created
+    ),
+    "worker alarms at zero (cost)": Fact(
+        "docs/scaling.md",
+        r"other alarms: (\d+) worker alarms \(no `worker-not-running` at `minWorkers 0`\)",
+        lambda: str(
+            sum(
+                "-worker-" in a.plain_inputs["name"]
+                for a in run("scaled").of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+            )
+        ),
+    ),
+    "metric namespace and dimension": Fact(
+        "docs/scaling.md",
+        r"Namespace `([^`]+)` \(the stack's own, so the controller's `cloudwatch:PutMetricData` permission is"
+        r" conditioned on it\), dimension `(\w+)=<pool>`",
+        lambda: (
+            placeholders(alarm("workers-wanted", "scaled")["namespace"], stack=STACK),
+            *alarm("workers-wanted", "scaled")["dimensions"],
+        ),
+    ),
+    "namespace condition": Fact(
+        "docs/scaling.md",
+        r"the controller's `(cloudwatch:PutMetricData)` permission is conditioned on it",
+        lambda: next(
+            s["Action"]
+            for s in statements("controller-policy", "scaled")
+            if s.get("Condition", {}).get("StringEquals", {}).get("cloudwatch:namespace")
+            == alarm("workers-wanted", "scaled")["namespace"]
+        ),
+    ),
+    "metrics and units": Rule("docs/scaling.md", r"\| ((?:`\w+`(?:, )?)+) \| (Count|Seconds) \|", metric_rows),
+    "idle publishing": Fact(
+        "docs/scaling.md",
+        r"every minute while the pool is busy and for (\d+) minutes after, then every (\d+) minutes",
+        lambda: (n(backlog.IDLE_TAIL / timedelta(minutes=1)), idle_publish_minutes()),
+    ),
+    "idle tail": Fact(
+        "docs/scaling.md",
+        r"every minute for (\d+) more minutes \(so the drop to `minWorkers` is sent at once\), then every (\d+)"
+        r" minutes as a heartbeat",
+        lambda: (n(backlog.IDLE_TAIL / timedelta(minutes=1)), idle_publish_minutes()),
+    ),
+    "start delay window": Fact(
+        "docs/scaling.md",
+        r"over the pool's last (\d+) runs started in the last (hour)",
+        lambda: (
+            str(backlog.START_DELAY_RUNS),
+            "hour" if timedelta(hours=1) == backlog.START_DELAY_WINDOW else str(backlog.START_DELAY_WINDOW),
+        ),
+    ),
+    "late-runs alarm": Fact(
+        "docs/scaling.md",
+        r"\| `(late-runs)` \| the pool's oldest Late run is (older than) `lateRunMinutes`",
+        lambda: (
+            alarm("late-runs", "scaled")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
+            "older than"
+            if (alarm("late-runs", "scaled")["metricName"], alarm("late-runs", "scaled")["comparisonOperator"])
+            == ("OldestLateRunAge", "GreaterThanThreshold")
+            else "?",
+        ),
+    ),
+    "not-publishing alarm": Fact(
+        "docs/scaling.md",
+        r"\| `controller-not-publishing` \| no `(\w+)` for (\d+) minutes .*? `(/aws/lambda/[^`]+)`",
+        lambda: (
+            alarm("controller-not-publishing", "scaled")["metricName"],
+            alarm_minutes("controller-not-publishing", "scaled"),
+            placeholders(inputs("aws:cloudwatch/logGroup:LogGroup", "controller-logs", "scaled")["name"], stack=STACK),
+        ),
+    ),
+    "unset minWorkers/maxWorkers": Rule(
+        "docs/scaling.md", r"an unset `minWorkers` is then (\d+) \(today's always-on worker\)", unset_workers
+    ),
+    "controller every minute": Fact(
+        "docs/scaling.md",
+        r"Every (minute) the stack controller",
+        lambda: {"rate(1 minute)": "minute"}.get(
+            inputs("aws:cloudwatch/eventRule:EventRule", "controller-schedule", "scaled")["scheduleExpression"], "?"
+        ),
+    ),
+    "process pool wants": Rule(
+        "docs/scaling.md",
+        r"(`process` pool: `ceil\(\(due \+ Pending \+ Running\) / --limit\)` workers)",
+        process_formula,
+    ),
+    "ecs pool wants": Rule(
+        "docs/scaling.md", r"(`ecs` pool: one worker while anything is due or Pending)", ecs_pool_wants_one
+    ),
+    "dashboard widgets": Rule(
+        "docs/scaling.md",
+        r"1\. \*\*([^*]+):?\*\*.*? 2\. \*\*([^*]+)\*\*.*? 3\. \*\*([^*]+)\*\*.*? 4\. \*\*([^*]+)\*\*.*?"
+        r" 5\. \*\*([^*]+)\*\*",
+        dashboard_titles,
+    ),
+    # the scaling settings on other pages
+    "lateRunMinutes (configuration)": Fact(
+        "docs/configuration.md",
+        r"\| `lateRunMinutes` \| `(\d+)` \|",
+        lambda: n(alarm("late-runs", "scaled")["threshold"] / MINUTE),
+    ),
+    "lateRunMinutes range (configuration)": Rule(
+        "docs/configuration.md", r"Late run is this old \((\d+) to (\d+)\)", bounds("lateRunMinutes")
+    ),
+    "scaleLeadMinutes (configuration)": Fact(
+        "docs/configuration.md",
+        r"\| `scaleLeadMinutes` \| `(\d+)` \|",
+        lambda: controller_env("scaled")["BACKLOG_LEAD_MINUTES"],
+    ),
+    "scaleLeadMinutes range (configuration)": Rule(
+        "docs/configuration.md", r"this many minutes \((\d+) to (\d+)\) counts as due", bounds("scaleLeadMinutes")
+    ),
+    "late-runs default (alerts)": Fact(
+        "docs/alerts.md",
+        r"older than `lateRunMinutes` \(default (\d+)\)",
+        lambda: n(alarm("late-runs", "scaled")["threshold"] / MINUTE),
+    ),
+    "not publishing (alerts)": Fact(
+        "docs/alerts.md",
+        r"published no `(\w+)` for (\d+) minutes \(an idle pool's comes every (\d+)\)",
+        lambda: (
+            alarm("controller-not-publishing", "scaled")["metricName"],
+            alarm_minutes("controller-not-publishing", "scaled"),
+            idle_publish_minutes(),
+        ),
+    ),
+    "not running only above zero (alerts)": Rule(
+        "docs/alerts.md",
+        r"(only while `desiredCount`, or `minWorkers` when scaling, is above 0)",
+        not_running_only_above_zero,
+    ),
+    "idle requests (cost)": Rule(
+        "README.md",
+        r"sent every (\d+) minutes while the pool is idle \(([\d,]+) PutMetricData requests a month",
+        idle_requests,
+    ),
 }
 
 
@@ -1037,13 +1510,17 @@ def test_docs_state_what_the_program_registers(fact: Fact | Rule) -> None:
 
 # Left out on purpose (stated, but not program values):
 # - prices and the arithmetic on them (README and docs/sizing.md "What it costs", docs/alerts.md and
-#   docs/security.md costs, docs/ecs-pools.md's per-run cost): AWS's list prices, not registered anywhere;
+#   docs/security.md costs, docs/ecs-pools.md's per-run cost, docs/scaling.md's "What a nightly team pays" and
+#   its request and metric-hour arithmetic): AWS's list prices, not registered anywhere;
 # - measured results (docs/sizing.md's benchmark table and what it says, docs/runs.md's stop benchmark and the
 #   supervisor's 12 / 76 MiB, docs/ecs-pools.md's registration benchmark and "4.4 to 5.4 s", the Spot test's
-#   "about 3 s", docs/security.md's checkov counts, test-set sizes and times in README.md and docs/testing.md);
+#   "about 3 s", docs/security.md's checkov counts, test-set sizes and times in README.md and docs/testing.md,
+#   docs/scaling.md's benchmark table, its simulation settings (5 s steps and polls, `--limit 4`) and times: 60 s
+#   Fargate start (assumed), 5 s claim-to-run, 2.1 to 4.4 s to Ready, 0.05 to 0.07 s per decision, 125 s burst);
 # - Prefect's, AWS's or Linux's own values, quoted as context: Prefect's 180 s heartbeat and 10 s poll defaults,
 #   the server's 90 s / 30 s / 15 s worker liveness and 5 s proactive evaluation, AWS's two-minute Spot notice,
-#   10 resource policies per account and free tiers, the 64 KiB pipe buffer, HTTP statuses quoted from Prefect
+#   10 resource policies per account and free tiers, CloudWatch re-invoking an Auto Scaling action every minute
+#   in ALARM, ECS not stopping a protected task, the 64 KiB pipe buffer, HTTP statuses quoted from Prefect
 #   and prefect-aws messages (those of this program's own are rows above);
 # - examples a user types (`pulumi config set ... 2048`, `job_variables: {cpu: 4096, memory: 16384}`,
 #   `pandas==2.2.3`, `fargate-pool-prod`), and the key policy block, which test_kms.py compares whole.
