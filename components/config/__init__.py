@@ -30,7 +30,15 @@ from components.config.prefect import (
     read_api_url,
     read_credential,
 )
-from components.config.reader import NAMESPACE, ConfigError, Reader, nearest, read_minutes, set_command
+from components.config.reader import (
+    NAMESPACE,
+    ConfigError,
+    Reader,
+    nearest,
+    read_bounded,
+    read_minutes,
+    set_command,
+)
 from components.config.sizing import (
     CAPACITIES,
     CPU_ARCHITECTURES,
@@ -171,14 +179,7 @@ def load_config() -> StackConfig:
         "cpuArchitecture", "X86_64", lambda v: v in CPU_ARCHITECTURES, " or ".join(CPU_ARCHITECTURES), "ARM64"
     )
 
-    desired_count = r.integer("desiredCount", 1, "0 to 100 worker tasks", "1")
-    if not 0 <= desired_count <= 100:
-        r.fail(
-            "desiredCount",
-            f"{desired_count} is out of range",
-            "0 to 100 worker tasks",
-            set_command("desiredCount", "1"),
-        )
+    desired_count = read_bounded(r, "desiredCount", 1, 0, 100, "0 to 100 worker tasks")
 
     retention = r.integer("logRetentionDays", 30, "a CloudWatch retention period", "30")
     if retention not in LOG_RETENTION_DAYS:
@@ -191,14 +192,7 @@ def load_config() -> StackConfig:
 
     log_level = r.string("logLevel", "INFO", lambda v: v in LOG_LEVELS, ", ".join(LOG_LEVELS), "INFO")
 
-    stuck_run_minutes = r.integer("stuckRunMinutes", 15, "1 to 1440 minutes (a day)", "15")
-    if not 1 <= stuck_run_minutes <= 1440:
-        r.fail(
-            "stuckRunMinutes",
-            f"{stuck_run_minutes} is out of range",
-            "1 to 1440 minutes (a day)",
-            set_command("stuckRunMinutes", "15"),
-        )
+    stuck_run_minutes = read_bounded(r, "stuckRunMinutes", 15, 1, 1440, "1 to 1440 minutes (a day)")
 
     network = read_network(r)
     work_pool_type, concurrency, flow_run_size = read_work_pool(r)

@@ -96,11 +96,15 @@ class Reader:
         return tuple(items)
 
 
-def read_minutes(r: Reader, key: str, default: int, low: int, high: int) -> int:
-    """A whole number of minutes from `low` to `high` (lateRunMinutes, scaleLeadMinutes); the default if not."""
-    allowed = f"{low} to {high} minutes"
+def read_bounded(r: Reader, key: str, default: int, low: int, high: int, allowed: str) -> int:
+    """A whole number from `low` to `high`; one out of range is a problem (its fix: the default) and is
+    returned as read, so later checks see what was given."""
     value = r.integer(key, default, allowed, str(default))
     if not low <= value <= high:
         r.fail(key, f"{value} is out of range", allowed, set_command(key, str(default)))
-        return default
     return value
+
+
+def read_minutes(r: Reader, key: str, default: int, low: int, high: int) -> int:
+    """A whole number of minutes from `low` to `high` (lateRunMinutes, scaleLeadMinutes)."""
+    return read_bounded(r, key, default, low, high, f"{low} to {high} minutes")
