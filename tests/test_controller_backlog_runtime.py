@@ -11,10 +11,11 @@ from typing import Any
 import boto3
 import pytest
 from prefect_servers import Server
+from test_controller_backlog import settings as backlog_settings
 
 from controller import backlog as backlog_job
 from controller import handler
-from controller.backlog import BacklogSettings, read_backlog, workers_wanted
+from controller.backlog import read_backlog, workers_wanted
 from controller.prefect_rest import PrefectRest
 
 pytestmark = pytest.mark.slow
@@ -58,16 +59,7 @@ def test_every_kind_of_run_is_counted_for_this_pool_only_and_the_pool_stays_not_
     now = datetime.now(UTC)
     make_runs(server, "scale-pool", now)
     make_runs(server, "someone-elses-pool", now)
-    settings = BacklogSettings(
-        namespace="prefect-fargate-test",
-        work_pool="scale-pool",
-        pool_type="process",
-        run_limit=4,
-        min_workers=0,
-        max_workers=5,
-        lead=timedelta(minutes=3),
-        quiet=timedelta(minutes=10),
-    )
+    settings = backlog_settings(work_pool="scale-pool")
     calls: list[str] = []
     request = PrefectRest.request
 
