@@ -94,6 +94,33 @@ def strings_in(value: Any) -> Iterator[str]:
 # -- AWS through moto, for the ECS worker's calls ------------------------------------------------
 
 
+def put_metric_alarm_request(
+    alarm: dict[str, Any], actions: list[str], ok_actions: list[str] | None = None
+) -> dict[str, Any]:
+    """A registered `aws:cloudwatch/metricAlarm`'s inputs as CloudWatch's PutMetricAlarm takes them (botocore
+    checks the shape, moto stores it)."""
+    request = {
+        "AlarmName": alarm["name"],
+        "Namespace": alarm["namespace"],
+        "MetricName": alarm["metricName"],
+        "Dimensions": [{"Name": k, "Value": v} for k, v in alarm["dimensions"].items()],
+        "Statistic": alarm["statistic"],
+        "ComparisonOperator": alarm["comparisonOperator"],
+        "Threshold": alarm["threshold"],
+        "Period": int(alarm["period"]),
+        "EvaluationPeriods": int(alarm["evaluationPeriods"]),
+        "TreatMissingData": alarm["treatMissingData"],
+        "AlarmActions": actions,
+    }
+    if alarm.get("alarmDescription") is not None:
+        request["AlarmDescription"] = alarm["alarmDescription"]
+    if alarm.get("datapointsToAlarm") is not None:
+        request["DatapointsToAlarm"] = int(alarm["datapointsToAlarm"])
+    if ok_actions is not None:
+        request["OKActions"] = ok_actions
+    return request
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fake credentials and moto for every boto3 client made in the test; no real endpoint or profile."""

@@ -25,6 +25,7 @@ from conftest import (
     RecordingMocks,
     Run,
     load_stack_config,
+    put_metric_alarm_request,
     run_program,
     run_pulumi,
 )
@@ -312,22 +313,7 @@ def create_in_moto(run: Run, aws: dict[str, Any]) -> dict[str, Any]:
 
     for alarm in run.of_type(ALARM):
         a = alarm.plain_inputs
-        aws["cloudwatch"].put_metric_alarm(
-            AlarmName=a["name"],
-            AlarmDescription=a["alarmDescription"],
-            Namespace=a["namespace"],
-            MetricName=a["metricName"],
-            Dimensions=[{"Name": k, "Value": v} for k, v in a["dimensions"].items()],
-            Statistic=a["statistic"],
-            ComparisonOperator=a["comparisonOperator"],
-            Threshold=a["threshold"],
-            Period=int(a["period"]),
-            EvaluationPeriods=int(a["evaluationPeriods"]),
-            DatapointsToAlarm=int(a["datapointsToAlarm"]),
-            TreatMissingData=a["treatMissingData"],
-            AlarmActions=[topic],
-            OKActions=[topic],
-        )
+        aws["cloudwatch"].put_metric_alarm(**put_metric_alarm_request(a, [topic], ok_actions=[topic]))
     return {"topic": topic, "policy": json.loads(policy), "log": log["name"], "oom_pattern": metric_filter["pattern"]}
 
 

@@ -10,7 +10,7 @@ import boto3
 import pulumi
 import pulumi_aws as aws
 import pytest
-from conftest import BASE_CONFIG, REGION, STACK, Run, run_program
+from conftest import BASE_CONFIG, REGION, STACK, Run, put_metric_alarm_request, run_program
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TARGET = "aws:appautoscaling/target:Target"
@@ -166,19 +166,7 @@ def test_target_policy_alarms_and_dashboard_are_accepted_by_aws(aws_env: None, s
     assert (stored["MinCapacity"], stored["MaxCapacity"]) == (0, 3)
     cloudwatch = boto3.client("cloudwatch")
     driver = alarm(scaled, "workers-wanted")
-    cloudwatch.put_metric_alarm(
-        AlarmName=driver["name"],
-        Namespace=driver["namespace"],
-        MetricName=driver["metricName"],
-        Dimensions=[{"Name": k, "Value": v} for k, v in driver["dimensions"].items()],
-        Statistic=driver["statistic"],
-        ComparisonOperator=driver["comparisonOperator"],
-        Threshold=driver["threshold"],
-        Period=int(driver["period"]),
-        EvaluationPeriods=int(driver["evaluationPeriods"]),
-        TreatMissingData=driver["treatMissingData"],
-        AlarmActions=[policy_arn],
-    )
+    cloudwatch.put_metric_alarm(**put_metric_alarm_request(driver, [policy_arn]))
     (stored_alarm,) = cloudwatch.describe_alarms(AlarmNames=[driver["name"]])["MetricAlarms"]
     assert stored_alarm["AlarmActions"] == [policy_arn]
     dashboard = scaled.one("aws:cloudwatch/dashboard:Dashboard").plain_inputs
