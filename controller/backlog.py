@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from controller.prefect_rest import pool_filter
+
 START_DELAY_RUNS = 20
 START_DELAY_WINDOW = timedelta(hours=1)
 IDLE_PUBLISH_MINUTES = 10
@@ -111,10 +113,6 @@ def workers_wanted(backlog: Backlog, settings: BacklogSettings) -> int:
     return max(settings.min_workers, min(settings.max_workers, need))
 
 
-def _pool(work_pool: str) -> dict[str, Any]:
-    return {"work_pools": {"name": {"any_": [work_pool]}}}
-
-
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
@@ -123,10 +121,12 @@ def read_backlog(prefect: PrefectReader, settings: BacklogSettings, now: datetim
     """Six read-only calls (seven with a Late run): three counts and three filters, each limited to the pool."""
 
     def count(flow_runs: dict[str, Any]) -> int:
-        return int(prefect.request("POST", "/flow_runs/count", {**_pool(settings.work_pool), "flow_runs": flow_runs}))
+        return int(
+            prefect.request("POST", "/flow_runs/count", {**pool_filter(settings.work_pool), "flow_runs": flow_runs})
+        )
 
     def runs(body: dict[str, Any]) -> list[dict[str, Any]]:
-        return list(prefect.request("POST", "/flow_runs/filter", {**_pool(settings.work_pool), **body}))
+        return list(prefect.request("POST", "/flow_runs/filter", {**pool_filter(settings.work_pool), **body}))
 
     def state(types: list[str] | None = None, names: list[str] | None = None) -> dict[str, Any]:
         given = {"type": {"any_": types} if types else None, "name": {"any_": names} if names else None}

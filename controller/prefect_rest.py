@@ -39,6 +39,12 @@ def auth_header(credential: str | None, kind: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {credential}"}
 
 
+def pool_filter(pool: str) -> dict[str, Any]:
+    """The body part that limits `/flow_runs/filter` and `/flow_runs/count` to one work pool (schemas/filters.py,
+    WorkPoolFilterName)."""
+    return {"work_pools": {"name": {"any_": [pool]}}}
+
+
 Opener = Callable[[urllib.request.Request, float], Any]
 
 
@@ -82,7 +88,7 @@ class PrefectRest:
                 "POST",
                 "/flow_runs/filter",
                 {
-                    "work_pools": {"name": {"any_": [pool]}},
+                    **pool_filter(pool),
                     "flow_runs": {"state": {"type": {"any_": state_types}}},
                     "sort": "ID_DESC",
                     "limit": PAGE,
