@@ -46,7 +46,7 @@ from conftest import (
 )
 from packaging.specifiers import SpecifierSet
 
-from components import agent_service
+from components import agent_service, worker_scaling
 from components.agent_image import pinned_version
 from components.config import LOG_RETENTION_DAYS, ConfigError
 from components.prefect_api import AUTH_STRING_FIX, KEY_FIX, reason
@@ -456,7 +456,8 @@ def scaling_policy() -> dict[str, Any]:
 
 
 def exact_steps(adjustment: str) -> str | None:
-    """Every step sets exactly the published count, up to maxWorkers, on a target between min and max workers."""
+    """The steps set capacities (small counts exactly, as the scaled run's maxWorkers 2), on a target between min
+    and max workers."""
     policy = scaling_policy()
     target = inputs("aws:appautoscaling/target:Target", kind="scaled")
     if policy["adjustmentType"] != adjustment:
@@ -466,6 +467,40 @@ def exact_steps(adjustment: str) -> str | None:
         return f"the steps are {steps}"
     span = (n(target["minCapacity"]), n(target["maxCapacity"]))
     return None if span == (SCALED["minWorkers"], SCALED["maxWorkers"]) else f"the target spans {span}"
+
+
+def capacity_set(max_workers: int, wanted: int) -> int:
+    """What the scaling policy for `max_workers` sets for a WorkersWanted value (the step holding it)."""
+    for step in worker_scaling.step_adjustments(max_workers):
+        lower, upper = float(step.metric_interval_lower_bound), step.metric_interval_upper_bound
+        if lower <= wanted and (upper is None or wanted < float(upper)):
+            return int(step.scaling_adjustment)
+    raise AssertionError(f"no step holds {wanted} for maxWorkers {max_workers}")
+
+
+def step_rule(quota: str, exact: str, divisor: str, example: str, example_sets: str) -> str | None:
+    """For every allowed maxWorkers: within the quota; each count up to `exact` set exactly; every count rounded up
+    by at most n // divisor; and the page's example."""
+    for max_workers in range(1, 101):
+        if len(worker_scaling.step_adjustments(max_workers)) > int(quota):
+            return f"maxWorkers {max_workers} has {len(worker_scaling.step_adjustments(max_workers))} steps"
+        for wanted in range(max_workers + 1):
+            got = capacity_set(max_workers, wanted)
+            most = wanted if wanted <= int(exact) else wanted + wanted // int(divisor)
+            if not wanted <= got <= min(most, max_workers):
+                return f"maxWorkers {max_workers}: {wanted} wanted sets {got}"
+    if capacity_set(100, int(exact) + 1) == int(exact) + 1:
+        return f"{int(exact) + 1} has a step of its own too"
+    got = capacity_set(100, int(example))
+    return None if got == int(example_sets) else f"{example} wanted sets {got}"
+
+
+def steps_text(max_workers: int) -> str:
+    """The step values as the page writes them: "0 to 9, 12, 16, 21 and 25"."""
+    values = [int(s.scaling_adjustment) for s in worker_scaling.step_adjustments(max_workers)]
+    exact = sum(value == i for i, value in enumerate(values))  # values ascend from 0: the exact ones come first
+    parts = [f"0 to {exact - 1}", *map(str, values[exact:])]
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
 
 def missing_data_keeps_count(state: str) -> str | None:
@@ -1321,7 +1356,18 @@ FACTS: dict[str, Fact | Rule] = {
             "minute" if alarm("workers-wanted", "scaled")["period"] == MINUTE else "period",
         ),
     ),
-    "exact-capacity steps": Rule("docs/scaling.md", r"steps set exactly that many tasks \(`(\w+)`\)", exact_steps),
+    "exact-capacity steps": Rule("docs/scaling.md", r"steps set that many tasks \(`(\w+)`\)", exact_steps),
+    "steps within AWS's quota, rounded up": Rule(
+        "docs/scaling.md",
+        r"takes at most (\d+) steps per policy, so each count up to (\d+) has a step of its own .*? at most a quarter"
+        r" more \(`n \+ n // (\d+)`: (\d+) wanted gives (\d+)\)",
+        step_rule,
+    ),
+    "steps for 25 and 100": Fact(
+        "docs/scaling.md",
+        r"With `maxWorkers 25` the steps are ([\d, and to]+); with `maxWorkers 100`, ([\d, and to]+) \((\d+) steps\)",
+        lambda: (steps_text(25), steps_text(100), str(len(worker_scaling.step_adjustments(100)))),
+    ),
     "missing data keeps the count": Rule(
         "docs/scaling.md", r"the alarm goes to (INSUFFICIENT_DATA), which has no action", missing_data_keeps_count
     ),
