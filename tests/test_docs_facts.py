@@ -626,6 +626,24 @@ def ecs_pool_wants_one(_: str) -> str | None:
     return None if got == [1, 1, 1] else f"an ecs pool wants {got}"
 
 
+def due_filter(field: str) -> str | None:
+    """The due count filters SCHEDULED-type runs on `field` up to now + the lead time, and on no other time."""
+    bodies: list[Any] = []
+
+    class Recording:
+        def request(self, method: str, path: str, body: Any = None) -> Any:
+            bodies.append(body)
+            return 0 if path == "/flow_runs/count" else []
+
+    environ = {**controller_env("scaled"), "WORK_POOL_TYPE": "process"}
+    settings = backlog.BacklogSettings.from_environ(environ)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    backlog.read_backlog(Recording(), settings, now)
+    (due,) = [b["flow_runs"] for b in bodies if b["flow_runs"].get("state") == {"type": {"any_": ["SCHEDULED"]}}]
+    wanted = {"state": due["state"], field: {"before_": (now + settings.lead).isoformat()}}
+    return None if due == wanted else f"the due count filters {due}"
+
+
 def dashboard_titles(*titles: str) -> str | None:
     """The widgets, in order, start with the titles the page lists."""
     body = json.loads(inputs("aws:cloudwatch/dashboard:Dashboard", kind="scaled")["dashboardBody"])
@@ -1492,6 +1510,11 @@ FACTS: dict[str, Fact | Rule] = {
         "docs/scaling.md",
         r"(`process` pool: `ceil\(\(due \+ Pending \+ Running\) / --limit\)` workers)",
         process_formula,
+    ),
+    "due by next scheduled start": Rule(
+        "docs/scaling.md",
+        r"next scheduled to start within `scaleLeadMinutes` \(the run's `(\w+)`, which a worker's poll goes by",
+        due_filter,
     ),
     "ecs pool wants": Rule(
         "docs/scaling.md", r"(`ecs` pool: one worker while anything is due or Pending)", ecs_pool_wants_one
