@@ -68,6 +68,14 @@ RUNS: dict[str, dict[str, str]] = {
     "scaled": SCALED,
     "scaled-from-one": {**SCALED, "minWorkers": "1"},
     "no-workers": {**BASE_CONFIG, "desiredCount": "0"},
+    "controller-in-vpc": {
+        **{k: v for k, v in ECS.items() if k not in ("prefectAccountId", "prefectWorkspaceId")},
+        "prefectApiUrl": "http://prefect.internal:4200/api",
+        "vpcId": "vpc-0123456789abcdef0",
+        "subnetIds": '["subnet-0123456789abcdef0"]',
+        "assignPublicIp": "false",
+        "controllerInVpc": "true",
+    },
 }
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 ORDINALS = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"]
@@ -642,6 +650,41 @@ def due_filter(field: str) -> str | None:
     (due,) = [b["flow_runs"] for b in bodies if b["flow_runs"].get("state") == {"type": {"any_": ["SCHEDULED"]}}]
     wanted = {"state": due["state"], field: {"before_": (now + settings.lead).isoformat()}}
     return None if due == wanted else f"the due count filters {due}"
+
+
+# What the Lambda service itself does with the controller's role, from outside the function's subnets: it ships
+# the function's logs and attaches its network interfaces (Lambda developer guide, execution role permissions).
+LAMBDA_ITSELF = {"logs", "ec2"}
+
+
+def vpc_endpoints(credential: str, metrics: str, ecs: str, logs: str) -> str | None:
+    """The endpoints an in-VPC controller needs are those of the services its role lets the function's own code
+    call (botocore's endpoint prefix for each, e.g. CloudWatch's `monitoring`); KMS is called by Secrets Manager
+    (kms:ViaService), the rest by Lambda itself; `ecs` only on an ecs pool."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+
+    def services(kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """(IAM service prefix, statement) for each action of the controller's role."""
+        return [
+            (action.split(":")[0], statement)
+            for statement in statements("controller-policy", kind)
+            for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+        ]
+
+    def called(kind: str) -> set[str]:
+        return {
+            session.get_service_model(service).endpoint_prefix
+            for service, statement in services(kind)
+            if service not in LAMBDA_ITSELF and "kms:ViaService" not in json.dumps(statement.get("Condition", {}))
+        }
+
+    on_ecs, on_process = called("controller-in-vpc"), called("default")
+    if on_ecs != {credential, metrics, ecs} or on_process != {credential, metrics}:
+        return f"the function calls {sorted(on_ecs)} on an ecs pool, {sorted(on_process)} on a process pool"
+    own_logs = {service for service, _ in services("default")}
+    return None if logs in own_logs & LAMBDA_ITSELF else f"{logs} is not what Lambda does for the function"
 
 
 def dashboard_titles(*titles: str) -> str | None:
@@ -1300,6 +1343,35 @@ FACTS: dict[str, Fact | Rule] = {
         ),
     ),
     "health check timeout (tests)": Fact("docs/testing.md", r"within its (\d+) s timeout", lambda: health("timeout")),
+    # docs/runs.md, the stack controller
+    "controller never repeats": Fact(
+        "docs/runs.md",
+        r"each ends within its (\d+) s timeout, before the next (minute)'s starts, and Lambda neither retries a"
+        r" failed run \((\d+) retries in the function's event invoke config; .*? nor starts one that waited more"
+        r" than (\d+) s",
+        lambda: (
+            n(inputs("aws:lambda/function:Function", "controller")["timeout"]),
+            {"rate(1 minute)": "minute"}.get(
+                inputs("aws:cloudwatch/eventRule:EventRule", "controller-schedule")["scheduleExpression"], "?"
+            ),
+            n(
+                inputs("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "controller")[
+                    "maximumRetryAttempts"
+                ]
+            ),
+            n(
+                inputs("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "controller")[
+                    "maximumEventAgeInSeconds"
+                ]
+            ),
+        ),
+    ),
+    "controller's VPC endpoints": Rule(
+        "docs/runs.md",
+        r"VPC endpoints for what the function calls: `(\w+)` for its credential, `(\w+)` for CloudWatch's"
+        r" PutMetricData and, on an `ecs` pool, `(\w+)`; no `(\w+)` endpoint is needed",
+        vpc_endpoints,
+    ),
     # docs/scaling.md
     "scaling off by default": Fact(
         "docs/scaling.md",
