@@ -1343,6 +1343,17 @@ FACTS: dict[str, Fact | Rule] = {
         ),
     ),
     "health check timeout (tests)": Fact("docs/testing.md", r"within its (\d+) s timeout", lambda: health("timeout")),
+    "never privileged (ecs-pools)": Fact(
+        "docs/ecs-pools.md",
+        r"registering never a privileged container \(`([\w:]+)`, a String key: `(\w+)` \"(\w+)\"",
+        lambda: next(
+            (key, operator, value)
+            for s in statements("ecs-pool-worker-policy", "ecs")
+            if s["Action"] == "ecs:RegisterTaskDefinition"
+            for operator, keys in s["Condition"].items()
+            for key, value in keys.items()
+        ),
+    ),
     # docs/runs.md, the stack controller
     "controller never repeats": Fact(
         "docs/runs.md",
