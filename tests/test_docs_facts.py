@@ -687,6 +687,24 @@ def vpc_endpoints(credential: str, metrics: str, ecs: str, logs: str) -> str | N
     return None if logs in own_logs & LAMBDA_ITSELF else f"{logs} is not what Lambda does for the function"
 
 
+def late_age_from_next_start(_: str) -> str | None:
+    """OldestLateRunAge is now minus the oldest Late run's next scheduled start, whatever its first expected one."""
+    late = {
+        "next_scheduled_start_time": "2026-01-01T00:40:00+00:00",
+        "expected_start_time": "2025-12-31T22:00:00+00:00",
+    }
+
+    class OneLateRun:
+        def request(self, method: str, path: str, body: Any = None) -> Any:
+            if path == "/flow_runs/count":
+                return 0
+            return [late] if body.get("sort") == "NEXT_SCHEDULED_START_TIME_ASC" else []
+
+    settings = backlog.BacklogSettings.from_environ({**controller_env("scaled"), "WORK_POOL_TYPE": "process"})
+    age = backlog.read_backlog(OneLateRun(), settings, datetime(2026, 1, 1, 1, tzinfo=UTC)).oldest_late_seconds
+    return None if age == 20 * MINUTE else f"the oldest Late run is {age} s old"
+
+
 def dashboard_titles(*titles: str) -> str | None:
     """The widgets, in order, start with the titles the page lists."""
     body = json.loads(inputs("aws:cloudwatch/dashboard:Dashboard", kind="scaled")["dashboardBody"])
@@ -1598,6 +1616,11 @@ FACTS: dict[str, Fact | Rule] = {
         "docs/scaling.md",
         r"next scheduled to start within `scaleLeadMinutes` \(the run's `(\w+)`, which a worker's poll goes by",
         due_filter,
+    ),
+    "oldest Late age": Rule(
+        "docs/scaling.md",
+        r"how long ago the oldest Late run was due \((its next scheduled start)",
+        late_age_from_next_start,
     ),
     "ecs pool wants": Rule(
         "docs/scaling.md", r"(`ecs` pool: one worker while anything is due or Pending)", ecs_pool_wants_one
