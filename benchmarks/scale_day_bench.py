@@ -13,17 +13,20 @@ components/agent_service.py WORKER_QUERY_SECONDS) while anything is due, pending
 over idle stretches. Runs are scheduled at `SIM_EPOCH` (real now + 3 days, so the server's Late-run
 service leaves them Scheduled) plus their offset in the day. Every minute the controller's decision
 (controller/backlog.py `read_backlog` + `workers_wanted`) reads the real server with `now` = the simulated
-clock. The server stamps start and end times with the real clock, so the time since the pool's last run
-ended (the quiet period's input) comes from the simulator's own record (the only input replaced).
+clock, and the scaling policy turns it into a task count (components/worker_scaling.py's steps: the wanted
+count rounded up to the next step). The server stamps start and end times with the real clock, so the time
+since the pool's last run ended (the quiet period's input) comes from the simulator's own record (the only
+input replaced).
 
 Workers are simulated: each polls every 5 s and claims up to --limit (4 for the default 1 GB task,
-agent_service.run_limit) runs due within PREFETCH_SECONDS, by filtering the pool's Scheduled runs and
-setting them Running through the API; a run starts RUN_START_SECONDS after its claim (pickup to engine
-start measured at 4.4-5.4 s, FACTS.md) and is set Completed after its duration. A new worker is ready
-SCALE_OUT_SECONDS after the controller asks for it: the alarm's next evaluation and the policy (up to 60 s)
-plus Fargate starting the task (TASK_START_SECONDS, an assumption from AWS's guidance; see the README)
-plus the worker's first poll (measured below). An idle worker above the wanted count stops at once; a
-busy one is protected (agent_image/task_protection.py) and stops when idle.
+agent_service.run_limit) runs due within PREFETCH_SECONDS, by filtering the pool's Scheduled runs on
+`next_scheduled_start_time` as a worker's poll does and setting them Running through the API; a run starts
+RUN_START_SECONDS after its claim (pickup to engine start measured at 4.4-5.4 s, FACTS.md) and is set
+Completed after its duration. A new worker is ready SCALE_OUT_SECONDS after the controller asks for it:
+the alarm's next evaluation and the policy (up to 60 s) plus Fargate starting the task
+(TASK_START_SECONDS, an assumption from AWS's guidance; see the README) plus the worker's first poll
+(measured below). An idle worker above the wanted count stops at once; a busy one is protected
+(agent_image/task_protection.py) and stops when idle.
 
 Also measured here: one controller decision against the server (six read calls), and a real worker's
 start to its first poll (the pool turning READY), the parts of a scale from zero that run locally.
@@ -51,6 +54,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from prefect_servers import BIN, Server, nowhere  # noqa: E402
 
 from components.agent_service import WORKER_QUERY_SECONDS, run_limit  # noqa: E402
+from components.worker_scaling import step_values  # noqa: E402
 from controller.backlog import BacklogSettings, read_backlog, workers_wanted  # noqa: E402
 from controller.prefect_rest import PrefectRest  # noqa: E402
 
@@ -89,6 +93,11 @@ def schedule(name: str) -> list[tuple[float, float]]:
     if name == "nightly":
         return [(2 * 3600 + 180 * i, 300) for i in range(20)]  # "burst" and "triggered burst" alike:
     return [(12 * 3600, 120)] * 100
+
+
+def policy_capacity(wanted: int, max_workers: int) -> int:
+    """The task count the scaling policy sets for a WorkersWanted value: the next step value up."""
+    return min(value for value in step_values(max_workers) if value >= wanted)
 
 
 def create_runs(server: Server, pool: str, epoch: datetime, runs: list[tuple[float, float]]) -> list[Run]:
@@ -134,7 +143,10 @@ def simulate(
                 backlog = read_backlog(rest, settings, epoch + timedelta(seconds=now))
                 ends = [r.end for r in runs if r.end is not None]
                 last_end = now - max(ends) if ends else None
-                wanted = workers_wanted(dataclasses.replace(backlog, last_end_seconds=last_end), settings)
+                wanted = policy_capacity(
+                    workers_wanted(dataclasses.replace(backlog, last_end_seconds=last_end), settings),
+                    settings.max_workers,
+                )
                 decisions += 1
                 if wanted > len(alive):
                     for _ in range(wanted - len(alive)):
@@ -154,9 +166,9 @@ def simulate(
                     worker.next_poll = now + STEP
                     due = rest.request("POST", "/flow_runs/filter", {
                         "work_pools": {"name": {"any_": [pool]}},
-                        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}, "expected_start_time": {
+                        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}, "next_scheduled_start_time": {
                             "before_": (epoch + timedelta(seconds=now + PREFETCH_SECONDS)).isoformat()}},
-                        "sort": "EXPECTED_START_TIME_ASC", "limit": LIMIT - len(worker.runs),
+                        "sort": "NEXT_SCHEDULED_START_TIME_ASC", "limit": LIMIT - len(worker.runs),
                     })  # fmt: skip
                     for found in due:
                         run = by_id[found["id"]]

@@ -67,13 +67,16 @@ def ecs_worker_statements(
     return [
         # Sizes are left to deployments (job variables cpu/memory, any pair Fargate accepts), so
         # ecs:task-cpu/ecs:task-memory are not capped; a privileged container never is allowed (Fargate
-        # refuses one anyway). IfExists: a request that does not set `privileged` has no such key.
+        # refuses one anyway). `ecs:privileged` is a String key of RegisterTaskDefinition only (Service
+        # Authorization Reference; parliament's copy agrees), carrying the request's `privileged` as "true" or
+        # "false": StringEquals "false" passes an explicit false and refuses "true"; IfExists passes a request
+        # that sets no `privileged` at all, which has no such key (prefect-aws's worker sets none).
         {
             "Sid": "RegisterOwnTaskDefinitions",
             "Effect": "Allow",
             "Action": "ecs:RegisterTaskDefinition",
             "Resource": families,
-            "Condition": {"BoolIfExists": {"ecs:privileged": "false"}},
+            "Condition": {"StringEqualsIfExists": {"ecs:privileged": "false"}},
         },
         # DescribeTaskDefinition takes no resource type (AWS's Service Authorization Reference, as in
         # cfn-lint's Policies.json): a statement naming the families would never match, and the worker's

@@ -1,11 +1,12 @@
 """StackController: the stack's controller, an AWS Lambda function run every minute (code in controller/).
 
 Creates the function (python3.13, zipped by Pulumi from controller/'s modules: no Docker, no Prefect package,
-only the standard library and the runtime's boto3), its role, its log group (the stack's retention), and an
-EventBridge rule that invokes it every minute. Its jobs (controller/handler.py) recover this pool's runs whose
-worker or task is gone (controller/recovery.py) and publish the pool's backlog (controller/backlog.py); jobs add
-their settings through `environment` and their permissions through `extra_policy_statements`. Its errors alarm
-on the stack's alert topic (components/alerts.py, `controller-errors`).
+only the standard library and the runtime's boto3), its role, its log group (the stack's retention), an
+EventBridge rule that invokes it every minute, and its asynchronous-invocation settings (no retries, no late
+events). Its jobs (controller/handler.py) recover this pool's runs whose worker or task is gone
+(controller/recovery.py) and publish the pool's backlog (controller/backlog.py); jobs add their settings
+through `environment` and their permissions through `extra_policy_statements`. Its errors alarm on the stack's
+alert topic (components/alerts.py, `controller-errors`).
 
 The role reads exactly the stack's credential secret, describes exactly this cluster's tasks (an `ecs` pool only),
 writes its own log group, and (config controllerInVpc) manages the function's network interfaces in the stack's
@@ -30,6 +31,16 @@ HANDLER = "controller.handler.handler"
 MEMORY_MB = 128  # the smallest Lambda size: a few HTTP calls a minute
 TIMEOUT_SECONDS = 50  # under the 1-minute schedule, so two runs never overlap for long
 SCHEDULE = "rate(1 minute)"
+# EventBridge invokes the function asynchronously, and Lambda retries a failed asynchronous invocation twice
+# (about 1 and 2 minutes later) and keeps an event it could not yet run for up to 6 hours, unless the function's
+# event invoke config says otherwise (Lambda developer guide, "Configuring error handling for asynchronous
+# invocation"; PutFunctionEventInvokeConfig: retries 0 to 2, age 60 to 21,600 s). With a new run every minute,
+# a retry only repeats a minute the schedule covers anyway, and during an outage it would put up to three
+# controllers at work at once: no retry, and an event not started within a minute is dropped (the next one is
+# due). No reserved concurrency: a new account's concurrency limit may be 10, below which nothing can be
+# reserved, and `pulumi up` would fail.
+INVOKE_RETRIES = 0
+INVOKE_MAX_EVENT_AGE_SECONDS = 60
 # A process pool's RUNNING run is dead after this many heartbeats missed (components/agent_service.py's
 # FLOW_HEARTBEAT_SECONDS apart): five, so one late event or one slow beat is no death.
 MISSED_HEARTBEATS = 5
@@ -157,6 +168,8 @@ class StackController(pulumi.ComponentResource):
     """The function's execution role."""
     log_group: aws.cloudwatch.LogGroup
     """`/aws/lambda/<function>`, with the stack's retention."""
+    invoke_config: aws.lambda_.FunctionEventInvokeConfig
+    """No retry of a failed minute, no event run later than a minute: one controller at a time."""
     schedule: aws.cloudwatch.EventRule
     """Invokes the function every minute."""
 
@@ -217,6 +230,13 @@ class StackController(pulumi.ComponentResource):
             if args.vpc is not None
             else None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, self.log_group]),
+        )
+        self.invoke_config = aws.lambda_.FunctionEventInvokeConfig(
+            f"{name}-invoke-config",
+            function_name=self.function.name,  # no qualifier: the unqualified function the schedule invokes
+            maximum_retry_attempts=INVOKE_RETRIES,
+            maximum_event_age_in_seconds=INVOKE_MAX_EVENT_AGE_SECONDS,
+            opts=child,
         )
         self.schedule = aws.cloudwatch.EventRule(
             f"{name}-schedule",

@@ -13,9 +13,11 @@ How it moves, and why missing data never removes a worker:
   "Except for Auto Scaling actions, the actions happen only on state transitions" (CloudWatch user guide,
   "Alarm actions"): an alarm with an Auto Scaling action invokes it again every minute it stays in ALARM,
   so the policy follows each new value.
-- The policy's steps are intervals of `WorkersWanted - 0`, one per count: [n, n+1) sets exactly n
-  (ExactCapacity), and [max, +inf) sets max; Application Auto Scaling keeps the result within the target's
-  min and max.
+- The policy's steps are intervals of `WorkersWanted - 0` that set a capacity (ExactCapacity), the wanted
+  count rounded up to the next step value (`step_values`): exact up to EXACT_UP_TO, then never more than a
+  quarter over the wanted count, because Application Auto Scaling takes at most MAX_STEPS step adjustments
+  per policy and maxWorkers goes up to 100. Never fewer workers than wanted, never more than maxWorkers;
+  Application Auto Scaling also keeps the result within the target's min and max.
 - With no datapoint (Prefect unreachable, key revoked, controller broken) the alarm goes to INSUFFICIENT_DATA
   (`treat_missing_data = "missing"`), which has no action: the count stays where it was. Only a published
   value, positive data, can lower it. The Alerts component's `controller-not-publishing` alarm reports it.
@@ -36,6 +38,13 @@ COOLDOWN_SECONDS = 60
 # After the pool's last run ends, one worker stays this long before the service goes to minWorkers, so
 # a team that triggers runs one after another does not pay a cold start for each.
 QUIET_MINUTES = 10
+# "Step adjustments per step scaling policy", default 20 (Application Auto Scaling user guide, "Quotas for
+# Application Auto Scaling"; adjustable on request, so a stack must fit the default): more fails `pulumi up`.
+MAX_STEPS = 20
+# Every wanted count up to this has a step of its own; above it a step serves several counts. With a quarter
+# over at most (OVERSHOOT_DIVISOR 4), maxWorkers 100 takes exactly MAX_STEPS steps (tests/test_worker_scaling.py).
+EXACT_UP_TO = 9
+OVERSHOOT_DIVISOR = 4
 
 
 def backlog_namespace(stack: str) -> str:
@@ -69,18 +78,35 @@ def put_metric_statement(namespace: str) -> Statement:
     }
 
 
+def step_values(max_workers: int) -> list[int]:
+    """The capacities the policy sets, ascending from 0 to max_workers. A step serves the wanted counts from
+    the previous value + 1 up to its own value: its own count alone up to EXACT_UP_TO, then as many as keep it
+    within a quarter over the smallest of them (n + n // 4, so floor(1.25 n))."""
+    values = [0]
+    while values[-1] < max_workers:
+        smallest = values[-1] + 1
+        widest = smallest if smallest <= EXACT_UP_TO else smallest + smallest // OVERSHOOT_DIVISOR
+        values.append(min(max_workers, widest))
+    return values
+
+
 def step_adjustments(
     max_workers: int,
 ) -> list[aws.appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArgs]:
-    """[n, n+1) -> exactly n workers for n below max; [max, +inf) -> max."""
+    """[previous + 1, value + 1) -> value for each step value: WorkersWanted is a whole number, and above the
+    threshold a step's lower bound is inclusive and its upper bound exclusive (API reference, StepAdjustment,
+    whose rules these follow: contiguous, no overlap, one null upper bound, the last). The last step sets
+    max_workers for any count from its lower bound up."""
     step = aws.appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArgs
+    values = step_values(max_workers)
+    lowers = [0, *(value + 1 for value in values[:-1])]
     return [
         step(
-            metric_interval_lower_bound=str(n),
-            metric_interval_upper_bound=str(n + 1) if n < max_workers else None,
-            scaling_adjustment=n,
+            metric_interval_lower_bound=str(lower),
+            metric_interval_upper_bound=str(value + 1) if value < max_workers else None,
+            scaling_adjustment=value,
         )
-        for n in range(max_workers + 1)
+        for lower, value in zip(lowers, values, strict=True)
     ]
 
 

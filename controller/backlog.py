@@ -3,15 +3,23 @@
 `run(ctx)` reads this pool's flow runs with read-only calls only, `POST /flow_runs/count` and
 `POST /flow_runs/filter` (prefect/server/api/flow_runs.py, `count_flow_runs` and `read_flow_runs`),
 filtered on the pool (`work_pools: {name: {any_: [pool]}}`, schemas/filters.py `WorkPoolFilterName`)
-and on state type, state name and times (`FlowRunFilterState`, `FlowRunFilterExpectedStartTime`,
+and on state type, state name and times (`FlowRunFilterState`, `FlowRunFilterNextScheduledStartTime`,
 `FlowRunFilterStartTime`, `FlowRunFilterEndTime`). Never `POST /work_pools/{name}/get_scheduled_flow_runs`:
 that counts as a worker's poll and marks the pool READY (prefect/server/api/workers.py), hiding "no worker".
+
+Due means by `next_scheduled_start_time`, never `expected_start_time`: the server sets the latter from a run's
+first state only (prefect/server/orchestration/global_policy.py, `SetExpectedStartTime`), so a rescheduled run
+(AwaitingRetry with a delay, AwaitingConcurrencySlot, a manual reschedule) keeps its first one, while
+`next_scheduled_start_time` follows each scheduled state (`SetNextScheduledStartTime`). It is what a worker's
+poll selects on (prefect/server/models/work_queues.py and database/query_components.py,
+`next_scheduled_start_time <= scheduled_before`) and what the server's Late-run service ages and stamps on the
+Late state (prefect/server/services/late_runs.py), so the oldest Late run is aged by it too.
 
 It publishes, in namespace `BACKLOG_NAMESPACE` (the stack's `prefect-fargate-<stack>`) with the one
 dimension `WorkPool=<pool>`:
 - `WorkersWanted` (Count), every minute: the scaling alarm follows it (components/worker_scaling.py),
   and its absence is the "controller not publishing" alarm;
-- `RunsDue` (Scheduled runs expected to start within the lead time, Late ones included), `RunsLate`,
+- `RunsDue` (Scheduled runs due to start within the lead time, Late ones included), `RunsLate`,
   `RunsPending`, `RunsRunning` (Count), `OldestLateRunAge` (Seconds) and `StartDelayP50` (Seconds, expected
   start to start, over the pool's last `START_DELAY_RUNS` runs started in the last hour): only while the
   pool is busy (anything due, Late, Pending or Running, or a run ended within the quiet period).
@@ -79,7 +87,7 @@ class BacklogSettings:
 class Backlog:
     """What the pool holds at one moment."""
 
-    due: int  # SCHEDULED-type runs (Scheduled, Late, AwaitingRetry) expected to start by now + lead
+    due: int  # SCHEDULED-type runs (Scheduled, Late, AwaitingRetry, ...) whose next scheduled start is by now + lead
     late: int
     pending: int
     running: int
@@ -132,7 +140,7 @@ def read_backlog(prefect: PrefectReader, settings: BacklogSettings, now: datetim
         given = {"type": {"any_": types} if types else None, "name": {"any_": names} if names else None}
         return {"state": {key: value for key, value in given.items() if value is not None}}
 
-    due = count({**state(types=["SCHEDULED"]), "expected_start_time": {"before_": _iso(now + settings.lead)}})
+    due = count({**state(types=["SCHEDULED"]), "next_scheduled_start_time": {"before_": _iso(now + settings.lead)}})
     pending = count(state(types=["PENDING"]))
     running = count(state(types=["RUNNING"]))
     ended = runs(
@@ -145,12 +153,12 @@ def read_backlog(prefect: PrefectReader, settings: BacklogSettings, now: datetim
     oldest = runs(
         {
             "flow_runs": state(names=["Late"]),
-            "sort": "EXPECTED_START_TIME_ASC",
+            "sort": "NEXT_SCHEDULED_START_TIME_ASC",
             "limit": 1,
         }
     )
     late = count(state(names=["Late"])) if oldest else 0
-    oldest_late = (now - _parse(oldest[0]["expected_start_time"])).total_seconds() if oldest else 0.0
+    oldest_late = (now - _parse(oldest[0]["next_scheduled_start_time"])).total_seconds() if oldest else 0.0
     started = runs(
         {
             "flow_runs": {"start_time": {"after_": _iso(now - START_DELAY_WINDOW)}},

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -127,11 +128,15 @@ def registered_policies(run: Run) -> dict[str, tuple[str, str]]:
     return documents
 
 
+@functools.cache
+def case_policies(case: str) -> dict[str, tuple[str, str]]:
+    """The policies of POLICY_CONFIGS[case], rendered once for the checks below."""
+    return registered_policies(run_program(POLICY_CONFIGS[case]))
+
+
 @pytest.mark.parametrize("case", POLICY_CONFIGS)
-def test_every_policy_document_is_valid(case: str, default_run: Run) -> None:
-    config = POLICY_CONFIGS[case]
-    run = default_run if config == BASE_CONFIG else run_program(config)
-    documents = registered_policies(run)
+def test_every_policy_document_is_valid(case: str) -> None:
+    documents = case_policies(case)
     kinds = {typ for typ, _ in documents.values()}
     assert kinds >= set(list(POLICY_DOCUMENTS)[:3]), "the roles' and the bucket's policies are in this run"
     assert policy_problems(documents) == []
@@ -193,10 +198,8 @@ def scope_problems(documents: dict[str, tuple[str, str]], types: dict[str, list[
 
 
 @pytest.mark.parametrize("case", POLICY_CONFIGS)
-def test_a_wildcard_resource_only_where_aws_takes_nothing_narrower(case: str, default_run: Run) -> None:
-    config = POLICY_CONFIGS[case]
-    run = default_run if config == BASE_CONFIG else run_program(config)
-    assert scope_problems(registered_policies(run), resource_types_by_action()) == []
+def test_a_wildcard_resource_only_where_aws_takes_nothing_narrower(case: str) -> None:
+    assert scope_problems(case_policies(case), resource_types_by_action()) == []
 
 
 def test_the_scope_check_fails_both_ways() -> None:
@@ -221,6 +224,53 @@ def test_the_scope_check_fails_both_ways() -> None:
                   "Condition": {"StringEquals": {"cloudwatch:namespace": "prefect-fargate-test"}}}  # fmt: skip
     document = json.dumps({"Version": "2012-10-17", "Statement": [namespaced]})
     assert scope_problems({"one-namespace": ("aws:iam/rolePolicy:RolePolicy", document)}, types) == []
+
+
+# parliament's findings about a statement's conditions: an operator of the wrong type for its key (Bool on the
+# String key ecs:privileged, say), an unknown operator, or a key the action does not have.
+CONDITION_FINDINGS = {
+    "MISMATCHED_TYPE",
+    "MISMATCHED_TYPE_BUT_USABLE",
+    "MISMATCHED_TYPE_OPERATION_TO_NULL",
+    "UNKNOWN_OPERATOR",
+    "UNKNOWN_CONDITION_FOR_ACTION",
+}
+
+
+def condition_problems(documents: dict[str, tuple[str, str]]) -> list[str]:
+    """What parliament (Duo Labs' IAM linter, with its copy of AWS's Service Authorization Reference: each
+    condition key's type and the actions that have it) finds wrong in the documents' conditions."""
+    from parliament import analyze_policy_string
+
+    return [
+        f"{name}: {finding.issue}: {finding.detail}"
+        for name, (_, document) in documents.items()
+        for finding in analyze_policy_string(document, include_community_auditors=False).findings
+        if finding.issue in CONDITION_FINDINGS
+    ]
+
+
+@pytest.mark.parametrize("case", POLICY_CONFIGS)
+def test_every_condition_uses_an_operator_of_its_keys_type(case: str) -> None:
+    assert condition_problems(case_policies(case)) == []
+
+
+def test_the_condition_check_finds_a_wrong_type_and_a_key_the_action_lacks() -> None:
+    def register(condition: dict[str, Any], action: str = "ecs:RegisterTaskDefinition") -> tuple[str, str]:
+        statement = {"Effect": "Allow", "Action": action, "Resource": "*", "Condition": condition}
+        return "aws:iam/rolePolicy:RolePolicy", json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+    problems = condition_problems(
+        {
+            "string-key-as-bool": register({"BoolIfExists": {"ecs:privileged": "false"}}),
+            "string-key-as-string": register({"StringEqualsIfExists": {"ecs:privileged": "false"}}),
+            "not-a-key-of-run-task": register({"StringEqualsIfExists": {"ecs:privileged": "false"}}, "ecs:RunTask"),
+        }
+    )
+    assert [problem.split(":")[:2] for problem in problems] == [
+        ["string-key-as-bool", " MISMATCHED_TYPE"],
+        ["not-a-key-of-run-task", " UNKNOWN_CONDITION_FOR_ACTION"],
+    ]
 
 
 TRUST = {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from controller.backlog import Backlog, BacklogSettings, metric_data, start_delay_p50, tick, workers_wanted
+from controller.backlog import (
+    Backlog,
+    BacklogSettings,
+    metric_data,
+    read_backlog,
+    start_delay_p50,
+    tick,
+    workers_wanted,
+)
 
 NOW = datetime(2026, 12, 4, 2, 0, tzinfo=UTC)
 
@@ -135,3 +143,45 @@ def test_an_unreachable_api_publishes_nothing_so_nothing_scales() -> None:
     with pytest.raises(ConnectionError):
         tick(Unreachable(), CloudWatch(), settings(), NOW)
     assert published == []
+
+
+class Recording:
+    """A Prefect API that answers from `answers` (path, sort) -> reply and records every request."""
+
+    def __init__(self, answers: dict[tuple[str, str | None], Any] | None = None) -> None:
+        self.answers = answers or {}
+        self.requests: list[tuple[str, str, Any]] = []
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        self.requests.append((method, path, body))
+        return self.answers.get((path, body.get("sort")), 0 if path == "/flow_runs/count" else [])
+
+
+def test_the_backlog_reads_are_these_request_bodies() -> None:
+    """Due is counted by next_scheduled_start_time up to now + the lead time (a rescheduled run keeps its first
+    expected_start_time); every call is limited to the pool; the oldest Late run comes first by the same time."""
+    late = {"next_scheduled_start_time": "2026-12-04T01:40:00Z", "expected_start_time": "2026-12-04T00:00:00Z"}
+    prefect = Recording({("/flow_runs/filter", "NEXT_SCHEDULED_START_TIME_ASC"): [late]})
+    read_backlog(prefect, settings(lead=timedelta(minutes=7)), NOW)
+    pool = {"work_pools": {"name": {"any_": ["fargate-pool"]}}}
+    due_by = {"next_scheduled_start_time": {"before_": "2026-12-04T02:07:00+00:00"}}  # NOW + the 7-minute lead
+    assert prefect.requests == [
+        ("POST", "/flow_runs/count", {**pool, "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}, **due_by}}),
+        ("POST", "/flow_runs/count", {**pool, "flow_runs": {"state": {"type": {"any_": ["PENDING"]}}}}),
+        ("POST", "/flow_runs/count", {**pool, "flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}}),
+        ("POST", "/flow_runs/filter", {**pool, "flow_runs": {"end_time": {"after_": "2026-12-04T01:47:00+00:00"}},
+                                       "sort": "END_TIME_DESC", "limit": 1}),
+        ("POST", "/flow_runs/filter", {**pool, "flow_runs": {"state": {"name": {"any_": ["Late"]}}},
+                                       "sort": "NEXT_SCHEDULED_START_TIME_ASC", "limit": 1}),
+        ("POST", "/flow_runs/count", {**pool, "flow_runs": {"state": {"name": {"any_": ["Late"]}}}}),
+        ("POST", "/flow_runs/filter", {**pool, "flow_runs": {"start_time": {"after_": "2026-12-04T01:00:00+00:00"}},
+                                       "sort": "START_TIME_DESC", "limit": 20}),
+    ]  # fmt: skip
+
+
+def test_the_oldest_late_run_is_aged_from_when_it_was_next_due() -> None:
+    """A Late run rescheduled once is late since its next scheduled start (what the server's Late-run service
+    stamps), not since its first expected start."""
+    late = {"next_scheduled_start_time": "2026-12-04T01:40:00Z", "expected_start_time": "2026-12-04T00:00:00Z"}
+    prefect = Recording({("/flow_runs/filter", "NEXT_SCHEDULED_START_TIME_ASC"): [late]})
+    assert read_backlog(prefect, settings(), NOW).oldest_late_seconds == 20 * 60

@@ -25,28 +25,34 @@ def make_runs(server: Server, pool: str, now: datetime) -> dict[str, str]:
     """A deployment in `pool` and one run of each kind the backlog tells apart; returns name -> run id."""
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.states import Completed, Late, Pending, Running, Scheduled
+    from prefect.states import AwaitingRetry, Completed, Late, Pending, Running, Scheduled
 
     with SyncPrefectClient(server.url) as client:
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
         flow_id = client.create_flow_from_name(f"{pool}-flow")
         deployment = client.create_deployment(flow_id=flow_id, name=f"{pool}-deployment", work_pool_name=pool)
-        kinds: dict[str, tuple[datetime, Any]] = {
-            "later": (now + timedelta(hours=1), None),
-            "due-in-a-minute": (now + timedelta(minutes=1), None),
-            "due-now": (now - timedelta(seconds=10), None),
-            "late": (now - timedelta(minutes=20), Late(scheduled_time=now - timedelta(minutes=20))),
-            "pending": (now - timedelta(minutes=2), Pending()),
-            "running-1": (now - timedelta(minutes=3), Running()),
-            "running-2": (now - timedelta(minutes=3), Running()),
-            "ended": (now - timedelta(minutes=4), Completed()),
-        }
+        ago, ahead = now - timedelta(minutes=5), now + timedelta(hours=1)
+        # name -> first scheduled time, then the states it goes through
+        kinds: dict[str, tuple[datetime, list[Any]]] = {
+            "later": (ahead, []),
+            "due-in-a-minute": (now + timedelta(minutes=1), []),
+            "due-now": (now - timedelta(seconds=10), []),
+            # Rescheduled to 02:20 from 01:00 (say by hand), then marked Late as the server's Late-run service does,
+            # with its next scheduled start (late_runs.py): late for 20 minutes, not 60.
+            "late": (now - timedelta(hours=1), [Scheduled(scheduled_time=now - timedelta(minutes=20)),
+                                                Late(scheduled_time=now - timedelta(minutes=20))]),
+            # Runs that were due but were put off: their expected_start_time stays the first one, long past.
+            "retry-in-an-hour": (ago, [Running(), AwaitingRetry(scheduled_time=ahead)]),
+            "rescheduled-by-hand": (ago, [Scheduled(scheduled_time=ahead)]),
+            "pending": (now - timedelta(minutes=2), [Pending()]),
+            "running-1": (now - timedelta(minutes=3), [Running()]),
+            "running-2": (now - timedelta(minutes=3), [Running()]),
+            "ended": (now - timedelta(minutes=4), [Running(), Completed()]),
+        }  # fmt: skip
         ids = {}
-        for name, (when, state) in kinds.items():
+        for name, (when, states) in kinds.items():
             run = client.create_flow_run_from_deployment(deployment, state=Scheduled(scheduled_time=when), name=name)
-            if state is not None:
-                if state.is_completed():
-                    client.set_flow_run_state(run.id, Running(), force=True)
+            for state in states:
                 client.set_flow_run_state(run.id, state, force=True)
             ids[name] = str(run.id)
         return ids
@@ -57,8 +63,6 @@ def test_every_kind_of_run_is_counted_for_this_pool_only_and_the_pool_stays_not_
 ) -> None:
     server = prefect_servers[0]
     now = datetime.now(UTC)
-    make_runs(server, "scale-pool", now)
-    make_runs(server, "someone-elses-pool", now)
     settings = backlog_settings(work_pool="scale-pool")
     calls: list[str] = []
     request = PrefectRest.request
@@ -70,11 +74,19 @@ def test_every_kind_of_run_is_counted_for_this_pool_only_and_the_pool_stays_not_
     monkeypatch.setattr(PrefectRest, "request", recorded)
     rest = PrefectRest(server.url, {})
 
+    ids = make_runs(server, "scale-pool", now)
+    make_runs(server, "someone-elses-pool", now)
+    put_off = [server.api("GET", f"/flow_runs/{ids[name]}") for name in ("retry-in-an-hour", "rescheduled-by-hand")]
+    times = [(datetime.fromisoformat(r["expected_start_time"]), datetime.fromisoformat(r["next_scheduled_start_time"]))
+             for r in put_off]  # fmt: skip
+    assert all(expected < now < next_start for expected, next_start in times)
+
     backlog = read_backlog(rest, settings, now)
-    assert (backlog.due, backlog.late, backlog.pending, backlog.running) == (3, 1, 1, 2)  # due: 2 Scheduled + Late
+    # due: 2 Scheduled + Late; not the two runs put off, though their expected_start_time has passed
+    assert (backlog.due, backlog.late, backlog.pending, backlog.running) == (3, 1, 1, 2)
     assert backlog.last_end_seconds is not None and backlog.last_end_seconds < 120  # "ended", just now
     assert 20 * 60 - 5 <= backlog.oldest_late_seconds <= 20 * 60 + 5
-    # The two runs that started (Running, then Completed) were expected 3 and 4 minutes before they started.
+    # The runs that started were expected 3, 3, 4 and 5 minutes (the one put off to retry) before they started.
     assert backlog.start_delay_p50_seconds is not None and 150 <= backlog.start_delay_p50_seconds <= 260
     assert workers_wanted(backlog, settings) == math.ceil((3 + 1 + 2) / 4)
 

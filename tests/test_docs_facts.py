@@ -46,7 +46,7 @@ from conftest import (
 )
 from packaging.specifiers import SpecifierSet
 
-from components import agent_service
+from components import agent_service, worker_scaling
 from components.agent_image import pinned_version
 from components.config import LOG_RETENTION_DAYS, ConfigError
 from components.prefect_api import AUTH_STRING_FIX, KEY_FIX, reason
@@ -68,6 +68,14 @@ RUNS: dict[str, dict[str, str]] = {
     "scaled": SCALED,
     "scaled-from-one": {**SCALED, "minWorkers": "1"},
     "no-workers": {**BASE_CONFIG, "desiredCount": "0"},
+    "controller-in-vpc": {
+        **{k: v for k, v in ECS.items() if k not in ("prefectAccountId", "prefectWorkspaceId")},
+        "prefectApiUrl": "http://prefect.internal:4200/api",
+        "vpcId": "vpc-0123456789abcdef0",
+        "subnetIds": '["subnet-0123456789abcdef0"]',
+        "assignPublicIp": "false",
+        "controllerInVpc": "true",
+    },
 }
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 ORDINALS = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"]
@@ -456,7 +464,8 @@ def scaling_policy() -> dict[str, Any]:
 
 
 def exact_steps(adjustment: str) -> str | None:
-    """Every step sets exactly the published count, up to maxWorkers, on a target between min and max workers."""
+    """The steps set capacities (small counts exactly, as the scaled run's maxWorkers 2), on a target between min
+    and max workers."""
     policy = scaling_policy()
     target = inputs("aws:appautoscaling/target:Target", kind="scaled")
     if policy["adjustmentType"] != adjustment:
@@ -466,6 +475,40 @@ def exact_steps(adjustment: str) -> str | None:
         return f"the steps are {steps}"
     span = (n(target["minCapacity"]), n(target["maxCapacity"]))
     return None if span == (SCALED["minWorkers"], SCALED["maxWorkers"]) else f"the target spans {span}"
+
+
+def capacity_set(max_workers: int, wanted: int) -> int:
+    """What the scaling policy for `max_workers` sets for a WorkersWanted value (the step holding it)."""
+    for step in worker_scaling.step_adjustments(max_workers):
+        lower, upper = float(step.metric_interval_lower_bound), step.metric_interval_upper_bound
+        if lower <= wanted and (upper is None or wanted < float(upper)):
+            return int(step.scaling_adjustment)
+    raise AssertionError(f"no step holds {wanted} for maxWorkers {max_workers}")
+
+
+def step_rule(quota: str, exact: str, divisor: str, example: str, example_sets: str) -> str | None:
+    """For every allowed maxWorkers: within the quota; each count up to `exact` set exactly; every count rounded up
+    by at most n // divisor; and the page's example."""
+    for max_workers in range(1, 101):
+        if len(worker_scaling.step_adjustments(max_workers)) > int(quota):
+            return f"maxWorkers {max_workers} has {len(worker_scaling.step_adjustments(max_workers))} steps"
+        for wanted in range(max_workers + 1):
+            got = capacity_set(max_workers, wanted)
+            most = wanted if wanted <= int(exact) else wanted + wanted // int(divisor)
+            if not wanted <= got <= min(most, max_workers):
+                return f"maxWorkers {max_workers}: {wanted} wanted sets {got}"
+    if capacity_set(100, int(exact) + 1) == int(exact) + 1:
+        return f"{int(exact) + 1} has a step of its own too"
+    got = capacity_set(100, int(example))
+    return None if got == int(example_sets) else f"{example} wanted sets {got}"
+
+
+def steps_text(max_workers: int) -> str:
+    """The step values as the page writes them: "0 to 9, 12, 16, 21 and 25"."""
+    values = [int(s.scaling_adjustment) for s in worker_scaling.step_adjustments(max_workers)]
+    exact = sum(value == i for i, value in enumerate(values))  # values ascend from 0: the exact ones come first
+    parts = [f"0 to {exact - 1}", *map(str, values[exact:])]
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
 
 def missing_data_keeps_count(state: str) -> str | None:
@@ -589,6 +632,77 @@ def process_formula(_: str) -> str | None:
 def ecs_pool_wants_one(_: str) -> str | None:
     got = [wanted_for("ecs", due=5), wanted_for("ecs", pending=7), wanted_for("ecs", running=9, last_end_seconds=None)]
     return None if got == [1, 1, 1] else f"an ecs pool wants {got}"
+
+
+def due_filter(field: str) -> str | None:
+    """The due count filters SCHEDULED-type runs on `field` up to now + the lead time, and on no other time."""
+    bodies: list[Any] = []
+
+    class Recording:
+        def request(self, method: str, path: str, body: Any = None) -> Any:
+            bodies.append(body)
+            return 0 if path == "/flow_runs/count" else []
+
+    environ = {**controller_env("scaled"), "WORK_POOL_TYPE": "process"}
+    settings = backlog.BacklogSettings.from_environ(environ)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    backlog.read_backlog(Recording(), settings, now)
+    (due,) = [b["flow_runs"] for b in bodies if b["flow_runs"].get("state") == {"type": {"any_": ["SCHEDULED"]}}]
+    wanted = {"state": due["state"], field: {"before_": (now + settings.lead).isoformat()}}
+    return None if due == wanted else f"the due count filters {due}"
+
+
+# What the Lambda service itself does with the controller's role, from outside the function's subnets: it ships
+# the function's logs and attaches its network interfaces (Lambda developer guide, execution role permissions).
+LAMBDA_ITSELF = {"logs", "ec2"}
+
+
+def vpc_endpoints(credential: str, metrics: str, ecs: str, logs: str) -> str | None:
+    """The endpoints an in-VPC controller needs are those of the services its role lets the function's own code
+    call (botocore's endpoint prefix for each, e.g. CloudWatch's `monitoring`); KMS is called by Secrets Manager
+    (kms:ViaService), the rest by Lambda itself; `ecs` only on an ecs pool."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+
+    def services(kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """(IAM service prefix, statement) for each action of the controller's role."""
+        return [
+            (action.split(":")[0], statement)
+            for statement in statements("controller-policy", kind)
+            for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+        ]
+
+    def called(kind: str) -> set[str]:
+        return {
+            session.get_service_model(service).endpoint_prefix
+            for service, statement in services(kind)
+            if service not in LAMBDA_ITSELF and "kms:ViaService" not in json.dumps(statement.get("Condition", {}))
+        }
+
+    on_ecs, on_process = called("controller-in-vpc"), called("default")
+    if on_ecs != {credential, metrics, ecs} or on_process != {credential, metrics}:
+        return f"the function calls {sorted(on_ecs)} on an ecs pool, {sorted(on_process)} on a process pool"
+    own_logs = {service for service, _ in services("default")}
+    return None if logs in own_logs & LAMBDA_ITSELF else f"{logs} is not what Lambda does for the function"
+
+
+def late_age_from_next_start(_: str) -> str | None:
+    """OldestLateRunAge is now minus the oldest Late run's next scheduled start, whatever its first expected one."""
+    late = {
+        "next_scheduled_start_time": "2026-01-01T00:40:00+00:00",
+        "expected_start_time": "2025-12-31T22:00:00+00:00",
+    }
+
+    class OneLateRun:
+        def request(self, method: str, path: str, body: Any = None) -> Any:
+            if path == "/flow_runs/count":
+                return 0
+            return [late] if body.get("sort") == "NEXT_SCHEDULED_START_TIME_ASC" else []
+
+    settings = backlog.BacklogSettings.from_environ({**controller_env("scaled"), "WORK_POOL_TYPE": "process"})
+    age = backlog.read_backlog(OneLateRun(), settings, datetime(2026, 1, 1, 1, tzinfo=UTC)).oldest_late_seconds
+    return None if age == 20 * MINUTE else f"the oldest Late run is {age} s old"
 
 
 def dashboard_titles(*titles: str) -> str | None:
@@ -1247,6 +1361,46 @@ FACTS: dict[str, Fact | Rule] = {
         ),
     ),
     "health check timeout (tests)": Fact("docs/testing.md", r"within its (\d+) s timeout", lambda: health("timeout")),
+    "never privileged (ecs-pools)": Fact(
+        "docs/ecs-pools.md",
+        r"registering never a privileged container \(`([\w:]+)`, a String key: `(\w+)` \"(\w+)\"",
+        lambda: next(
+            (key, operator, value)
+            for s in statements("ecs-pool-worker-policy", "ecs")
+            if s["Action"] == "ecs:RegisterTaskDefinition"
+            for operator, keys in s["Condition"].items()
+            for key, value in keys.items()
+        ),
+    ),
+    # docs/runs.md, the stack controller
+    "controller never repeats": Fact(
+        "docs/runs.md",
+        r"each ends within its (\d+) s timeout, before the next (minute)'s starts, and Lambda neither retries a"
+        r" failed run \((\d+) retries in the function's event invoke config; .*? nor starts one that waited more"
+        r" than (\d+) s",
+        lambda: (
+            n(inputs("aws:lambda/function:Function", "controller")["timeout"]),
+            {"rate(1 minute)": "minute"}.get(
+                inputs("aws:cloudwatch/eventRule:EventRule", "controller-schedule")["scheduleExpression"], "?"
+            ),
+            n(
+                inputs("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "controller")[
+                    "maximumRetryAttempts"
+                ]
+            ),
+            n(
+                inputs("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "controller")[
+                    "maximumEventAgeInSeconds"
+                ]
+            ),
+        ),
+    ),
+    "controller's VPC endpoints": Rule(
+        "docs/runs.md",
+        r"VPC endpoints for what the function calls: `(\w+)` for its credential, `(\w+)` for CloudWatch's"
+        r" PutMetricData and, on an `ecs` pool, `(\w+)`; no `(\w+)` endpoint is needed",
+        vpc_endpoints,
+    ),
     # docs/scaling.md
     "scaling off by default": Fact(
         "docs/scaling.md",
@@ -1321,7 +1475,18 @@ FACTS: dict[str, Fact | Rule] = {
             "minute" if alarm("workers-wanted", "scaled")["period"] == MINUTE else "period",
         ),
     ),
-    "exact-capacity steps": Rule("docs/scaling.md", r"steps set exactly that many tasks \(`(\w+)`\)", exact_steps),
+    "exact-capacity steps": Rule("docs/scaling.md", r"steps set that many tasks \(`(\w+)`\)", exact_steps),
+    "steps within AWS's quota, rounded up": Rule(
+        "docs/scaling.md",
+        r"takes at most (\d+) steps per policy, so each count up to (\d+) has a step of its own .*? at most a quarter"
+        r" more \(`n \+ n // (\d+)`: (\d+) wanted gives (\d+)\)",
+        step_rule,
+    ),
+    "steps for 25 and 100": Fact(
+        "docs/scaling.md",
+        r"With `maxWorkers 25` the steps are ([\d, and to]+); with `maxWorkers 100`, ([\d, and to]+) \((\d+) steps\)",
+        lambda: (steps_text(25), steps_text(100), str(len(worker_scaling.step_adjustments(100)))),
+    ),
     "missing data keeps the count": Rule(
         "docs/scaling.md", r"the alarm goes to (INSUFFICIENT_DATA), which has no action", missing_data_keeps_count
     ),
@@ -1446,6 +1611,16 @@ FACTS: dict[str, Fact | Rule] = {
         "docs/scaling.md",
         r"(`process` pool: `ceil\(\(due \+ Pending \+ Running\) / --limit\)` workers)",
         process_formula,
+    ),
+    "due by next scheduled start": Rule(
+        "docs/scaling.md",
+        r"next scheduled to start within `scaleLeadMinutes` \(the run's `(\w+)`, which a worker's poll goes by",
+        due_filter,
+    ),
+    "oldest Late age": Rule(
+        "docs/scaling.md",
+        r"how long ago the oldest Late run was due \((its next scheduled start)",
+        late_age_from_next_start,
     ),
     "ecs pool wants": Rule(
         "docs/scaling.md", r"(`ecs` pool: one worker while anything is due or Pending)", ecs_pool_wants_one

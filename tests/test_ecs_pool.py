@@ -222,7 +222,7 @@ def test_ecs_worker_gets_exactly_what_it_calls(ecs_run: Run) -> None:
         "RegisterOwnTaskDefinitions": (
             ["ecs:RegisterTaskDefinition"],
             [families],
-            {"BoolIfExists": {"ecs:privileged": "false"}},
+            {"StringEqualsIfExists": {"ecs:privileged": "false"}},
         ),
         "DescribeTaskDefinitions": (["ecs:DescribeTaskDefinition"], ["*"], None),  # takes no resource type
         "RunOnThisCluster": (["ecs:RunTask"], [families], on_cluster),

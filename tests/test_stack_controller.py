@@ -82,6 +82,33 @@ def test_the_function_runs_every_minute_small_and_quick_with_the_stacks_settings
     )
 
 
+def test_a_failed_or_late_minute_is_never_run_again(default_run: Run, aws_env: None) -> None:
+    """Lambda retries a failed asynchronous invocation twice unless the function's event invoke config says 0; an
+    event older than a minute is dropped. moto's Lambda takes the config as rendered (botocore checks the ranges)."""
+    config = default_run.one("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "controller")
+    inputs = config.plain_inputs
+    assert inputs["functionName"] == default_run.one(FUNCTION, "controller").outputs["name"]
+    assert (inputs["maximumRetryAttempts"], inputs["maximumEventAgeInSeconds"]) == (0, 60)
+    assert "qualifier" not in inputs  # the unqualified function, which the schedule's target invokes
+    assert not default_run.of_type("aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig")
+    assert "reservedConcurrentExecutions" not in function(default_run)  # new accounts cannot reserve below 10
+
+    import boto3
+
+    lam = boto3.client("lambda")
+    role = boto3.client("iam").create_role(RoleName="controller", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam.create_function(
+        FunctionName=inputs["functionName"], Runtime="python3.13", Role=role, Handler="h.h", Code={"ZipFile": b"x"}
+    )
+    lam.put_function_event_invoke_config(
+        FunctionName=inputs["functionName"],
+        MaximumRetryAttempts=int(inputs["maximumRetryAttempts"]),
+        MaximumEventAgeInSeconds=int(inputs["maximumEventAgeInSeconds"]),
+    )
+    stored = lam.get_function_event_invoke_config(FunctionName=inputs["functionName"])
+    assert (stored["MaximumRetryAttempts"], stored["MaximumEventAgeInSeconds"]) == (0, 60)
+
+
 def test_its_log_group_expires_with_the_stacks_retention() -> None:
     run = run_program({**BASE_CONFIG, "logRetentionDays": "14"})
     logs = run.one("aws:cloudwatch/logGroup:LogGroup", "controller").plain_inputs

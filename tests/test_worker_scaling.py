@@ -3,7 +3,9 @@ makes of it. Missing data must never lower the worker count: only the alarm's AL
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from typing import Any
 
 import boto3
@@ -11,6 +13,8 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 from conftest import BASE_CONFIG, REGION, STACK, Run, put_metric_alarm_request, run_program
+
+from components.worker_scaling import step_adjustments
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TARGET = "aws:appautoscaling/target:Target"
@@ -45,12 +49,100 @@ def test_the_service_count_is_a_target_between_min_and_max(scaled: Run) -> None:
     assert scaled.one("aws:ecs/service:Service").plain_inputs["desiredCount"] == 0
 
 
-def test_the_policy_sets_exactly_the_workers_wanted(scaled: Run) -> None:
+def test_the_policy_sets_exactly_the_workers_wanted_at_small_sizes(scaled: Run) -> None:
     config = scaled.one(POLICY).plain_inputs["stepScalingPolicyConfiguration"]
     assert config["adjustmentType"] == "ExactCapacity"
     steps = {(s["metricIntervalLowerBound"], s.get("metricIntervalUpperBound")): s["scalingAdjustment"]
              for s in config["stepAdjustments"]}  # fmt: skip
     assert steps == {("0", "1"): 0, ("1", "2"): 1, ("2", "3"): 2, ("3", None): 3}
+
+
+Step = tuple[float | None, float | None, int]  # lower bound, upper bound (None: unbounded), capacity set
+
+
+def rendered(adjustments: list[Any]) -> list[Step]:
+    """Steps as AWS reads them, from the resource's inputs (dicts) or from step_adjustments' Args."""
+
+    def field(step: Any, name: str, attr: str) -> Any:
+        return step.get(name) if isinstance(step, dict) else getattr(step, attr)
+
+    def bound(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    return [
+        (bound(field(s, "metricIntervalLowerBound", "metric_interval_lower_bound")),
+         bound(field(s, "metricIntervalUpperBound", "metric_interval_upper_bound")),
+         int(field(s, "scalingAdjustment", "scaling_adjustment")))
+        for s in adjustments
+    ]  # fmt: skip
+
+
+def step_problems(steps: list[Step], max_workers: int) -> list[str]:
+    """What AWS would refuse (the quota of 20 step adjustments per step scaling policy; StepAdjustment's rules:
+    no gap or overlap, at most one null lower and one null upper bound, never both in one step, a negative lower
+    bound needs a null one and a positive upper bound a null one) and what our rule forbids: for every whole
+    WorkersWanted 0..max (the alarm fires at >= 0, so the bounds start at 0), the capacity set is at least the
+    count, exact up to 9, at most a quarter over (n + n // 4) and at most max."""
+    problems = []
+    lowers, uppers = [s[0] for s in steps], [s[1] for s in steps]
+    if len(steps) > 20:
+        problems.append(f"{len(steps)} step adjustments")
+    if lowers.count(None) > 1 or uppers.count(None) > 1 or any(lo is None and up is None for lo, up, _ in steps):
+        problems.append("null bounds")
+    if any(lo is not None and lo < 0 for lo in lowers) and None not in lowers:
+        problems.append("a negative lower bound without a null one")
+    if any(up is not None and up > 0 for up in uppers) and None not in uppers:
+        problems.append("a positive upper bound without a null one")
+    ordered = sorted(steps, key=lambda s: -math.inf if s[0] is None else s[0])
+    if ordered[0][0] != 0 or ordered[-1][1] is not None:
+        problems.append(f"from {ordered[0][0]} to {ordered[-1][1]}, not 0 to unbounded")
+    for (_, upper, _), (lower, _, _) in itertools.pairwise(ordered):
+        if upper != lower:
+            problems.append(f"a gap or overlap between {upper} and {lower}")
+    for wanted in range(max_workers + 1):
+        found = [c for lo, up, c in steps if (lo is None or lo <= wanted) and (up is None or wanted < up)]
+        if len(found) != 1:
+            problems.append(f"WorkersWanted {wanted} is in {len(found)} steps")
+            continue
+        capacity = found[0]
+        ceiling = wanted if wanted <= 9 else wanted + wanted // 4
+        if not wanted <= capacity <= min(ceiling, max_workers):
+            problems.append(f"WorkersWanted {wanted} sets {capacity}")
+    return problems
+
+
+def test_every_allowed_max_workers_renders_a_policy_within_aws_rules() -> None:
+    """maxWorkers 1 to 100 (config's range): each policy fits AWS's quota and never sets fewer than wanted."""
+    for max_workers in range(1, 101):
+        assert step_problems(rendered(step_adjustments(max_workers)), max_workers) == [], max_workers
+
+
+def test_the_step_check_finds_what_aws_refuses() -> None:
+    one_per_count = [(float(n), float(n + 1) if n < 25 else None, n) for n in range(26)]  # the old policy, max 25
+    assert step_problems(one_per_count, 25) == ["26 step adjustments"]
+    rounded_down = [(0.0, 1.0, 0), (1.0, 10.0, 1), (10.0, None, 10)]
+    assert step_problems(rounded_down, 10)[:2] == ["WorkersWanted 2 sets 1", "WorkersWanted 3 sets 1"]
+    assert step_problems([(0.0, 1.0, 0), (2.0, None, 2)], 2) == [
+        "a gap or overlap between 1.0 and 2.0", "WorkersWanted 1 is in 0 steps"
+    ]  # fmt: skip
+    assert step_problems([(0.0, None, 3)], 2) == [f"WorkersWanted {n} sets 3" for n in range(3)]
+    assert step_problems([(0.0, 2.0, 0), (1.0, None, 1)], 1)[0] == "a gap or overlap between 2.0 and 1.0"
+    assert step_problems([(None, 0.0, 0), (0.0, 5.0, 1), (5.0, 6.0, 5)], 5)[:2] == [
+        "a positive upper bound without a null one", "from None to 6.0, not 0 to unbounded"
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def widest() -> Run:
+    return run_program({**BASE_CONFIG, "minWorkers": "0", "maxWorkers": "100"})
+
+
+def test_max_workers_100_renders_twenty_steps_rounding_up(widest: Run) -> None:
+    config = widest.one(POLICY).plain_inputs["stepScalingPolicyConfiguration"]
+    steps = rendered(config["stepAdjustments"])
+    assert step_problems(steps, 100) == []
+    assert [c for _, _, c in steps] == [*range(10), 12, 16, 21, 27, 35, 45, 57, 72, 91, 100]
+    assert widest.one(TARGET).plain_inputs["maxCapacity"] == 100
 
 
 def test_only_published_data_moves_the_count(scaled: Run) -> None:

@@ -1,7 +1,8 @@
 """agent_image/worker_supervisor.py: its decisions with fakes, then the program with a stand-in worker.
 
 The first part drives each rule alone through the supervisor's plain functions: a fake process table,
-a fake clock, and a fake Prefect client that records the states proposed.
+a fake clock, and a fake Prefect client that records the states proposed; then Prefect's own client against
+a fake API (httpx's MockTransport), for exactly what the hand-back sends.
 
 The second part runs the program (no Prefect server) in front of a stand-in worker that behaves as
 `prefect worker start` does where it matters here: it "polls" (appends to a file every 0.1 s),
@@ -287,6 +288,92 @@ def test_a_503_is_tried_again_while_time_remains_and_given_up_on_at_the_deadline
     assert hand_back(down, seconds=1.2)[run].startswith("not handed back")
     assert time.monotonic() - started < 1.7
     assert down.calls >= 2
+
+
+# -- What reaches the API: the hand-back through Prefect's own client ------------------------------------------
+
+
+@dataclass
+class Sent:
+    method: str
+    path: str
+    body: Any
+    client_retries: int  # PREFECT_CLIENT_MAX_RETRIES while the request went out
+
+
+def through_prefect(states: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, str], list[Sent]]:
+    """`prefect_hand_back` with Prefect's real client, its HTTP answered by a fake API (httpx's MockTransport) that
+    holds `states` by run id and accepts every proposal; returns what it reported and every request it sent."""
+    import httpx
+    import prefect.client.orchestration as orchestration
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    sent: list[Sent] = []
+    timeouts: list[Any] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        sent.append(Sent(request.method, request.url.path, body, PREFECT_CLIENT_MAX_RETRIES.value()))
+        run_id = request.url.path.split("/flow_runs/")[-1].split("/")[0]
+        if request.method == "GET" and run_id in states:
+            flow_run = FlowRun(id=UUID(run_id), flow_id=uuid.uuid4(), state=states[run_id])
+            return httpx.Response(200, json=flow_run.model_dump(mode="json"))
+        if request.url.path.endswith("/set_state"):
+            return httpx.Response(201, json={"status": "ACCEPT", "details": {"type": "accept_details"},
+                                             "state": body["state"]})  # fmt: skip
+        return httpx.Response(404, json={"detail": "not here"})  # e.g. /csrf-token: no CSRF on this server
+
+    real_get_client = orchestration.get_client
+
+    def get_client(httpx_settings: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        timeouts.append((httpx_settings or {}).get("timeout"))
+        return real_get_client(httpx_settings={**(httpx_settings or {}), "transport": httpx.MockTransport(api)},
+                               **kwargs)  # fmt: skip
+
+    monkeypatch.setattr(orchestration, "get_client", get_client)
+    with temporary_settings({PREFECT_API_URL: "http://prefect.test/api"}):
+        results = ws.prefect_hand_back(list(states), time.monotonic() + 10)
+    assert timeouts == [httpx.Timeout(ws.CALL_TIMEOUT_SECONDS)]
+    return results, sent
+
+
+def test_the_hand_back_sends_awaiting_retry_due_now_or_cancelled_forced_with_client_retries_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Running, Pending, Crashed and stateless runs go back to AwaitingRetry (a SCHEDULED state due at once, so
+    another worker's next poll takes it) with the hand-back message; a Cancelling run becomes Cancelled; each
+    forced (no engine is left to report). A final run gets no request at all. Prefect's client retries nothing."""
+    from datetime import UTC, datetime
+
+    back = {name: str(uuid.UUID(int=i + 1)) for i, name in enumerate(["running", "pending", "crashed", "none"])}
+    cancelling, completed, failed, cancelled = ids(8)[4:]
+    states = {back["running"]: Running(), back["pending"]: Pending(), back["crashed"]: Crashed(),
+              back["none"]: None, cancelling: Cancelling(), completed: Completed(), failed: Failed(),
+              cancelled: Cancelled()}  # fmt: skip
+    before = datetime.now(UTC)
+    results, sent = through_prefect(states, monkeypatch)
+    after = datetime.now(UTC)
+
+    proposals = {s.path.split("/")[-2]: s.body for s in sent if s.path.endswith("/set_state")}
+    assert set(proposals) == {*back.values(), cancelling}
+    for run_id in back.values():
+        body = proposals[run_id]
+        state, details = body["state"], body["state"]["state_details"]
+        assert (body["force"], state["type"], state["name"], state["message"]) == (
+            True, "SCHEDULED", "AwaitingRetry", ws.HAND_BACK_MESSAGE
+        )  # fmt: skip
+        assert before <= datetime.fromisoformat(details["scheduled_time"]) <= after  # due now, not later
+        assert details["flow_run_id"] == run_id and not details["pause_reschedule"]
+    body = proposals[cancelling]
+    assert (body["force"], body["state"]["type"], body["state"]["name"]) == (True, "CANCELLED", "Cancelled")
+    assert {results[r] for r in (completed, failed, cancelled)} == {
+        "already ended COMPLETED; left as it is", "already ended FAILED; left as it is",
+        "already ended CANCELLED; left as it is",
+    }  # fmt: skip
+    assert {results[r] for r in back.values()} == {"handed back: AwaitingRetry (ACCEPT)"}
+    assert results[cancelling] == "handed back: Cancelled (ACCEPT)"
+    assert {s.client_retries for s in sent} == {0}
 
 
 # -- The program, with a stand-in worker ------------------------------------------------------------------------
