@@ -69,14 +69,14 @@ EVENTBRIDGE_SENDS_TO_QUEUE: Statement = {
 
 
 def key_policy_statements(
-    *, partition: str, region: str, account: str, stack: str, ecs_pool: bool, alarms: bool
+    *, partition: str, region: str, account: str, stack: str, ecs_pool: bool, alarms: bool, functions: list[str]
 ) -> list[Statement]:
     """The statements a user's key policy needs for this stack (in a key policy, "Resource": "*" is the key).
 
     CloudWatch Logs' statement is the one the CloudWatch Logs guide gives, scoped by its encryption
-    context to this stack's two log groups (the worker's, and the alerts' stopped-task log); without
-    it, creating the log group fails. The others only for what the stack has: an `ecs` pool's observer
-    queue, and the alert topic.
+    context to this stack's log groups (the worker's, the alerts' stopped-task log, and `/aws/lambda/<name>`
+    of each of the stack's `functions`); without it, creating the log group fails. The others only for what
+    the stack has: an `ecs` pool's observer queue, and the alert topic.
     """
     log_groups = f"arn:{partition}:logs:{region}:{account}:log-group:"
     statements: list[Statement] = [
@@ -91,6 +91,7 @@ def key_policy_statements(
                     "kms:EncryptionContext:aws:logs:arn": [
                         f"{log_groups}/prefect-fargate/{stack}/*",
                         f"{log_groups}/aws/events/prefect-fargate-{stack}/*",
+                        *(f"{log_groups}/aws/lambda/{function}" for function in functions),
                     ]
                 }
             },

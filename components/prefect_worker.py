@@ -40,7 +40,7 @@ from components.kms import key_policy_statements
 from components.network import AgentNetwork
 from components.run_automations import RunAutomations, RunAutomationsArgs
 from components.run_notifications import RunNotifications, RunNotificationsArgs
-from components.stack_controller import ControllerVpc, StackController, StackControllerArgs
+from components.stack_controller import ControllerVpc, StackController, StackControllerArgs, function_name
 from components.stack_dashboard import StackDashboard, StackDashboardArgs
 from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker_cluster import WorkerCluster, WorkerClusterArgs
@@ -381,6 +381,7 @@ class PrefectWorker(pulumi.ComponentResource):
                     stack=pulumi.get_stack(),
                     ecs_pool=self.task_events is not None,
                     alarms=self.alerts is not None,
+                    functions=[function_name(pulumi.get_stack())],
                 ),
                 indent=2,
             )

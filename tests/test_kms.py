@@ -17,6 +17,7 @@ from test_aws_shapes import POLICY_CONFIGS, policy_problems, registered_policies
 
 from components.config import ConfigError, load_config
 from components.kms import key_policy_statements
+from components.stack_controller import function_name
 
 KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 CONFIGS = {"process": BASE_CONFIG, "ecs": {**BASE_CONFIG, "workPoolType": "ecs"}}
@@ -179,13 +180,14 @@ def test_the_key_policy_statements_are_the_stacks_and_valid(case: str, runs: dic
     run = runs[case, True]
     statements = json.loads(run.outputs["kmsKeyPolicyStatements"])
     assert statements == key_policy_statements(
-        partition="aws", region=REGION, account=ACCOUNT, stack=STACK, ecs_pool=case == "ecs", alarms=True
-    )
+        partition="aws", region=REGION, account=ACCOUNT, stack=STACK, ecs_pool=case == "ecs", alarms=True,
+        functions=[function_name(STACK)],
+    )  # fmt: skip
     assert policy_problems({"user-key": ("aws:kms/key:Key", key_policy(statements))}) == []
     # Logs' statement covers the stack's log groups, by the ARN CloudWatch Logs puts in the encryption context.
     (logs,) = [s for s in statements if s["Principal"]["Service"] == f"logs.{REGION}.amazonaws.com"]
     patterns = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
-    for resource in (WORKER_LOGS, STOP_LOGS):
+    for resource in (WORKER_LOGS, STOP_LOGS, CONTROLLER_LOGS):  # every log group the key encrypts
         arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{by_name(run)[resource]['name']}"
         assert any(re.fullmatch(re.escape(p).replace(r"\*", ".*"), arn) for p in patterns), arn
     services = {s["Principal"]["Service"] for s in statements}
@@ -200,7 +202,8 @@ def test_docs_print_the_key_policy_statements() -> None:
     block = re.search(r"<!-- kms-key-policy -->\n```json\n(.*?)\n```", page, re.S)
     assert block, "docs/security.md has the key policy statements block"
     placeholders = {"partition": "aws", "region": "<region>", "account": "<account-id>", "stack": "<stack>"}
-    assert json.loads(block[1]) == key_policy_statements(**placeholders, ecs_pool=True, alarms=True)
+    stack_functions = {"functions": [function_name(placeholders["stack"])]}
+    assert json.loads(block[1]) == key_policy_statements(**placeholders, ecs_pool=True, alarms=True, **stack_functions)
 
 
 VALID = [KEY, f"arn:aws-us-gov:kms:us-gov-west-1:{ACCOUNT}:key/mrk-1234abcd12ab34cd56ef1234567890ab"]
