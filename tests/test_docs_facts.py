@@ -123,6 +123,21 @@ def container(kind: str = "default") -> dict[str, Any]:
     return run(kind).container()
 
 
+def kept_images(rule: int) -> str:
+    """countNumber of the ECR lifecycle policy's rule: 0, the stack's own builds; 1, any image."""
+    policy = json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])
+    return n(policy["rules"][rule]["selection"]["countNumber"])
+
+
+def build_tag_prefix() -> str:
+    """The tag prefix the lifecycle protects, if every tag the stack builds starts with it."""
+    (prefix,) = json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
+        "tagPrefixList"
+    ]
+    tag = inputs("docker:index/image:Image")["imageName"].rsplit(":", 1)[1]
+    return prefix if tag.startswith(prefix) else f"{prefix} (not the built tag {tag})"
+
+
 def env(kind: str = "default") -> dict[str, str]:
     return name_values(container(kind)["environment"])
 
@@ -621,11 +636,7 @@ FACTS: dict[str, Fact | Rule] = {
     "images kept (cost)": Fact(
         "README.md",
         r"up to (\d+) images",
-        lambda: n(
-            json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
-                "countNumber"
-            ]
-        ),
+        lambda: kept_images(0),
     ),
     "default alarms (cost)": Fact(
         "README.md", r"on by default\): (\d+) \u00d7 \$0\.10", lambda: str(alarm_count("default"))
@@ -645,12 +656,8 @@ FACTS: dict[str, Fact | Rule] = {
     # docs/how-it-works.md
     "images kept": Fact(
         "docs/how-it-works.md",
-        r"keeps the newest (\d+) images",
-        lambda: n(
-            json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
-                "countNumber"
-            ]
-        ),
+        r"keeps the newest (\d+) images it built, and images pushed by hand while among the newest (\d+)\)",
+        lambda: (kept_images(0), kept_images(1)),
     ),
     "old flow code expires": Fact(
         "docs/how-it-works.md",
@@ -906,15 +913,10 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "images kept (per-deployment image)": Fact(
         "docs/flows.md",
-        r"The repository keeps its newest (\d+) images, so an image pushed once by hand expires after (\w+) more",
-        lambda: (
-            n(
-                c := json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
-                    "countNumber"
-                ]
-            ),
-            WORDS[int(c)],
-        ),
+        r"The repository keeps its newest (\d+) images, so an image pushed once by hand expires after (\w+) more"
+        r" \(it never expires one of the stack's own builds,\s+whose tags start with `([\w-]+)`.*? of which the"
+        r"\s+newest (\d+) are kept\)",
+        lambda: (kept_images(1), WORDS[int(kept_images(1))], build_tag_prefix(), kept_images(0)),
     ),
     # docs/worker-image.md
     "image tag": Fact(
@@ -930,12 +932,8 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "images kept (tag reuse)": Fact(
         "docs/worker-image.md",
-        r"within the newest (\d+) images",
-        lambda: n(
-            json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
-                "countNumber"
-            ]
-        ),
+        r"within the newest (\d+) images it built",
+        lambda: kept_images(0),
     ),
     "cross-account pull actions": Rule(
         "docs/worker-image.md",
