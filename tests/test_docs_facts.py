@@ -331,11 +331,31 @@ def stop_log_line(example: str) -> str | None:
 
 
 def every_alarm_notifies_on_alarm_and_ok() -> str | None:
-    topic = run().one("aws:sns/topic:Topic").outputs["arn"]
+    notifier = run().one("aws:lambda/function:Function", "notifier").outputs["arn"]
     for spec in (r.plain_inputs for r in run().of_type("aws:cloudwatch/metricAlarm:MetricAlarm")):
-        if spec.get("alarmActions") != [topic] or spec.get("okActions") != [topic]:
+        if spec.get("alarmActions") != [notifier] or spec.get("okActions") != [notifier]:
             return f"{spec['name']} sends {spec.get('alarmActions')} / {spec.get('okActions')}"
     return None
+
+
+NOTIFIER_INVOKE = ("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "notifier")
+
+
+def no_key_of_its_own() -> str | None:
+    made = {kind: len(run(kind).of_type("aws:kms/key:Key")) for kind in RUNS}
+    return None if not any(made.values()) else f"KMS keys made: {made}"
+
+
+def notifier_invoker() -> str:
+    """The principal of every notifier permission, one per alarm (anything else: what differs)."""
+    notifier = inputs("aws:lambda/function:Function", "notifier")["name"]
+    permissions = [r.plain_inputs for r in run().of_type("aws:lambda/permission:Permission")]
+    mine = [p for p in permissions if p["function"] == notifier]
+    alarms = {a.plain_inputs["name"] for a in run().of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    if {p["sourceArn"].rsplit(":", 1)[1] for p in mine} != alarms or len(mine) != len(alarms):
+        return f"{len(mine)} permissions for {len(alarms)} alarms"
+    (principal,) = {p["principal"] for p in mine}
+    return principal
 
 
 def sqs_data_key_requests(minutes: str, requests: str) -> str | None:
@@ -1205,10 +1225,38 @@ FACTS: dict[str, Fact | Rule] = {
         r"\| (\d+) standard-resolution alarms, .*?; a (\w+) with the `ecs` observer's queue",
         lambda: (str(alarm_count("default")), ORDINALS[alarm_count("ecs")]),
     ),
-    "topic key rotation": Fact(
+    "topic key": Fact(
         "docs/alerts.md",
-        r"Automatic rotation is (\w+):",
-        lambda: "on" if inputs("aws:kms/key:Key")["enableKeyRotation"] else "off",
+        r"the topic is encrypted with AWS's `([^`]+)` key",
+        lambda: inputs("aws:sns/topic:Topic")["kmsMasterKeyId"],
+    ),
+    "topic key (cost)": Fact(
+        "docs/alerts.md",
+        r"the topic's encryption: AWS's `([^`]+)` key, free",
+        lambda: inputs("aws:sns/topic:Topic")["kmsMasterKeyId"],
+    ),
+    "no key of the stack's own (security)": Rule(
+        "docs/security.md", r"(The stack creates no key of its own)\.", lambda _: no_key_of_its_own()
+    ),
+    "notifier name": Fact(
+        "docs/alerts.md",
+        r"a small\s+function of the stack, `([^`]+)`",
+        lambda: placeholders(inputs("aws:lambda/function:Function", "notifier")["name"], stack=STACK),
+    ),
+    "notifier retries": Fact(
+        "docs/alerts.md",
+        r"Lambda retries\s+a failed invocation (\w+), and then sends the alarm's event itself to the same topic",
+        lambda: (
+            {0: "never", 1: "once", 2: "twice"}.get(int(inputs(*NOTIFIER_INVOKE)["maximumRetryAttempts"]), "more")
+            if inputs(*NOTIFIER_INVOKE)["destinationConfig"]["onFailure"]["destination"]
+            == run().one("aws:sns/topic:Topic").outputs["arn"]
+            else "no destination"
+        ),
+    ),
+    "notifier invokers": Fact(
+        "docs/alerts.md",
+        r"one Lambda permission per alarm, principal\s+`([\w.]+)`",
+        lambda: notifier_invoker(),
     ),
     "OOM metric": Fact(
         "docs/alerts.md",
@@ -1323,18 +1371,17 @@ FACTS: dict[str, Fact | Rule] = {
     "missing data keeps the count": Rule(
         "docs/scaling.md", r"the alarm goes to (INSUFFICIENT_DATA), which has no action", missing_data_keeps_count
     ),
-    "not publishing": Fact(
+    "controller alarms (scaling)": Fact(
         "docs/scaling.md",
-        r"After (\d+) minutes without a value \(an idle pool's value comes every (\d+) minutes, below\) the"
-        r" `(controller-not-publishing)` alarm fires, next to the controller's own `(controller-errors)` \((\d+)"
-        r" failed minutes of (\d+)\)",
+        r"the controller's own alarms say so: `(controller-errors)` \((\d+) failed minutes of (\d+)\)\s+and"
+        r" `(controller-not-running)` \(no run at all for (\d+) minutes, from Lambda's own `(\w+)` metric",
         lambda: (
-            alarm_minutes("controller-not-publishing", "scaled"),
-            idle_publish_minutes(),
-            alarm("controller-not-publishing", "scaled")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
             alarm("controller-errors", "scaled")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
             n(alarm("controller-errors", "scaled")["datapointsToAlarm"]),
             n(alarm("controller-errors", "scaled")["evaluationPeriods"]),
+            alarm("controller-not-running", "scaled")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
+            alarm_minutes("controller-not-running", "scaled"),
+            alarm("controller-not-running", "scaled")["metricName"],
         ),
     ),
     "task protection endpoint": Fact(
@@ -1421,12 +1468,21 @@ FACTS: dict[str, Fact | Rule] = {
             else "?",
         ),
     ),
-    "not-publishing alarm": Fact(
+    "not-running alarm": Fact(
         "docs/scaling.md",
-        r"\| `controller-not-publishing` \| no `(\w+)` for (\d+) minutes .*? `(/aws/lambda/[^`]+)`",
+        r"\| `controller-not-running` \| the stack controller has not run for (\d+) minutes \(no `(\w+)`;",
         lambda: (
-            alarm("controller-not-publishing", "scaled")["metricName"],
-            alarm_minutes("controller-not-publishing", "scaled"),
+            alarm_minutes("controller-not-running", "scaled"),
+            alarm("controller-not-running", "scaled")["metricName"],
+        ),
+    ),
+    "errors alarm (scaling)": Fact(
+        "docs/scaling.md",
+        r"\| `controller-errors` \| the stack controller failed in (\d+) of the last (\d+) minutes"
+        r" .*? `(/aws/lambda/[^`]+)`",
+        lambda: (
+            n(alarm("controller-errors", "scaled")["datapointsToAlarm"]),
+            n(alarm("controller-errors", "scaled")["evaluationPeriods"]),
             placeholders(inputs("aws:cloudwatch/logGroup:LogGroup", "controller-logs", "scaled")["name"], stack=STACK),
         ),
     ),
@@ -1476,13 +1532,16 @@ FACTS: dict[str, Fact | Rule] = {
         r"older than `lateRunMinutes` \(default (\d+)\)",
         lambda: n(alarm("late-runs", "scaled")["threshold"] / MINUTE),
     ),
-    "not publishing (alerts)": Fact(
+    "not running (alerts)": Fact(
         "docs/alerts.md",
-        r"published no `(\w+)` for (\d+) minutes \(an idle pool's comes every (\d+)\)",
+        r"\| `(controller-not-running)` \| the stack controller has not run for (\d+) minutes \(Lambda's own"
+        r" `(\w+)` metric has no datapoint",
         lambda: (
-            alarm("controller-not-publishing", "scaled")["metricName"],
-            alarm_minutes("controller-not-publishing", "scaled"),
-            idle_publish_minutes(),
+            alarm("controller-not-running")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
+            alarm_minutes("controller-not-running"),
+            alarm("controller-not-running")["metricName"]
+            if alarm("controller-not-running")["treatMissingData"] == "breaching"
+            else "(missing data not breaching)",
         ),
     ),
     "not running only above zero (alerts)": Rule(
