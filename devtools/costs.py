@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from controller.backlog import IDLE_PUBLISH_MINUTES
 from devtools.mocks import Run
 
 HOURS_PER_MONTH = 730
@@ -30,8 +29,8 @@ CONTROLLER_RUNS_MONTH = 60 * 24 * 30  # its schedule, rate(1 minute) (docs/runs.
 CONTROLLER_RUN_SECONDS = 1.0  # a few HTTP calls: an estimate, not measured on AWS
 CONTROLLER_LOGS_MONTH = 0.01  # about 400 bytes a run: 17 MB at $0.50 per GB ingested
 # https://aws.amazon.com/cloudwatch/pricing/: a custom metric ($0.30 a month, prorated by the hours it has data)
-# and PutMetricData requests ($0.01 per 1,000). The backlog job sends WorkersWanted every IDLE_PUBLISH_MINUTES
-# while the pool is idle (controller/backlog.py); busy hours add cents, left out like the other usage.
+# and PutMetricData requests ($0.01 per 1,000). The backlog job publishes only while the pool is busy
+# (controller/backlog.py): usage, left out of the estimate like logs.
 METRIC_MONTH = 0.30
 PUT_METRIC_DATA_REQUEST = 0.01 / 1000
 
@@ -83,10 +82,6 @@ def monthly_estimate(run: Run) -> Estimate:
         gb_seconds = CONTROLLER_RUNS_MONTH * CONTROLLER_RUN_SECONDS * int(function.plain_inputs["memorySize"]) / 1024
         lambda_month = CONTROLLER_RUNS_MONTH * LAMBDA_REQUEST + gb_seconds * LAMBDA_GB_SECOND + CONTROLLER_LOGS_MONTH
         lines.append(Line("stack controller (Lambda every minute, its logs)", lambda_month))
-        if "BACKLOG_NAMESPACE" in function.plain_inputs["environment"]["variables"]:
-            idle_requests = HOURS_PER_MONTH * 60 / IDLE_PUBLISH_MINUTES
-            backlog = METRIC_MONTH + idle_requests * PUT_METRIC_DATA_REQUEST
-            lines.append(Line("backlog metrics (WorkersWanted of an idle pool; busy hours add cents)", backlog))
     return Estimate(lines=tuple(lines), per_flow_run_hour=_flow_run_hour(run, architecture))
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import itertools
 import json
 import math
 import re
@@ -454,12 +453,23 @@ def idle_backlog(last_end_seconds: float | None = None) -> backlog.Backlog:
     )
 
 
-def idle_publish_minutes() -> str:
-    """How often the controller publishes for an idle pool: the gaps between the minutes `publish_now` says yes."""
+def idle_publishes() -> str:
+    """What the controller publishes for a pool idle beyond its tail, over an hour: "nothing", or the minutes."""
     hour = datetime(2026, 1, 1, tzinfo=UTC)
-    published = [m for m in range(60) if idle_backlog().publish_now(hour + timedelta(minutes=m))]
-    gaps = {b - a for a, b in itertools.pairwise(published)}
-    return n(gaps.pop()) if len(gaps) == 1 else f"uneven {sorted(gaps)}"
+    published: list[int] = []
+
+    class CloudWatch:
+        def put_metric_data(self, **_: Any) -> None:
+            published.append(len(published))
+
+    class IdlePool:
+        def request(self, method: str, path: str, body: Any = None) -> Any:
+            return 0 if path == "/flow_runs/count" else []
+
+    settings = backlog.BacklogSettings.from_environ(controller_env("scaled"))
+    for minute in range(60):
+        backlog.tick(IdlePool(), CloudWatch(), settings, hour + timedelta(minutes=minute))
+    return "nothing" if not published and not idle_backlog().publish_now else f"{len(published)} times an hour"
 
 
 def backlog_units() -> dict[str, str]:
@@ -578,14 +588,6 @@ def concurrency_workers(limit: str) -> str | None:
         if refused({"workPoolConcurrency": str(c), "maxWorkers": str(useful + 1)}, "maxWorkers", "set"):
             return f"maxWorkers {useful + 1} accepted with workPoolConcurrency {c}"
     return None
-
-
-def idle_requests(cadence: str, requests: str) -> str | None:
-    """An idle pool's PutMetricData requests in a 730-hour month, at the controller's idle cadence."""
-    if idle_publish_minutes() != cadence:
-        return f"an idle pool publishes every {idle_publish_minutes()} minutes"
-    count = 730 * 60 // int(cadence)
-    return None if int(requests.replace(",", "")) == count else f"730 h / {cadence} min is {count}"
 
 
 def scaling_of(config: dict[str, str]) -> tuple[int, int]:
@@ -1440,14 +1442,13 @@ FACTS: dict[str, Fact | Rule] = {
     "metrics and units": Rule("docs/scaling.md", r"\| ((?:`\w+`(?:, )?)+) \| (Count|Seconds) \|", metric_rows),
     "idle publishing": Fact(
         "docs/scaling.md",
-        r"every minute while the pool is busy and for (\d+) minutes after, then every (\d+) minutes",
-        lambda: (n(backlog.IDLE_TAIL / timedelta(minutes=1)), idle_publish_minutes()),
+        r"every minute while the pool is busy and for (\d+) minutes after; (nothing) while idle",
+        lambda: (n(backlog.IDLE_TAIL / timedelta(minutes=1)), idle_publishes()),
     ),
     "idle tail": Fact(
         "docs/scaling.md",
-        r"every minute for (\d+) more minutes \(so the drop to `minWorkers` is sent at once\), then every (\d+)"
-        r" minutes as a heartbeat",
-        lambda: (n(backlog.IDLE_TAIL / timedelta(minutes=1)), idle_publish_minutes()),
+        r"every minute for (\d+) more minutes \(so the drop to\s+`minWorkers` is sent at once\), then (nothing):",
+        lambda: (n(backlog.IDLE_TAIL / timedelta(minutes=1)), idle_publishes()),
     ),
     "start delay window": Fact(
         "docs/scaling.md",
@@ -1548,11 +1549,6 @@ FACTS: dict[str, Fact | Rule] = {
         "docs/alerts.md",
         r"(only while `desiredCount`, or `minWorkers` when scaling, is above 0)",
         not_running_only_above_zero,
-    ),
-    "idle requests (cost)": Rule(
-        "README.md",
-        r"sent every (\d+) minutes while the pool is idle \(([\d,]+) PutMetricData requests a month",
-        idle_requests,
     ),
 }
 
