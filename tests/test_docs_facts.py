@@ -1410,14 +1410,24 @@ FACTS: dict[str, Fact | Rule] = {
     "no worker-not-running at zero": Rule(
         "docs/scaling.md", r"With `minWorkers (\d+)` the `([\w-]+)` alarm is not created", alarm_not_created
     ),
-    "worker alarms at zero (cost)": Fact(
+    "alarms at zero (cost)": Fact(
         "docs/scaling.md",
-        r"other alarms: (\d+) worker alarms \(no `worker-not-running` at `minWorkers 0`\)",
-        lambda: str(
-            sum(
-                "-worker-" in a.plain_inputs["name"]
+        r"The (\w+) alarms are the scaling alarm \(`([\w-]+)`, the one left with `alarms false`\), (\w+)\s+worker"
+        r" alarms \(no `worker-not-running` at `minWorkers 0`",
+        lambda: (
+            WORDS[alarm_count("scaled")],
+            next(
+                a.plain_inputs["name"].removeprefix(f"{PROJECT}-{STACK}-")
                 for a in run("scaled").of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-            )
+                if a.plain_inputs["alarmActions"]
+                != [run("scaled").one("aws:lambda/function:Function", "notifier").outputs["arn"]]
+            ),
+            WORDS[
+                sum(
+                    "-worker-" in a.plain_inputs["name"]
+                    for a in run("scaled").of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+                )
+            ],
         ),
     ),
     "metric namespace and dimension": Fact(
