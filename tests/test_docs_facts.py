@@ -1543,6 +1543,21 @@ FACTS: dict[str, Fact | Rule] = {
         r"older than `lateRunMinutes` \(default (\d+)\)",
         lambda: n(alarm("late-runs", "scaled")["threshold"] / MINUTE),
     ),
+    "controller alarms (runs)": Fact(
+        "docs/runs.md",
+        r"Its alarms,\s+`(controller-errors)` and `(controller-not-running)` \(on Lambda's own, free `(\w+)` and"
+        r" `(\w+)`\s+metrics\)",
+        lambda: (
+            *(
+                alarm(a)["name"].removeprefix(f"{PROJECT}-{STACK}-")
+                for a in ("controller-errors", "controller-not-running")
+            ),
+            *(
+                alarm(a)["metricName"] if alarm(a)["namespace"] == "AWS/Lambda" else "?"
+                for a in ("controller-errors", "controller-not-running")
+            ),
+        ),
+    ),
     "not running (alerts)": Fact(
         "docs/alerts.md",
         r"\| `(controller-not-running)` \| the stack controller has not run for (\d+) minutes \(Lambda's own"
