@@ -14,7 +14,7 @@ import boto3
 import pytest
 from conftest import ACCOUNT, BASE_CONFIG, REGION, Run, run_program
 
-from alert_notifier.handler import SUBJECT_MAX, handler, message
+from alert_notifier.handler import SUBJECT_MAX, cloudwatch_notification, handler, message, publish_request
 from components.alert_notifier import notifier_archive
 
 ALARM_NAME = "prefect-fargate-nightly-late-runs"
@@ -99,11 +99,40 @@ def received(queue: str) -> list[dict[str, Any]]:
 
 
 def test_one_change_is_one_message_on_the_topic(topic: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An email subscriber gets the readable text; the queue, like any other protocol, CloudWatch's own JSON."""
     arn, queue = topic
     monkeypatch.setenv("ALERT_TOPIC_ARN", arn)
     assert handler(alarm_event(), None) == {"status": "published"}
     (delivered,) = received(queue)
-    assert (delivered["Subject"], delivered["Message"]) == message(alarm_event())
+    assert delivered["Subject"] == message(alarm_event())[0]
+    assert json.loads(delivered["Message"]) == cloudwatch_notification(alarm_event())
+    request = publish_request(alarm_event(), arn)
+    assert request["MessageStructure"] == "json"
+    assert json.loads(request["Message"])["email"] == message(alarm_event())[1]
+
+
+def test_other_protocols_get_the_fields_cloudwatch_itself_publishes() -> None:
+    """The JSON CloudWatch publishes to a topic (the CloudWatch user guide's SNS notification; incident tools read
+    AlarmName, NewStateValue, NewStateReason and the rest), filled from the Lambda payload."""
+    notification = cloudwatch_notification(alarm_event())
+    assert notification == {
+        "AlarmName": ALARM_NAME,
+        "AlarmDescription": DESCRIPTION,
+        "AWSAccountId": ACCOUNT,
+        "NewStateValue": "ALARM",
+        "NewStateReason": REASON,
+        "StateChangeTime": "2026-12-10T02:31:00.120+0000",
+        "Region": REGION,
+        "AlarmArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{ALARM_NAME}",
+        "OldStateValue": "OK",
+        "Trigger": {
+            "MetricName": "OldestLateRunAge",
+            "Namespace": "prefect-fargate-nightly",
+            "Statistic": "Maximum",
+            "Dimensions": [{"name": "WorkPool", "value": "fargate-pool"}],
+            "Period": 60,
+        },
+    }
 
 
 def test_a_failed_publish_raises_so_lambda_retries(topic: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -340,6 +340,16 @@ def every_alarm_notifies_on_alarm_and_ok() -> str | None:
 NOTIFIER_INVOKE = ("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "notifier")
 
 
+def notification_fields(fields: str) -> str | None:
+    """The docs name exactly the fields the notifier's JSON has (alert_notifier/handler.py)."""
+    from test_alert_notifier import alarm_event
+
+    from alert_notifier.handler import cloudwatch_notification
+
+    stated, built = re.findall(r"`(\w+)`", fields), list(cloudwatch_notification(alarm_event()))
+    return None if stated == built else f"the notifier sends {built}"
+
+
 def no_key_of_its_own() -> str | None:
     made = {kind: len(run(kind).of_type("aws:kms/key:Key")) for kind in RUNS}
     return None if not any(made.values()) else f"KMS keys made: {made}"
@@ -1239,6 +1249,11 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "no key of the stack's own (security)": Rule(
         "docs/security.md", r"(The stack creates no key of its own)\.", lambda _: no_key_of_its_own()
+    ),
+    "notifier's JSON for other protocols": Rule(
+        "docs/alerts.md",
+        r"with the fields ((?:`\w+`,?\s+)+and `\w+`) \(the metric\s+only\)",
+        lambda fields: notification_fields(fields),
     ),
     "notifier name": Fact(
         "docs/alerts.md",
