@@ -1609,7 +1609,8 @@ def test_docs_state_what_the_program_registers(fact: Fact | Rule) -> None:
 #   supervisor's 12 / 76 MiB, docs/ecs-pools.md's registration benchmark and "4.4 to 5.4 s", the Spot test's
 #   "about 3 s", docs/security.md's checkov counts, test-set sizes and times in README.md and docs/testing.md,
 #   docs/scaling.md's benchmark table, its simulation settings (5 s steps and polls, `--limit 4`) and times: 60 s
-#   Fargate start (assumed), 5 s claim-to-run, 2.1 to 4.4 s to Ready, 0.05 to 0.07 s per decision, 125 s burst);
+#   Fargate start (assumed), 5 s claim-to-run, 2.1 to 4.4 s and 2.2 s to Ready, 0.03 to 0.07 s per decision, 125 s
+#   burst; the nightly stack table, which test_check_config ties to devtools/costs.py);
 # - Prefect's, AWS's or Linux's own values, quoted as context: Prefect's 180 s heartbeat and 10 s poll defaults,
 #   the server's 90 s / 30 s / 15 s worker liveness and 5 s proactive evaluation, AWS's two-minute Spot notice,
 #   10 resource policies per account and free tiers, CloudWatch re-invoking an Auto Scaling action every minute
