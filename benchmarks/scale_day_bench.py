@@ -29,7 +29,11 @@ the alarm's next evaluation and the policy (up to 60 s) plus Fargate starting th
 (agent_image/task_protection.py) and stops when idle.
 
 Also measured here: one controller decision against the server (six read calls), and a real worker's
-start to its first poll (the pool turning READY), the parts of a scale from zero that run locally.
+start to its first poll (the pool turning READY), the parts of a scale from zero that run locally. And what the
+controller publishes on the way (`Backlog.publish_now`, `metric_data`): the clock hours each backlog metric has
+data in and the PutMetricData requests, which CloudWatch bills. The nightly team's whole stack a month is then the
+measured Fargate time and metrics plus the fixed items devtools/costs.py prices from the program's own resources
+(rendered under the mocks for that stack's config), alarms on and off.
 """
 
 from __future__ import annotations
@@ -55,8 +59,10 @@ from prefect_servers import BIN, Server, nowhere  # noqa: E402
 
 from components.agent_service import WORKER_QUERY_SECONDS, run_limit  # noqa: E402
 from components.worker_scaling import step_values  # noqa: E402
-from controller.backlog import BacklogSettings, read_backlog, workers_wanted  # noqa: E402
+from controller.backlog import BacklogSettings, metric_data, read_backlog, workers_wanted  # noqa: E402
 from controller.prefect_rest import PrefectRest  # noqa: E402
+from devtools import costs  # noqa: E402
+from devtools.mocks import BASE_CONFIG, run_program  # noqa: E402
 
 STEP = WORKER_QUERY_SECONDS
 PREFETCH_SECONDS = 10  # PREFECT_WORKER_PREFETCH_SECONDS' default
@@ -64,10 +70,12 @@ RUN_START_SECONDS = 5
 TASK_START_SECONDS = 60
 ALARM_SECONDS = 60
 LIMIT = run_limit(1024)
-# Fargate list prices, us-east-1, Linux/x86 (README, "What it costs"): the default 0.5 vCPU + 1 GB task.
-TASK_HOUR = 0.5 * 0.04048 + 1 * 0.004445
-IPV4_HOUR = 0.005
-MONTH_DAYS = 730 / 24
+# Fargate list prices (devtools/costs.py): the default 0.5 vCPU + 1 GB task, Linux/x86.
+TASK_HOUR = costs.fargate_hour(512, 1024, "X86_64")
+IPV4_HOUR = costs.PUBLIC_IPV4_HOUR
+MONTH_DAYS = costs.HOURS_PER_MONTH / 24
+# The nightly team's stack (README's headline): scaled to zero between runs, at most two workers, alerts by email.
+NIGHTLY_CONFIG = {**BASE_CONFIG, "minWorkers": "0", "maxWorkers": "2", "alertEmail": "oncall@example.com"}
 
 
 @dataclass
@@ -134,6 +142,7 @@ def simulate(
     first = min(run.expected for run in runs)
     now = 0.0 if not scaled else max(0.0, first - 15 * 60)
     decisions = 0
+    requests, metric_hours, publishing = 0, set(), False  # PutMetricData calls; (metric, clock hour) with data
     from prefect.client.orchestration import SyncPrefectClient
 
     with SyncPrefectClient(server.url) as client:
@@ -143,11 +152,15 @@ def simulate(
                 backlog = read_backlog(rest, settings, epoch + timedelta(seconds=now))
                 ends = [r.end for r in runs if r.end is not None]
                 last_end = now - max(ends) if ends else None
-                wanted = policy_capacity(
-                    workers_wanted(dataclasses.replace(backlog, last_end_seconds=last_end), settings),
-                    settings.max_workers,
-                )
+                backlog = dataclasses.replace(backlog, last_end_seconds=last_end)
+                wanted = policy_capacity(workers_wanted(backlog, settings), settings.max_workers)
                 decisions += 1
+                publishing = backlog.publish_now  # as controller/backlog.py's tick decides
+                if publishing:
+                    requests += 1
+                    metric_hours |= {
+                        (d["MetricName"], int(now // 3600)) for d in metric_data(backlog, wanted, pool, epoch)
+                    }
                 if wanted > len(alive):
                     for _ in range(wanted - len(alive)):
                         workers.append(Worker(ready_at=now + ALARM_SECONDS + TASK_START_SECONDS,
@@ -176,7 +189,8 @@ def simulate(
                         run.start = max(now, run.expected) + RUN_START_SECONDS
                         worker.runs.append(run)
             busy = any(w.runs for w in workers) or any(r.start is None for r in runs if r.expected <= now + 300)
-            if all(r.end is not None for r in runs) and not any(w.stopped_at is None for w in workers if scaled):
+            done = all(r.end is not None for r in runs) and not any(w.stopped_at is None for w in workers if scaled)
+            if done and not publishing:  # the controller's tail after the last scale-in is counted too
                 break
             if scaled and not busy and not [w for w in workers if w.stopped_at is None]:
                 upcoming = [r.expected for r in runs if r.start is None]
@@ -198,6 +212,8 @@ def simulate(
         "decisions": decisions,
         "month": minutes / 60 * (TASK_HOUR + IPV4_HOUR) * MONTH_DAYS,
         "fargate_month": minutes / 60 * TASK_HOUR * MONTH_DAYS,
+        "requests": requests,
+        "metric_hours": len(metric_hours),
     }
 
 
@@ -234,6 +250,35 @@ def worker_first_poll_seconds(server: Server, pool: str) -> float:
         worker.wait(timeout=30)
 
 
+def nightly_stack(day: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """The nightly team's stack a month, (item, alarms on, alarms false): the simulated day's Fargate time and
+    backlog metrics, and devtools/costs.py's fixed items for the program's resources under NIGHTLY_CONFIG."""
+    per_metric_hour = costs.METRIC_MONTH / costs.HOURS_PER_MONTH
+    metrics = MONTH_DAYS * (day["metric_hours"] * per_metric_hour + day["requests"] * costs.PUT_METRIC_DATA_REQUEST)
+    rows = [
+        (f"worker task and its IPv4 address, {day['worker_minutes']:.0f} minutes a day", day["month"], day["month"]),
+        (f"backlog metrics: {day['metric_hours']} metric-hours and {day['requests']} PutMetricData requests a day",
+         metrics, metrics),
+    ]  # fmt: skip
+
+    def by_item(config: dict[str, str]) -> dict[str, tuple[str, float]]:
+        """Each priced line by its item without a leading count: {item: (count or "", dollars)}."""
+        priced = {}
+        for line in costs.monthly_estimate(run_program(config)).lines:
+            count, _, rest = line.item.partition(" ")
+            priced[rest if count.isdigit() else line.item] = (count if count.isdigit() else "", line.dollars)
+        return priced
+
+    quiet = {k: v for k, v in NIGHTLY_CONFIG.items() if k != "alertEmail"} | {"alarms": "false"}  # no email without
+    on, off = by_item(NIGHTLY_CONFIG), by_item(quiet)
+    for item in [*on, *(i for i in off if i not in on)]:
+        (n_on, d_on), (n_off, d_off) = on.get(item, ("0", 0.0)), off.get(item, ("0", 0.0))
+        if d_on or d_off:  # the worker lines are $0 at minWorkers 0: the simulated day prices them above
+            count = n_on if n_on == n_off else f"{n_on} (alarms on) / {n_off}"
+            rows.append((f"{count} {item}".strip(), d_on, d_off))
+    return rows
+
+
 def main() -> None:
     server = nowhere()
     server.start()
@@ -259,6 +304,12 @@ def main() -> None:
         for name, label, r in rows:
             print(f"| {name} | {label} | {r['worker_minutes']:.0f} | {r['p50']:.0f} / {r['max']:.0f} | "
                   f"${r['fargate_month']:.2f} | ${r['month']:.2f} |")  # fmt: skip
+        nightly = nightly_stack(next(r for name, label, r in rows if name == "nightly" and "maxWorkers 2" in label))
+        print("\n| the nightly stack (minWorkers 0, maxWorkers 2), a month | alarms on | `alarms false` |")
+        print("|---|---|---|")
+        for item, on, off in nightly:
+            print(f"| {item} | ${on:.2f} | ${off:.2f} |")
+        print(f"| **total** | **${sum(r[1] for r in nightly):.2f}** | **${sum(r[2] for r in nightly):.2f}** |")
         tick = controller_tick_ms(server, "nightly-2", midnight)
         first_poll = worker_first_poll_seconds(server, "nightly-always-on")
         print()

@@ -41,7 +41,17 @@ DOCKERFILE = "agent_image/Dockerfile"
 # The files the Dockerfile copies (the only ones .dockerignore lets through).
 IMAGE_REQUIREMENTS = "agent_image/requirements.txt"
 FLOW_REQUIREMENTS = "flows/requirements.txt"
-KEEP_IMAGES = 10
+# The stack's own builds kept: the image the service runs, the one before it (what the deployment circuit
+# breaker rolls back to when a deploy fails) and one more (the rollback target is still there after a second
+# failed deploy in a row; a deploy that succeeds makes the newest build the one that runs). Each is at most
+# about 0.5 GB, so the repository holds at most about 1.5 GB of them, $0.15 a month (devtools/costs.py). A revert
+# to inputs whose image was expired rebuilds it under the same tag.
+KEEP_IMAGES = 3
+# Images pushed to the repository by hand (docs/flows.md, per-deployment images of an `ecs` pool): kept while
+# among the newest this many of any kind. They never expire a build of the stack's own (the first rule's tag
+# prefix protects those), so a scaled-to-zero service can always start its current image.
+KEEP_OTHER_IMAGES = 10
+BUILD_TAG_PREFIX = "prefect-"  # every tag `build_tag` makes starts with it
 TAG_HASH_CHARS = 32  # 128 bits of the build inputs' sha256: no two different inputs share a tag
 
 
@@ -108,20 +118,39 @@ def build_tag(args: AgentImageArgs, project_dir: Path = PROJECT_DIR) -> str:
         path = context / name
         digest.update(json.dumps([name, stat.filemode(path.stat().st_mode)]).encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return f"prefect-{args.prefect_version}-{digest.hexdigest()[:TAG_HASH_CHARS]}"
+    return f"{BUILD_TAG_PREFIX}{args.prefect_version}-{digest.hexdigest()[:TAG_HASH_CHARS]}"
 
 
-def lifecycle_policy(keep: int = KEEP_IMAGES) -> str:
-    """Expire all but the newest `keep` images, so the repository's storage stays bounded."""
+def lifecycle_policy() -> str:
+    """Keep the newest KEEP_IMAGES builds of the stack's own, and other images while among the newest
+    KEEP_OTHER_IMAGES of any kind. ECR evaluates the rules by priority, and "an image that matches the tagging
+    requirements of a higher priority rule cannot be expired by a rule with a lower priority", while the lower
+    rule still counts it (ECR user guide, "Lifecycle policy evaluation rules"); a rule with tagStatus `any` must
+    come last."""
     return json.dumps(
         {
             "rules": [
                 {
                     "rulePriority": 1,
-                    "description": f"Keep the newest {keep} images",
-                    "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep},
+                    "description": f"Keep the newest {KEEP_IMAGES} images this stack built",
+                    "selection": {
+                        "tagStatus": "tagged",
+                        "tagPrefixList": [BUILD_TAG_PREFIX],
+                        "countType": "imageCountMoreThan",
+                        "countNumber": KEEP_IMAGES,
+                    },
                     "action": {"type": "expire"},
-                }
+                },
+                {
+                    "rulePriority": 2,
+                    "description": f"Keep other images while among the newest {KEEP_OTHER_IMAGES}",
+                    "selection": {
+                        "tagStatus": "any",
+                        "countType": "imageCountMoreThan",
+                        "countNumber": KEEP_OTHER_IMAGES,
+                    },
+                    "action": {"type": "expire"},
+                },
             ]
         }
     )

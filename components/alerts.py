@@ -1,19 +1,21 @@
-"""Alerts: tell someone when the worker is down, crash-looping, short of memory or CPU.
+"""Alerts: tell someone when the worker is down, crash-looping, short of memory or CPU, or runs wait.
 
-Creates an SNS topic encrypted with its own KMS key (CloudWatch cannot publish to a topic encrypted
-with the AWS-managed `alias/aws/sns` key, whose policy nobody can change), or with the user's key when
-config `kmsKeyArn` is set (whose policy must then allow CloudWatch: components/kms.py), an optional email
-subscription, and CloudWatch alarms that publish to it:
+Creates an SNS topic encrypted with AWS's `alias/aws/sns` key, or with the user's key when config `kmsKeyArn` is
+set, an optional email subscription, the alert notifier (components/alert_notifier.py: CloudWatch alarms cannot
+publish to an `alias/aws/sns` topic, so each alarm invokes it and its role publishes; the topic needs no key of its
+own), and CloudWatch alarms:
 - the worker service has no running task for 5 minutes;
 - worker tasks stop unexpectedly (an EventBridge rule records each stop in a log group; alarms on
   the rule's metric and on OOM kills in that log turn a crash loop into one alert);
 - memory above 90% for 10 minutes, CPU above 90% for 15 minutes;
 - with an `ecs` pool, the observer's dead-letter queue has messages (when its name is given);
 - with the stack controller's backlog metrics (controller/backlog.py): the pool's oldest Late run is older
-  than lateRunMinutes, and the controller has published nothing for 15 minutes.
-- the stack controller failed (Prefect unreachable, credential rejected, AWS throttling) in 3 of 5 minutes.
-Needs the worker's cluster and service. Alarms are named `<alarm_prefix>-<suffix>`; the topic policy
-lets CloudWatch publish for exactly these alarms' ARNs.
+  than lateRunMinutes;
+- the stack controller failed (Prefect unreachable, credential rejected, AWS throttling) in 3 of 5 minutes, or
+  has not run at all for 15 minutes (Lambda's own Invocations metric, free).
+Needs the worker's cluster and service. Alarms are named `<alarm_prefix>-<suffix>`; the notifier may be invoked by
+exactly these alarms' ARNs, and the topic policy lets principals of this account publish (each needing sns:Publish
+on the topic in its own IAM policy: `alert_notifier.publish_statements`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.agent_roles import Statement, arn_context, policy_document
-from components.kms import CLOUDWATCH_ALARMS_ENCRYPT
+from components.alert_notifier import AlertNotifier, AlertNotifierArgs
 
 # ECS publishes the service's CPU and memory utilization every minute, but only while the service has
 # a RUNNING task: "If a cluster, service, or other resource has no running tasks, no metrics will be
@@ -61,6 +63,13 @@ OOM_REASON = "OutOfMemoryError"
 # The controller runs every minute: failing in 3 of 5 minutes is a fault that lasts (one throttled or timed-out
 # minute is not), and it is caught within 5 minutes.
 CONTROLLER_ERROR_MINUTES = (3, 5)
+# Not run at all (schedule disabled, function deleted, throttled) for this long: 15 one-minute periods with no
+# Invocations datapoint, so a late or skipped schedule, or a metric's arrival lag, is no alarm. Lambda records
+# Invocations for every run, failed ones included, and none for a throttled request (Lambda developer guide, "Types
+# of metrics for Lambda functions"); failures are controller-errors' to report.
+CONTROLLER_SILENT_MINUTES = 15
+# What a topic encrypted without a key of the stack's own uses: free, and usable by the notifier's role.
+AWS_MANAGED_SNS_KEY = "alias/aws/sns"
 OOM_METRIC = "WorkerOomKills"  # counted from the stopped-task log, in the namespace `alarm_prefix`
 # A CloudWatch Logs target takes only an input of the form {"timestamp": <time>, "message": <string>}
 # (aws-cdk's aws-events-targets/lib/log-group.ts, CloudWatchLogGroup.validateInputTemplate, citing
@@ -94,9 +103,10 @@ class AlertsArgs:
     alarm_prefix: str  # unique per stack; every alarm's name starts with it
     alert_email: str | None = None  # subscribed to the topic; the recipient must confirm
     dead_letter_queue_name: pulumi.Input[str] | None = None  # the `ecs` observer's DLQ (EcsTaskEvents)
-    # The user's key (config kmsKeyArn) for the topic and the stopped-task log instead of a key of our own.
+    # The user's key (config kmsKeyArn) for the topic and the log groups; without it AWS-managed encryption.
     kms_key_arn: str | None = None
     controller_function_name: pulumi.Input[str] | None = None  # the stack controller (stack_controller.py)
+    controller_schedule_name: pulumi.Input[str] | None = None  # its every-minute EventBridge rule
     backlog: BacklogAlarms | None = None  # the controller's backlog metrics
 
 
@@ -263,7 +273,8 @@ def alarm_specs(args: AlertsArgs, rule_name: pulumi.Input[str]) -> list[AlarmSpe
     if args.backlog is not None:
         specs += backlog_alarm_specs(args.backlog)
     if args.controller_function_name is not None:
-        specs.append(
+        function = {"FunctionName": args.controller_function_name}
+        specs += [
             AlarmSpec(
                 suffix="controller-errors",
                 description=pulumi.Output.concat(
@@ -275,27 +286,43 @@ def alarm_specs(args: AlertsArgs, rule_name: pulumi.Input[str]) -> list[AlarmSpe
                 ),
                 namespace="AWS/Lambda",
                 metric_name="Errors",
-                dimensions={"FunctionName": args.controller_function_name},
+                dimensions=function,
                 statistic="Sum",
                 comparison="GreaterThanOrEqualToThreshold",
                 threshold=1,
                 period=60,
                 evaluation_periods=CONTROLLER_ERROR_MINUTES[1],
                 datapoints_to_alarm=CONTROLLER_ERROR_MINUTES[0],
-            )
-        )
+            ),
+            AlarmSpec(
+                suffix="controller-not-running",
+                description=pulumi.Output.concat(
+                    f"The stack controller has not run for {CONTROLLER_SILENT_MINUTES} minutes (Lambda recorded no "
+                    "invocation): runs whose worker died are not recovered, and a scaled service's worker count "
+                    "stays where it is (scaling never acts on missing data). Check that its schedule is enabled: aws "
+                    "events describe-rule --name ",
+                    args.controller_schedule_name or "<its schedule rule>",
+                    " --query State; and whether Lambda throttles it: aws lambda get-function-concurrency "
+                    "--function-name ",
+                    args.controller_function_name,
+                ),
+                namespace="AWS/Lambda",
+                metric_name="Invocations",
+                dimensions=function,
+                statistic="Sum",
+                comparison="LessThanThreshold",
+                threshold=1,
+                period=60,
+                evaluation_periods=CONTROLLER_SILENT_MINUTES,
+                datapoints_to_alarm=CONTROLLER_SILENT_MINUTES,
+                treat_missing_data="breaching",
+            ),
+        ]
     return specs
 
 
-# The controller publishes every minute, or every 10 minutes for an idle pool (controller/backlog.py,
-# IDLE_PUBLISH_MINUTES): fifteen empty minutes are more than one missed heartbeat.
-NOT_PUBLISHING_MINUTES = 15
-
-
 def backlog_alarm_specs(backlog: BacklogAlarms) -> list[AlarmSpec]:
-    """A Late run older than lateRunMinutes (the one signal a team needs at 3 am), and a controller that
-    stopped publishing (the scaling policy then holds the worker count where it is)."""
-    pool = {"WorkPool": backlog.work_pool}
+    """A Late run older than lateRunMinutes: the one signal a team needs at 3 am."""
     return [
         AlarmSpec(
             suffix="late-runs",
@@ -306,31 +333,13 @@ def backlog_alarm_specs(backlog: BacklogAlarms) -> list[AlarmSpec]:
             ),
             namespace=backlog.namespace,
             metric_name="OldestLateRunAge",
-            dimensions=pool,
+            dimensions={"WorkPool": backlog.work_pool},
             statistic="Maximum",
             comparison="GreaterThanThreshold",
             threshold=backlog.late_run_minutes * 60,
             period=60,
             evaluation_periods=1,
             datapoints_to_alarm=1,
-        ),
-        AlarmSpec(
-            suffix="controller-not-publishing",
-            description=(
-                f"The stack controller has published no WorkersWanted for {NOT_PUBLISHING_MINUTES} minutes, so "
-                "the worker count is frozen where it was (scaling never acts on missing data). Read why in the "
-                "controller's log group (Prefect unreachable, key rejected, a failed job)."
-            ),
-            namespace=backlog.namespace,
-            metric_name="WorkersWanted",
-            dimensions=pool,
-            statistic="SampleCount",
-            comparison="LessThanThreshold",
-            threshold=1,
-            period=60,
-            evaluation_periods=NOT_PUBLISHING_MINUTES,
-            datapoints_to_alarm=NOT_PUBLISHING_MINUTES,
-            treat_missing_data="breaching",
         ),
     ]
 
@@ -353,38 +362,19 @@ def stopped_task_pattern(cluster_arn: str, service_name: str) -> dict[str, Any]:
 
 
 def topic_policy(
-    topic_arn: pulumi.Input[str], account_id: pulumi.Input[str], alarm_arns: pulumi.Input[list[str]]
+    topic_arn: pulumi.Input[str], account_id: pulumi.Input[str], partition: pulumi.Input[str]
 ) -> pulumi.Output[str]:
-    """Only this stack's alarms, through CloudWatch of this account, may publish to the topic."""
+    """Principals of this account may publish, each as its own IAM policy allows (the notifier's role: its
+    `publish_statements`); no AWS service and no other account. Nothing publishes on its own behalf since the
+    alarms invoke the notifier instead."""
     statement: Statement = {
-        "Sid": "ThisStacksAlarms",
+        "Sid": "ThisAccountsPublishers",
         "Effect": "Allow",
-        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        "Principal": {"AWS": pulumi.Output.format("arn:{0}:iam::{1}:root", partition, account_id)},
         "Action": "sns:Publish",
         "Resource": topic_arn,
-        "Condition": {
-            "StringEquals": {"aws:SourceAccount": account_id},
-            "ArnEquals": {"aws:SourceArn": alarm_arns},
-        },
     }
     return policy_document(statement)
-
-
-def key_policy(account_id: pulumi.Input[str], partition: pulumi.Input[str]) -> pulumi.Output[str]:
-    """The topic key: the account administers it (IAM decides who), CloudWatch may encrypt alarm messages.
-
-    In a key policy, "Resource": "*" means this key. CloudWatch's statement: see CLOUDWATCH_ALARMS_ENCRYPT.
-    """
-    return policy_document(
-        {
-            "Sid": "AccountAdministers",
-            "Effect": "Allow",
-            "Principal": {"AWS": pulumi.Output.format("arn:{0}:iam::{1}:root", partition, account_id)},
-            "Action": "kms:*",
-            "Resource": "*",
-        },
-        CLOUDWATCH_ALARMS_ENCRYPT,
-    )
 
 
 class Alerts(pulumi.ComponentResource):
@@ -398,6 +388,8 @@ class Alerts(pulumi.ComponentResource):
     """The EventBridge rule matching this service's unexpected task stops."""
     stopped_tasks_log: aws.cloudwatch.LogGroup
     """One line per unexpected stop, with the stop code and the container's exit code and reason."""
+    notifier: AlertNotifier
+    """What every alarm invokes: it publishes the alarm's change to the topic."""
 
     def __init__(self, name: str, args: AlertsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:alerts:Alerts", name, None, opts)
@@ -405,9 +397,7 @@ class Alerts(pulumi.ComponentResource):
         account_id, partition, region = arn_context(self)
 
         self.topic = aws.sns.Topic(
-            f"{name}-topic",
-            kms_master_key_id=args.kms_key_arn or self._own_key(name, account_id, partition).arn,
-            opts=child,
+            f"{name}-topic", kms_master_key_id=args.kms_key_arn or AWS_MANAGED_SNS_KEY, opts=child
         )
         if args.alert_email:
             aws.sns.TopicSubscription(
@@ -468,6 +458,24 @@ class Alerts(pulumi.ComponentResource):
             opts=child,
         )
 
+        specs = alarm_specs(args, self.stopped_tasks_rule.name)
+        self.notifier = AlertNotifier(
+            f"{name}-notifier",
+            AlertNotifierArgs(
+                topic_arn=self.topic.arn,
+                alarm_arns={
+                    spec.suffix: pulumi.Output.all(partition, region, account_id).apply(
+                        lambda v, suffix=spec.suffix: alarm_arn(*v, f"{args.alarm_prefix}-{suffix}")
+                    )
+                    for spec in specs
+                },
+                log_retention_days=args.log_retention_days,
+                kms_key_arn=args.kms_key_arn,
+            ),
+            opts=child,
+        )
+        # Each alarm after its permission to invoke the notifier, so that even its first change (OK, once created)
+        # is sent: CloudWatch drops an invocation it is not authorized to make.
         self.alarms = {
             spec.suffix: aws.cloudwatch.MetricAlarm(
                 f"{name}-{spec.suffix}",
@@ -483,33 +491,16 @@ class Alerts(pulumi.ComponentResource):
                 evaluation_periods=spec.evaluation_periods,
                 datapoints_to_alarm=spec.datapoints_to_alarm,
                 treat_missing_data=spec.treat_missing_data,
-                alarm_actions=[self.topic.arn],
-                ok_actions=[self.topic.arn],
-                opts=child,
+                alarm_actions=[self.notifier.function.arn],
+                ok_actions=[self.notifier.function.arn],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.notifier.permissions),
             )
-            for spec in alarm_specs(args, self.stopped_tasks_rule.name)
+            for spec in specs
         }
-        alarm_arns = pulumi.Output.all(partition, region, account_id).apply(
-            lambda v: [alarm_arn(*v, f"{args.alarm_prefix}-{suffix}") for suffix in self.alarms]
-        )
         aws.sns.TopicPolicy(
             f"{name}-topic-policy",
             arn=self.topic.arn,
-            policy=topic_policy(self.topic.arn, account_id, alarm_arns),
+            policy=topic_policy(self.topic.arn, account_id, partition),
             opts=child,
         )
         self.register_outputs({"topic_arn": self.topic.arn})
-
-    def _own_key(self, name: str, account_id: pulumi.Output[str], partition: pulumi.Output[str]) -> aws.kms.Key:
-        """The topic's key when the user gives none. With kmsKeyArn the user's key serves instead: a team that
-        must hold its data under its own key holds alert texts there too, and saves this key's $1 a month."""
-        # No automatic rotation: each of a key's first two rotations adds $1 a month (KMS pricing), and
-        # this key protects alert texts only (alarm names, states and descriptions).
-        return aws.kms.Key(
-            f"{name}-key",
-            description="Encrypts the prefect-fargate alert topic",
-            enable_key_rotation=False,
-            deletion_window_in_days=7,
-            policy=key_policy(account_id, partition),
-            opts=pulumi.ResourceOptions(parent=self),
-        )

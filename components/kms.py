@@ -1,12 +1,12 @@
 """The customer-managed KMS key (config `kmsKeyArn`): what the roles get on it, and what its key policy needs.
 
-The program uses a key it does not own, so it cannot change the key's policy. IAM roles read through
-the services with identity-policy statements (`decrypt_through`): kms:Decrypt only, since no role of
-the stack writes encrypted data (whoever runs `pulumi up` and `prefect deploy` writes the secret and the
-flow code with their own credentials, see docs/security.md). They work when the key policy lets
-the account's IAM decide (the default key policy's "Enable IAM User Permissions" statement). AWS
-services that write into this stack's resources on their own behalf need statements in the key policy
-itself (`key_policy_statements`, which docs/security.md prints for the user to add).
+The program uses a key it does not own, so it cannot change the key's policy. IAM roles use the key through
+the services with identity-policy statements (`decrypt_through`): kms:Decrypt only for the readers (whoever runs
+`pulumi up` and `prefect deploy` writes the secret and the flow code with their own credentials, see
+docs/security.md), and kms:GenerateDataKey* too for the roles that publish to the alert topic (`PUBLISH_ACTIONS`).
+They work when the key policy lets the account's IAM decide (the default key policy's "Enable IAM User
+Permissions" statement). AWS services that write into this stack's resources on their own behalf need statements
+in the key policy itself (`key_policy_statements`, which docs/security.md prints for the user to add).
 
 A reader of a CloudWatch Logs group needs no KMS permission: CloudWatch Logs encrypts and decrypts with
 its own principal, which the key policy allows (CloudWatch Logs user guide, "Encrypt log data in
@@ -31,34 +31,32 @@ def via_service(parent: pulumi.Resource, service: str) -> pulumi.Output[str]:
     return pulumi.Output.format("{0}.{1}.{2}", service, region, dns_suffix)
 
 
-def decrypt_through(parent: pulumi.Resource, sid: str, key_arn: str | None, service: str) -> list[Statement]:
-    """kms:Decrypt on the user's key, only in requests `service` makes for the caller; none without a key."""
+# What a publisher to an encrypted SNS topic needs on its key (SNS developer guide, "Configuring AWS KMS
+# permissions": publishers need kms:GenerateDataKey* and kms:Decrypt).
+PUBLISH_ACTIONS = ["kms:GenerateDataKey*", "kms:Decrypt"]
+
+
+def decrypt_through(
+    parent: pulumi.Resource, sid: str, key_arn: str | None, service: str, actions: str | list[str] = "kms:Decrypt"
+) -> list[Statement]:
+    """kms:Decrypt (or `actions`) on the user's key, only in requests `service` makes for the caller; none
+    without a key."""
     if key_arn is None:
         return []
     return [
         {
             "Sid": sid,
             "Effect": "Allow",
-            "Action": "kms:Decrypt",
+            "Action": actions,
             "Resource": key_arn,
             "Condition": {"StringEquals": {"kms:ViaService": via_service(parent, service)}},
         }
     ]
 
 
-# CloudWatch alarms publishing to an encrypted SNS topic: the statement the SNS guide gives AWS event
-# sources ("Enable compatibility between event sources from AWS services and encrypted topics"), with no
-# condition (one CloudWatch does not send would drop every alert silently; the topic policy names the
-# alarms that may publish).
-CLOUDWATCH_ALARMS_ENCRYPT: Statement = {
-    "Sid": "CloudWatchAlarmsEncrypt",
-    "Effect": "Allow",
-    "Principal": {"Service": "cloudwatch.amazonaws.com"},
-    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-    "Resource": "*",
-}
 # EventBridge sending to an SSE-KMS queue (SQS developer guide, "Amazon SQS key management", "Configure
-# KMS permissions for AWS services"), unconditioned for the same reason; the queue policy names the rule.
+# KMS permissions for AWS services"), with no condition (one EventBridge does not send would drop every event
+# silently); the queue policy names the rule.
 EVENTBRIDGE_SENDS_TO_QUEUE: Statement = {
     "Sid": "EventBridgeSendsToQueue",
     "Effect": "Allow",
@@ -69,14 +67,15 @@ EVENTBRIDGE_SENDS_TO_QUEUE: Statement = {
 
 
 def key_policy_statements(
-    *, partition: str, region: str, account: str, stack: str, ecs_pool: bool, alarms: bool
+    *, partition: str, region: str, account: str, stack: str, ecs_pool: bool, functions: list[str]
 ) -> list[Statement]:
     """The statements a user's key policy needs for this stack (in a key policy, "Resource": "*" is the key).
 
     CloudWatch Logs' statement is the one the CloudWatch Logs guide gives, scoped by its encryption
-    context to this stack's two log groups (the worker's, and the alerts' stopped-task log); without
-    it, creating the log group fails. The others only for what the stack has: an `ecs` pool's observer
-    queue, and the alert topic.
+    context to this stack's log groups (the worker's, the alerts' stopped-task log, and `/aws/lambda/<name>`
+    of each of the stack's `functions`); without it, creating the log group fails. EventBridge's only for an
+    `ecs` pool's observer queue. The alert topic needs none: the roles that publish to it use the key through IAM
+    (`decrypt_through` with `PUBLISH_ACTIONS`), and no AWS service publishes to it on its own behalf.
     """
     log_groups = f"arn:{partition}:logs:{region}:{account}:log-group:"
     statements: list[Statement] = [
@@ -91,6 +90,7 @@ def key_policy_statements(
                     "kms:EncryptionContext:aws:logs:arn": [
                         f"{log_groups}/prefect-fargate/{stack}/*",
                         f"{log_groups}/aws/events/prefect-fargate-{stack}/*",
+                        *(f"{log_groups}/aws/lambda/{function}" for function in functions),
                     ]
                 }
             },
@@ -98,6 +98,4 @@ def key_policy_statements(
     ]
     if ecs_pool:
         statements.append(EVENTBRIDGE_SENDS_TO_QUEUE)
-    if alarms:
-        statements.append(CLOUDWATCH_ALARMS_ENCRYPT)
     return statements

@@ -29,6 +29,7 @@ from components.agent_service import (
     AgentServiceArgs,
     run_limit,
 )
+from components.alert_notifier import notifier_function_name
 from components.alerts import Alerts, AlertsArgs, BacklogAlarms
 from components.api_key_secret import CredentialSecret, CredentialSecretArgs
 from components.config import StackConfig
@@ -40,7 +41,7 @@ from components.kms import key_policy_statements
 from components.network import AgentNetwork
 from components.run_automations import RunAutomations, RunAutomationsArgs
 from components.run_notifications import RunNotifications, RunNotificationsArgs
-from components.stack_controller import ControllerVpc, StackController, StackControllerArgs
+from components.stack_controller import ControllerVpc, StackController, StackControllerArgs, function_name
 from components.stack_dashboard import StackDashboard, StackDashboardArgs
 from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker_cluster import WorkerCluster, WorkerClusterArgs
@@ -314,6 +315,7 @@ class PrefectWorker(pulumi.ComponentResource):
                     late_run_minutes=args.late_run_minutes,
                 ),
                 controller_function_name=self.controller.function.name,
+                controller_schedule_name=self.controller.schedule.name,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -380,7 +382,10 @@ class PrefectWorker(pulumi.ComponentResource):
                     account=v[2],
                     stack=pulumi.get_stack(),
                     ecs_pool=self.task_events is not None,
-                    alarms=self.alerts is not None,
+                    functions=[
+                        function_name(pulumi.get_stack()),
+                        *([notifier_function_name(pulumi.get_stack())] if self.alerts else []),
+                    ],
                 ),
                 indent=2,
             )

@@ -53,9 +53,10 @@ def controller_archive() -> pulumi.AssetArchive:
     )
 
 
-def function_name(stack: str) -> str:
-    """Named up front so the role's log statement and the alarm can name it; at most 64 characters."""
-    return f"prefect-fargate-{stack}-controller"[-64:].lstrip("-")
+def function_name(stack: str, role: str = "controller") -> str:
+    """Named up front so the role's log statement and the alarms can name it; at most 64 characters. `role` names
+    another of the stack's functions (the alert notifier, components/alert_notifier.py)."""
+    return f"prefect-fargate-{stack}-{role}"[-64:].lstrip("-")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,7 +20,8 @@ How it moves, and why missing data never removes a worker:
   Application Auto Scaling also keeps the result within the target's min and max.
 - With no datapoint (Prefect unreachable, key revoked, controller broken) the alarm goes to INSUFFICIENT_DATA
   (`treat_missing_data = "missing"`), which has no action: the count stays where it was. Only a published
-  value, positive data, can lower it. The Alerts component's `controller-not-publishing` alarm reports it.
+  value, positive data, can lower it. The Alerts component's `controller-errors` and `controller-not-running`
+  alarms report a controller that fails or does not run; an idle pool's silence is by design.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ class WorkerScaling(pulumi.ComponentResource):
             alarm_description=(
                 "Drives the worker count: in ALARM while the stack controller publishes WorkersWanted, so "
                 "its scaling policy sets that many workers every minute. Not a problem by itself; with no "
-                "data the count stays as it is (see the controller-not-publishing alarm)."
+                "data the count stays as it is (see the controller-errors and controller-not-running alarms)."
             ),
             namespace=args.namespace,
             metric_name=WORKERS_WANTED,

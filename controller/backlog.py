@@ -17,16 +17,16 @@ Late state (prefect/server/services/late_runs.py), so the oldest Late run is age
 
 It publishes, in namespace `BACKLOG_NAMESPACE` (the stack's `prefect-fargate-<stack>`) with the one
 dimension `WorkPool=<pool>`:
-- `WorkersWanted` (Count), every minute: the scaling alarm follows it (components/worker_scaling.py),
-  and its absence is the "controller not publishing" alarm;
+- `WorkersWanted` (Count), every minute: the scaling alarm follows it (components/worker_scaling.py);
 - `RunsDue` (Scheduled runs due to start within the lead time, Late ones included), `RunsLate`,
   `RunsPending`, `RunsRunning` (Count), `OldestLateRunAge` (Seconds) and `StartDelayP50` (Seconds, expected
   start to start, over the pool's last `START_DELAY_RUNS` runs started in the last hour): only while the
   pool is busy (anything due, Late, Pending or Running, or a run ended within the quiet period).
 CloudWatch bills a custom metric by the hours it has data and PutMetricData by the request, so an idle
-pool sends `WorkersWanted` alone, and only every `IDLE_PUBLISH_MINUTES` (after the first
-`IDLE_TAIL` of idleness, which is when the count drops to minWorkers): one metric and 4,380 requests a
-month instead of seven metrics and 43,800.
+pool sends `WorkersWanted` alone for the first `IDLE_TAIL` of idleness (when the count drops to minWorkers),
+then nothing until it is busy again: scaling needs no idle data (the last value sent set minWorkers, and missing
+data moves nothing), and the controller's own liveness is watched on Lambda's free Invocations and Errors metrics
+(components/alerts.py), not on this metric.
 
 Environment: the controller's WORK_POOL and WORK_POOL_TYPE (controller/context.py), and, set by
 components/worker_scaling.py through the controller's `environment`: BACKLOG_NAMESPACE, BACKLOG_RUN_LIMIT
@@ -47,7 +47,6 @@ from controller.prefect_rest import pool_filter
 
 START_DELAY_RUNS = 20
 START_DELAY_WINDOW = timedelta(hours=1)
-IDLE_PUBLISH_MINUTES = 10
 # Published every minute for this long after the quiet period ends, so the drop to minWorkers is sent at once.
 IDLE_TAIL = timedelta(minutes=3)
 
@@ -102,9 +101,10 @@ class Backlog:
         ended_lately = self.last_end_seconds is not None and self.last_end_seconds <= self.quiet_seconds
         return not (self.due or self.late or self.pending or self.running or ended_lately)
 
-    def publish_now(self, now: datetime) -> bool:
-        """Every minute unless idle beyond IDLE_TAIL; then every IDLE_PUBLISH_MINUTES (the alarm's heartbeat)."""
-        return not self.idle or self.last_end_seconds is not None or now.minute % IDLE_PUBLISH_MINUTES == 0
+    @property
+    def publish_now(self) -> bool:
+        """Every minute unless idle beyond IDLE_TAIL (`last_end_seconds` is None once the tail is over)."""
+        return not self.idle or self.last_end_seconds is not None
 
 
 def workers_wanted(backlog: Backlog, settings: BacklogSettings) -> int:
@@ -219,7 +219,7 @@ def tick(prefect: PrefectReader, cloudwatch: Any, settings: BacklogSettings, now
     publishes nothing, so the scaling alarm sees no data and leaves the worker count alone."""
     backlog = read_backlog(prefect, settings, now)
     wanted = workers_wanted(backlog, settings)
-    if not backlog.publish_now(now):
+    if not backlog.publish_now:
         return wanted
     cloudwatch.put_metric_data(
         Namespace=settings.namespace, MetricData=metric_data(backlog, wanted, settings.work_pool, now)

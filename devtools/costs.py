@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from controller.backlog import IDLE_PUBLISH_MINUTES
+from components.agent_image import KEEP_IMAGES
+from components.stack_controller import HANDLER as CONTROLLER_HANDLER
 from devtools.mocks import Run
 
 HOURS_PER_MONTH = 730
@@ -20,7 +21,9 @@ FARGATE_GB_HOUR = {"X86_64": 0.004445, "ARM64": 0.00356}
 SPOT_SAVING = 0.70  # "up to 70% discount" (AWS's figure; Spot prices move with spare capacity)
 PUBLIC_IPV4_HOUR = 0.005  # https://aws.amazon.com/vpc/pricing/ (public IPv4 address)
 SECRET_MONTH = 0.40  # https://aws.amazon.com/secrets-manager/pricing/
-ECR_STORAGE_MONTH = 0.50  # at most: about 0.5 GB per image, up to 10 kept, $0.10 per GB-month
+# https://aws.amazon.com/ecr/pricing/: $0.10 per GB-month; at most about 0.5 GB per image (layers shared between
+# images are stored once, so usually less), KEEP_IMAGES of the stack's own builds kept.
+ECR_IMAGE_MONTH = 0.5 * 0.10
 ALARM_MONTH = 0.10  # https://aws.amazon.com/cloudwatch/pricing/ (standard resolution metric alarm)
 KMS_KEY_MONTH = 1.00  # https://aws.amazon.com/kms/pricing/ (customer managed key, rotation off)
 # https://aws.amazon.com/lambda/pricing/ (x86): per request and per GB-second, free tier left out.
@@ -30,8 +33,9 @@ CONTROLLER_RUNS_MONTH = 60 * 24 * 30  # its schedule, rate(1 minute) (docs/runs.
 CONTROLLER_RUN_SECONDS = 1.0  # a few HTTP calls: an estimate, not measured on AWS
 CONTROLLER_LOGS_MONTH = 0.01  # about 400 bytes a run: 17 MB at $0.50 per GB ingested
 # https://aws.amazon.com/cloudwatch/pricing/: a custom metric ($0.30 a month, prorated by the hours it has data)
-# and PutMetricData requests ($0.01 per 1,000). The backlog job sends WorkersWanted every IDLE_PUBLISH_MINUTES
-# while the pool is idle (controller/backlog.py); busy hours add cents, left out like the other usage.
+# and PutMetricData requests ($0.01 per 1,000). The backlog job publishes only while the pool is busy
+# (controller/backlog.py): usage, left out of the estimate like logs; benchmarks/scale_day_bench.py prices a
+# nightly team's.
 METRIC_MONTH = 0.30
 PUT_METRIC_DATA_REQUEST = 0.01 / 1000
 
@@ -58,7 +62,8 @@ def fargate_hour(cpu_units: int, memory_mib: int, architecture: str) -> float:
 
 
 def monthly_estimate(run: Run) -> Estimate:
-    """The always-on part of the stack, a month of 730 hours; usage (logs, S3, flow-run tasks) left out."""
+    """The always-on part of the stack, a month of 730 hours; usage (logs, S3, flow-run tasks, the backlog metrics
+    of a busy pool, the alert notifier's runs) left out."""
     task = run.one("aws:ecs/taskDefinition:TaskDefinition").plain_inputs
     service = run.one("aws:ecs/service:Service").plain_inputs
     architecture = task["runtimePlatform"]["cpuArchitecture"]
@@ -72,21 +77,24 @@ def monthly_estimate(run: Run) -> Estimate:
         lines.append(Line(f"{count} public IPv4 address(es)", count * PUBLIC_IPV4_HOUR * HOURS_PER_MONTH))
     counted = (
         ("aws:secretsmanager/secret:Secret", "Secrets Manager secret(s)", SECRET_MONTH),
-        ("aws:ecr/repository:Repository", "ECR repository (at most, 10 images kept)", ECR_STORAGE_MONTH),
+        (
+            "aws:ecr/repository:Repository",
+            f"ECR repository (at most, {KEEP_IMAGES} images kept)",
+            KEEP_IMAGES * ECR_IMAGE_MONTH,
+        ),
         ("aws:cloudwatch/metricAlarm:MetricAlarm", "CloudWatch alarm(s)", ALARM_MONTH),
         ("aws:kms/key:Key", "KMS key(s) made by the stack", KMS_KEY_MONTH),
     )
     for typ, item, price in counted:
         if n := len(run.of_type(typ)):
             lines.append(Line(f"{n} {item}", n * price))
-    for function in run.of_type("aws:lambda/function:Function"):
-        gb_seconds = CONTROLLER_RUNS_MONTH * CONTROLLER_RUN_SECONDS * int(function.plain_inputs["memorySize"]) / 1024
-        lambda_month = CONTROLLER_RUNS_MONTH * LAMBDA_REQUEST + gb_seconds * LAMBDA_GB_SECOND + CONTROLLER_LOGS_MONTH
-        lines.append(Line("stack controller (Lambda every minute, its logs)", lambda_month))
-        if "BACKLOG_NAMESPACE" in function.plain_inputs["environment"]["variables"]:
-            idle_requests = HOURS_PER_MONTH * 60 / IDLE_PUBLISH_MINUTES
-            backlog = METRIC_MONTH + idle_requests * PUT_METRIC_DATA_REQUEST
-            lines.append(Line("backlog metrics (WorkersWanted of an idle pool; busy hours add cents)", backlog))
+    # The stack controller runs every minute; the alert notifier only per alarm change (cents, usage).
+    (controller,) = (
+        f for f in run.of_type("aws:lambda/function:Function") if f.plain_inputs["handler"] == CONTROLLER_HANDLER
+    )
+    gb_seconds = CONTROLLER_RUNS_MONTH * CONTROLLER_RUN_SECONDS * int(controller.plain_inputs["memorySize"]) / 1024
+    lambda_month = CONTROLLER_RUNS_MONTH * LAMBDA_REQUEST + gb_seconds * LAMBDA_GB_SECOND + CONTROLLER_LOGS_MONTH
+    lines.append(Line("stack controller (Lambda every minute, its logs)", lambda_month))
     return Estimate(lines=tuple(lines), per_flow_run_hour=_flow_run_hour(run, architecture))
 
 

@@ -117,6 +117,11 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[st
         rid = out["url"]
     elif typ == "aws:cloudwatch/eventRule:EventRule":
         out["arn"] = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{out['name']}"
+    elif typ == "aws:sns/topic:Topic":  # named after the resource (Pulumi's auto-name)
+        out["arn"] = f"arn:aws:sns:{REGION}:{ACCOUNT}:{out['name']}"
+        rid = out["arn"]
+    elif typ == "aws:lambda/function:Function":
+        out["arn"] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{out['name']}"
     return rid, {**inputs, **out}
 
 

@@ -43,6 +43,7 @@ from components.agent_image import (
     FLOW_REQUIREMENTS,
     IMAGE_REQUIREMENTS,
     KEEP_IMAGES,
+    KEEP_OTHER_IMAGES,
     AgentImage,
     AgentImageArgs,
     build_spec,
@@ -59,13 +60,44 @@ def image_run() -> Run:
     return run_pulumi(lambda: AgentImage("agent", AgentImageArgs(platform="linux/arm64")))
 
 
-def test_repository_scans_on_push_keeps_tags_immutable_and_a_bounded_number_of_images(image_run: Run) -> None:
+def test_repository_scans_on_push_and_keeps_tags_immutable(image_run: Run) -> None:
     repo = image_run.one("aws:ecr/repository:Repository").plain_inputs
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repo["imageTagMutability"] == "IMMUTABLE"
-    (rule,) = json.loads(image_run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").plain_inputs["policy"])["rules"]
-    assert rule["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": KEEP_IMAGES}
-    assert rule["action"] == {"type": "expire"}
+
+
+def expired(policy: dict[str, Any], pushed: list[str]) -> set[str]:
+    """The tags ECR's lifecycle expires from images pushed in this order (oldest first), by the evaluation rules
+    of the ECR user guide ("Lifecycle policy evaluation rules"): rules in priority order; `imageCountMoreThan`
+    sorts the rule's images newest first and expires those past the count; an image that matches a higher
+    priority rule's tag selection is never expired by a lower one, which still counts it."""
+    gone: set[str] = set()
+    claimed: set[str] = set()
+    for rule in sorted(policy["rules"], key=lambda r: r["rulePriority"]):
+        selection = rule["selection"]
+        prefixes = selection.get("tagPrefixList", [])
+        matches = [tag for tag in pushed if selection["tagStatus"] == "any" or tag.startswith(tuple(prefixes))]
+        past = list(reversed(matches))[selection["countNumber"] :]
+        gone |= {tag for tag in past if tag not in claimed}
+        claimed |= set(matches)
+    return gone
+
+
+def test_the_lifecycle_keeps_the_running_build_two_before_it_and_hand_pushed_images_for_a_while(image_run: Run) -> None:
+    policy = json.loads(image_run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").plain_inputs["policy"])
+    builds = [f"prefect-{PREFECT}-{i:032x}" for i in range(6)]
+    # Only the stack's builds: the newest KEEP_IMAGES stay (the one running and the rollback targets).
+    assert expired(policy, builds) == set(builds[:-KEEP_IMAGES]) and KEEP_IMAGES == 3
+    # A dozen images pushed by hand after the last build (docs/flows.md) never expire a build that is kept...
+    by_hand = [f"etl-{i}" for i in range(12)]
+    gone = expired(policy, [*builds, *by_hand])
+    assert not gone & set(builds[-KEEP_IMAGES:])
+    # ...and go themselves once KEEP_OTHER_IMAGES newer images of any kind exist.
+    assert gone - set(builds) == set(by_hand[: len(by_hand) - KEEP_OTHER_IMAGES]) and KEEP_OTHER_IMAGES == 10
+    # Every build the stack tags starts with the protected prefix.
+    assert build_tag(AgentImageArgs(platform="linux/amd64")).startswith(
+        tuple(policy["rules"][0]["selection"]["tagPrefixList"])
+    )
 
 
 def test_image_is_built_for_the_platform_on_the_pinned_prefect_and_pushed_to_the_repo(image_run: Run) -> None:

@@ -7,7 +7,9 @@ default bus, and moto's own pattern matcher and input transformer decide what re
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,11 @@ def alarms(run: Run) -> dict[str, dict[str, Any]]:
 
 def topic_arn(run: Run) -> str:
     return run.one("aws:sns/topic:Topic").outputs["arn"]
+
+
+def notifier_arn(run: Run) -> str:
+    """What every alarm invokes (components/alert_notifier.py)."""
+    return run.one("aws:lambda/function:Function", "notifier").outputs["arn"]
 
 
 # -- config ------------------------------------------------------------------------------------------
@@ -129,15 +136,15 @@ def test_no_running_task_is_missing_data_which_breaches(run: Run) -> None:
         assert alarms(run)[suffix]["treatMissingData"] == "notBreaching", suffix
 
 
-def test_every_alarm_notifies_the_topic_and_says_what_to_do(run: Run) -> None:
-    topic = topic_arn(run)
+def test_every_alarm_notifies_through_the_notifier_and_says_what_to_do(run: Run) -> None:
+    notifier = notifier_arn(run)
     assert set(alarms(run)) == {
         "worker-not-running", "worker-tasks-stopping", "worker-out-of-memory", "worker-memory-high", "worker-cpu-high",
-        "late-runs", "controller-not-publishing", "controller-errors",
+        "late-runs", "controller-errors", "controller-not-running",
     }  # fmt: skip
     for suffix, alarm in alarms(run).items():
-        assert alarm["alarmActions"] == [topic], suffix
-        assert alarm["okActions"] == [topic], suffix
+        assert alarm["alarmActions"] == [notifier], suffix
+        assert alarm["okActions"] == [notifier], suffix
         assert len(alarm["alarmDescription"]) > 80, suffix
     assert (
         f"--cluster {run.outputs['clusterName']} --services {run.outputs['serviceName']}"
@@ -180,13 +187,10 @@ def test_logs_resource_policy_is_the_log_groups_own(run: Run) -> None:
     assert statement["Resource"] == f"{log_arn}:*"  # the group's streams, nothing else
 
 
-def test_topic_is_encrypted_with_a_key_cloudwatch_may_use(run: Run) -> None:
-    key = run.one("aws:kms/key:Key")
-    assert run.one("aws:sns/topic:Topic").plain_inputs["kmsMasterKeyId"] == key.outputs["arn"]
-    statements = {s["Sid"]: s for s in key.json_input("policy")["Statement"]}
-    assert statements["CloudWatchAlarmsEncrypt"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
-    assert set(statements["CloudWatchAlarmsEncrypt"]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
-    assert statements["AccountAdministers"]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+def test_topic_is_encrypted_with_awss_sns_key_and_the_stack_makes_no_key(run: Run) -> None:
+    """No key of the stack's own ($1 a month): the alarms reach the topic through the notifier's role."""
+    assert run.one("aws:sns/topic:Topic").plain_inputs["kmsMasterKeyId"] == "alias/aws/sns"
+    assert run.of_type("aws:kms/key:Key") == []
 
 
 def test_alert_email_subscribes_to_the_topic(run: Run) -> None:
@@ -200,7 +204,9 @@ def test_alarms_false_creates_none_of_it() -> None:
     """Only the alerting goes: the controller (and its schedule and log) stays, it recovers runs."""
     off = run_program({**BASE_CONFIG, "alarms": "false"})
     alerting = ("aws:sns/", "aws:kms/", "aws:cloudwatch/metricAlarm", "aws:cloudwatch/event", "aws:cloudwatch/logM")
-    assert [r.name for r in off.resources if r.typ.startswith(alerting)] == [
+    assert sorted(r.name for r in off.resources if r.typ.startswith((*alerting, "aws:lambda/"))) == [
+        "prefect-controller-function",
+        "prefect-controller-invoke",
         "prefect-controller-schedule",
         "prefect-controller-target",
     ]
@@ -236,7 +242,7 @@ def test_dead_letter_queue_alarm_fires_on_one_message() -> None:
     )  # fmt: skip
     assert dlq["dimensions"] == {"QueueName": "prefect-ecs-tasks-events-dlq"}
     assert (dlq["comparisonOperator"], dlq["threshold"], dlq["evaluationPeriods"]) == ("GreaterThanThreshold", 0, 1)
-    assert dlq["alarmActions"] == [topic_arn(run)]
+    assert dlq["alarmActions"] == [notifier_arn(run)]
     assert "--queue-name prefect-ecs-tasks-events-dlq " in dlq["alarmDescription"]
     assert "observer-dead-letters" not in alarms(alerts_run())
 
@@ -253,18 +259,53 @@ def test_an_ecs_stack_watches_its_own_observer_dead_letter_queue() -> None:
 
 @pytest.fixture
 def aws(aws_env: None) -> Iterator[dict[str, Any]]:
-    yield {name: boto3.client(name) for name in ("kms", "sns", "cloudwatch", "logs", "events")}
+    yield {name: boto3.client(name) for name in ("sns", "cloudwatch", "logs", "events", "iam", "lambda", "sqs")}
+
+
+def create_notifier_in_moto(run: Run, aws: dict[str, Any], topic: str) -> str:
+    """The alert notifier as the run declares it: role, function (its zip), one permission per alarm, and the
+    on-failure destination; returns the function's ARN. Lambda's own checks of these requests are moto's."""
+    role = run.one("aws:iam/role:Role", "notifier").plain_inputs
+    role_arn = aws["iam"].create_role(RoleName="notifier", AssumeRolePolicyDocument=role["assumeRolePolicy"])
+    policy = run.one("aws:iam/rolePolicy:RolePolicy", "notifier").plain_inputs["policy"]
+    aws["iam"].put_role_policy(
+        RoleName="notifier", PolicyName="notifier", PolicyDocument=policy.replace(topic_arn(run), topic)
+    )
+    fn = run.one("aws:lambda/function:Function", "notifier").plain_inputs
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        for name, asset in fn["code"].assets.items():
+            archive.write(asset.path, name)
+    arn = aws["lambda"].create_function(
+        FunctionName=fn["name"], Runtime=fn["runtime"], Handler=fn["handler"], Role=role_arn["Role"]["Arn"],
+        Code={"ZipFile": zipped.getvalue()}, MemorySize=int(fn["memorySize"]), Timeout=int(fn["timeout"]),
+        Environment={"Variables": {"ALERT_TOPIC_ARN": topic}},
+    )["FunctionArn"]  # fmt: skip
+    for permission in run.of_type("aws:lambda/permission:Permission"):
+        p = permission.plain_inputs
+        if p["function"] == fn["name"]:
+            aws["lambda"].add_permission(
+                FunctionName=fn["name"], StatementId=permission.name, Action=p["action"], Principal=p["principal"],
+                SourceArn=p["sourceArn"], SourceAccount=p["sourceAccount"],
+            )  # fmt: skip
+    invoke = run.one("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig").plain_inputs
+    aws["lambda"].put_function_event_invoke_config(
+        FunctionName=fn["name"],
+        MaximumRetryAttempts=int(invoke["maximumRetryAttempts"]),
+        DestinationConfig={"OnFailure": {"Destination": topic}},
+    )
+    return arn
 
 
 def create_in_moto(run: Run, aws: dict[str, Any]) -> dict[str, Any]:
     """Every alerting resource of the run, created through boto3 (botocore checks each request's shape)."""
-    key = run.one("aws:kms/key:Key").plain_inputs
-    key_arn = aws["kms"].create_key(Description=key["description"], Policy=key["policy"])["KeyMetadata"]["Arn"]
-    topic = aws["sns"].create_topic(Name="alerts", Attributes={"KmsMasterKeyId": key_arn})["TopicArn"]
+    kms_key = run.one("aws:sns/topic:Topic").plain_inputs["kmsMasterKeyId"]
+    topic = aws["sns"].create_topic(Name="alerts", Attributes={"KmsMasterKeyId": kms_key})["TopicArn"]
     policy = run.one("aws:sns/topicPolicy:TopicPolicy").plain_inputs["policy"].replace(topic_arn(run), topic)
     aws["sns"].set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=policy)
     subscription = run.one("aws:sns/topicSubscription:TopicSubscription").plain_inputs
     aws["sns"].subscribe(TopicArn=topic, Protocol=subscription["protocol"], Endpoint=subscription["endpoint"])
+    notifier = create_notifier_in_moto(run, aws, topic)
 
     log = run.one(LOG, "stopped-tasks").plain_inputs
     aws["logs"].create_log_group(logGroupName=log["name"])
@@ -313,8 +354,11 @@ def create_in_moto(run: Run, aws: dict[str, Any]) -> dict[str, Any]:
 
     for alarm in run.of_type(ALARM):
         a = alarm.plain_inputs
-        aws["cloudwatch"].put_metric_alarm(**put_metric_alarm_request(a, [topic], ok_actions=[topic]))
-    return {"topic": topic, "policy": json.loads(policy), "log": log["name"], "oom_pattern": metric_filter["pattern"]}
+        aws["cloudwatch"].put_metric_alarm(**put_metric_alarm_request(a, [notifier], ok_actions=[notifier]))
+    return {
+        "topic": topic, "policy": json.loads(policy), "log": log["name"], "oom_pattern": metric_filter["pattern"],
+        "notifier": notifier,
+    }  # fmt: skip
 
 
 def ecs_task_stopped(
@@ -439,20 +483,41 @@ def test_normal_stops_and_other_tasks_are_not_matched(run: Run, aws: dict[str, A
     assert len(stopped_lines(aws, created["log"])) == 1
 
 
-def test_topic_policy_lets_only_this_stacks_alarms_publish(run: Run, aws: dict[str, Any]) -> None:
+def test_topic_policy_lets_this_accounts_principals_publish_and_the_notifier_is_one(
+    run: Run, aws: dict[str, Any]
+) -> None:
+    created = create_in_moto(run, aws)
+    (statement,) = created["policy"]["Statement"]
+    assert (statement["Effect"], statement["Action"], statement["Resource"]) == (
+        "Allow",
+        "sns:Publish",
+        created["topic"],
+    )
+    assert statement["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}  # no service, no other account
+    stored = aws["sns"].get_topic_attributes(TopicArn=created["topic"])["Attributes"]
+    assert json.loads(stored["Policy"]) == created["policy"]
+    assert stored["KmsMasterKeyId"] == "alias/aws/sns"
+    # The notifier's role may publish to exactly this topic.
+    (role_policy,) = aws["iam"].list_role_policies(RoleName="notifier")["PolicyNames"]
+    document = aws["iam"].get_role_policy(RoleName="notifier", PolicyName=role_policy)["PolicyDocument"]
+    publish = [s for s in document["Statement"] if s["Action"] == "sns:Publish"]
+    assert [s["Resource"] for s in publish] == [created["topic"]]
+
+
+def test_exactly_this_stacks_alarms_may_invoke_the_notifier(run: Run, aws: dict[str, Any]) -> None:
     created = create_in_moto(run, aws)
     alarm_arns = [a["AlarmArn"] for a in aws["cloudwatch"].describe_alarms(AlarmNamePrefix=PREFIX)["MetricAlarms"]]
     assert len(alarm_arns) == len(run.of_type(ALARM))
-    (statement,) = created["policy"]["Statement"]
-    assert statement["Effect"] == "Allow"
-    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
-    assert statement["Action"] == "sns:Publish"
-    assert statement["Resource"] == created["topic"]
-    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
-    assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == sorted(alarm_arns)
-    stored = aws["sns"].get_topic_attributes(TopicArn=created["topic"])["Attributes"]
-    assert json.loads(stored["Policy"]) == created["policy"]
-    assert stored["KmsMasterKeyId"].startswith(f"arn:aws:kms:{REGION}:{ACCOUNT}:key/")
+    policy = json.loads(aws["lambda"].get_policy(FunctionName=created["notifier"])["Policy"])
+    invokers = {
+        (s["Principal"]["Service"], s["Condition"]["ArnLike"]["AWS:SourceArn"],
+         s["Condition"]["StringEquals"]["AWS:SourceAccount"])
+        for s in policy["Statement"]
+    }  # fmt: skip
+    assert invokers == {("lambda.alarms.cloudwatch.amazonaws.com", arn, ACCOUNT) for arn in alarm_arns}
+    invoke = aws["lambda"].get_function_event_invoke_config(FunctionName=created["notifier"])
+    assert invoke["MaximumRetryAttempts"] == 2
+    assert invoke["DestinationConfig"]["OnFailure"]["Destination"] == created["topic"]
 
 
 def test_alarms_exist_in_cloudwatch_as_declared(run: Run, aws: dict[str, Any]) -> None:
@@ -460,6 +525,6 @@ def test_alarms_exist_in_cloudwatch_as_declared(run: Run, aws: dict[str, Any]) -
     stored = {a["AlarmName"]: a for a in aws["cloudwatch"].describe_alarms(AlarmNamePrefix=PREFIX)["MetricAlarms"]}
     for declared in alarms(run).values():
         got = stored[declared["name"]]
-        assert got["AlarmActions"] == [created["topic"]]
+        assert got["AlarmActions"] == got["OKActions"] == [created["notifier"]]
         assert {d["Name"]: d["Value"] for d in got["Dimensions"]} == declared["dimensions"]
         assert got["EvaluationPeriods"] == declared["evaluationPeriods"]

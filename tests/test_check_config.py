@@ -53,9 +53,10 @@ def test_a_good_stack_prints_what_pulumi_up_would_create_and_its_cost(tmp_path: 
     assert f"Work pool: fargate-pool (type process) at https://api.prefect.cloud/api/accounts/{ACCOUNT_ID}/" in text
     worker = fargate_hour(1024, 2048, "X86_64") * 730  # 1 vCPU + 2 GB all month: $36.04
     controller = 43_200 * (0.20e-6 + 1.0 * 0.125 * 0.0000166667) + 0.01  # runs a month: requests, GB-s, logs
-    backlog = 0.30 + 730 * 6 * 0.01 / 1000  # WorkersWanted, and an idle pool's request every 10 minutes
-    total = worker + 3.65 + 0.40 + 0.50 + 8 * 0.10 + 1.00 + controller + backlog  # IPv4, secret, ECR, alarms, key
+    # IPv4, secret, ECR (3 images of 0.5 GB at $0.10), alarms; no KMS key, no idle backlog metric
+    total = worker + 3.65 + 0.40 + 3 * 0.5 * 0.10 + 8 * 0.10 + controller
     assert f"${total:7.2f}  total" in text
+    assert "KMS" not in text and "backlog" not in text
     assert CIPHERTEXT not in text
 
 
@@ -146,3 +147,33 @@ def test_a_value_of_the_wrong_type_is_refused_as_the_cli_refuses_it(tmp_path: Pa
         "error: Stack 'typed' with configuration key 'subnetIds' must be of type 'array<string>'",
         "error: Stack 'typed' with configuration key 'alarms' must be of type 'boolean'",
     ]
+
+
+def test_the_nightly_figures_are_the_benchmarks_arithmetic_on_devtools_costs() -> None:
+    """docs/scaling.md's nightly stack table is what benchmarks/scale_day_bench.py's `nightly_stack` makes of the
+    measured day it states (worker minutes and their month, metric-hours, requests) and devtools/costs.py's prices
+    for the program's resources; the README's headline is its totals."""
+    import re
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from scale_day_bench import nightly_stack
+
+    page = (ROOT / "docs" / "scaling.md").read_text()
+    table = page[page.index("| the nightly stack (minWorkers 0, maxWorkers 2), a month |") :].split("\n\n")[0]
+    rows = [
+        re.match(r"\| (.*?) \| \*?\*?\$([\d.]+)\*?\*? \| \*?\*?\$([\d.]+)\*?\*? \|$", line)
+        for line in table.splitlines()[2:]
+    ]
+    stated = [(m[1], m[2], m[3]) for m in rows]
+    minutes, month = re.search(r"worker task and its IPv4 address, (\d+) minutes a day \| \$([\d.]+)", table).groups()
+    hours, requests = re.search(r"(\d+) metric-hours and (\d+) PutMetricData requests a day", table).groups()
+    day = {"worker_minutes": int(minutes), "month": float(month), "metric_hours": int(hours), "requests": int(requests)}
+    computed = nightly_stack(day)
+    on, off = sum(r[1] for r in computed), sum(r[2] for r in computed)
+    assert stated == [(item, f"{a:.2f}", f"{b:.2f}") for item, a, b in computed] + [
+        ("**total**", f"{on:.2f}", f"{off:.2f}")
+    ]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"pays about ${on:.2f} a month" in readme and f"(${off:.2f} with `alarms false`)" in readme
+    assert on < 3.00  # issue 24, section 7: under $3 a month, alarms included

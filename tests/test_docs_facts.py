@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import itertools
 import json
 import math
 import re
@@ -129,6 +128,21 @@ def inputs(typ: str, name: str = "", kind: str = "default") -> dict[str, Any]:
 
 def container(kind: str = "default") -> dict[str, Any]:
     return run(kind).container()
+
+
+def kept_images(rule: int) -> str:
+    """countNumber of the ECR lifecycle policy's rule: 0, the stack's own builds; 1, any image."""
+    policy = json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])
+    return n(policy["rules"][rule]["selection"]["countNumber"])
+
+
+def build_tag_prefix() -> str:
+    """The tag prefix the lifecycle protects, if every tag the stack builds starts with it."""
+    (prefix,) = json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
+        "tagPrefixList"
+    ]
+    tag = inputs("docker:index/image:Image")["imageName"].rsplit(":", 1)[1]
+    return prefix if tag.startswith(prefix) else f"{prefix} (not the built tag {tag})"
 
 
 def env(kind: str = "default") -> dict[str, str]:
@@ -324,11 +338,41 @@ def stop_log_line(example: str) -> str | None:
 
 
 def every_alarm_notifies_on_alarm_and_ok() -> str | None:
-    topic = run().one("aws:sns/topic:Topic").outputs["arn"]
+    notifier = run().one("aws:lambda/function:Function", "notifier").outputs["arn"]
     for spec in (r.plain_inputs for r in run().of_type("aws:cloudwatch/metricAlarm:MetricAlarm")):
-        if spec.get("alarmActions") != [topic] or spec.get("okActions") != [topic]:
+        if spec.get("alarmActions") != [notifier] or spec.get("okActions") != [notifier]:
             return f"{spec['name']} sends {spec.get('alarmActions')} / {spec.get('okActions')}"
     return None
+
+
+NOTIFIER_INVOKE = ("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "notifier")
+
+
+def notification_fields(fields: str) -> str | None:
+    """The docs name exactly the fields the notifier's JSON has (alert_notifier/handler.py)."""
+    from test_alert_notifier import alarm_event
+
+    from alert_notifier.handler import cloudwatch_notification
+
+    stated, built = re.findall(r"`(\w+)`", fields), list(cloudwatch_notification(alarm_event()))
+    return None if stated == built else f"the notifier sends {built}"
+
+
+def no_key_of_its_own() -> str | None:
+    made = {kind: len(run(kind).of_type("aws:kms/key:Key")) for kind in RUNS}
+    return None if not any(made.values()) else f"KMS keys made: {made}"
+
+
+def notifier_invoker() -> str:
+    """The principal of every notifier permission, one per alarm (anything else: what differs)."""
+    notifier = inputs("aws:lambda/function:Function", "notifier")["name"]
+    permissions = [r.plain_inputs for r in run().of_type("aws:lambda/permission:Permission")]
+    mine = [p for p in permissions if p["function"] == notifier]
+    alarms = {a.plain_inputs["name"] for a in run().of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    if {p["sourceArn"].rsplit(":", 1)[1] for p in mine} != alarms or len(mine) != len(alarms):
+        return f"{len(mine)} permissions for {len(alarms)} alarms"
+    (principal,) = {p["principal"] for p in mine}
+    return principal
 
 
 def sqs_data_key_requests(minutes: str, requests: str) -> str | None:
@@ -427,12 +471,23 @@ def idle_backlog(last_end_seconds: float | None = None) -> backlog.Backlog:
     )
 
 
-def idle_publish_minutes() -> str:
-    """How often the controller publishes for an idle pool: the gaps between the minutes `publish_now` says yes."""
+def idle_publishes() -> str:
+    """What the controller publishes for a pool idle beyond its tail, over an hour: "nothing", or the minutes."""
     hour = datetime(2026, 1, 1, tzinfo=UTC)
-    published = [m for m in range(60) if idle_backlog().publish_now(hour + timedelta(minutes=m))]
-    gaps = {b - a for a, b in itertools.pairwise(published)}
-    return n(gaps.pop()) if len(gaps) == 1 else f"uneven {sorted(gaps)}"
+    published: list[int] = []
+
+    class CloudWatch:
+        def put_metric_data(self, **_: Any) -> None:
+            published.append(len(published))
+
+    class IdlePool:
+        def request(self, method: str, path: str, body: Any = None) -> Any:
+            return 0 if path == "/flow_runs/count" else []
+
+    settings = backlog.BacklogSettings.from_environ(controller_env("scaled"))
+    for minute in range(60):
+        backlog.tick(IdlePool(), CloudWatch(), settings, hour + timedelta(minutes=minute))
+    return "nothing" if not published and not idle_backlog().publish_now else f"{len(published)} times an hour"
 
 
 def backlog_units() -> dict[str, str]:
@@ -588,14 +643,6 @@ def concurrency_workers(limit: str) -> str | None:
     return None
 
 
-def idle_requests(cadence: str, requests: str) -> str | None:
-    """An idle pool's PutMetricData requests in a 730-hour month, at the controller's idle cadence."""
-    if idle_publish_minutes() != cadence:
-        return f"an idle pool publishes every {idle_publish_minutes()} minutes"
-    count = 730 * 60 // int(cadence)
-    return None if int(requests.replace(",", "")) == count else f"730 h / {cadence} min is {count}"
-
-
 def scaling_of(config: dict[str, str]) -> tuple[int, int]:
     scaling = load_stack_config({**BASE_CONFIG, **config}).scaling
     return scaling.min_workers, scaling.max_workers
@@ -735,11 +782,7 @@ FACTS: dict[str, Fact | Rule] = {
     "images kept (cost)": Fact(
         "README.md",
         r"up to (\d+) images",
-        lambda: n(
-            json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
-                "countNumber"
-            ]
-        ),
+        lambda: kept_images(0),
     ),
     "default alarms (cost)": Fact(
         "README.md", r"on by default\): (\d+) \u00d7 \$0\.10", lambda: str(alarm_count("default"))
@@ -759,12 +802,8 @@ FACTS: dict[str, Fact | Rule] = {
     # docs/how-it-works.md
     "images kept": Fact(
         "docs/how-it-works.md",
-        r"keeps the newest (\d+) images",
-        lambda: n(
-            json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
-                "countNumber"
-            ]
-        ),
+        r"keeps the newest (\d+) images it built, and images pushed by hand while among the newest (\d+)\)",
+        lambda: (kept_images(0), kept_images(1)),
     ),
     "old flow code expires": Fact(
         "docs/how-it-works.md",
@@ -1020,15 +1059,10 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "images kept (per-deployment image)": Fact(
         "docs/flows.md",
-        r"The repository keeps its newest (\d+) images, so an image pushed once by hand expires after (\w+) more",
-        lambda: (
-            n(
-                c := json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
-                    "countNumber"
-                ]
-            ),
-            WORDS[int(c)],
-        ),
+        r"The repository keeps its newest (\d+) images, so an image pushed once by hand expires after (\w+) more"
+        r" \(it never expires one of the stack's own builds,\s+whose tags start with `([\w-]+)`.*? of which the"
+        r"\s+newest (\d+) are kept\)",
+        lambda: (kept_images(1), WORDS[int(kept_images(1))], build_tag_prefix(), kept_images(0)),
     ),
     # docs/worker-image.md
     "image tag": Fact(
@@ -1044,12 +1078,8 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "images kept (tag reuse)": Fact(
         "docs/worker-image.md",
-        r"within the newest (\d+) images",
-        lambda: n(
-            json.loads(inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"][0]["selection"][
-                "countNumber"
-            ]
-        ),
+        r"within the newest (\d+) images it built",
+        lambda: kept_images(0),
     ),
     "cross-account pull actions": Rule(
         "docs/worker-image.md",
@@ -1321,10 +1351,43 @@ FACTS: dict[str, Fact | Rule] = {
         r"\| (\d+) standard-resolution alarms, .*?; a (\w+) with the `ecs` observer's queue",
         lambda: (str(alarm_count("default")), ORDINALS[alarm_count("ecs")]),
     ),
-    "topic key rotation": Fact(
+    "topic key": Fact(
         "docs/alerts.md",
-        r"Automatic rotation is (\w+):",
-        lambda: "on" if inputs("aws:kms/key:Key")["enableKeyRotation"] else "off",
+        r"the topic is encrypted with AWS's `([^`]+)` key",
+        lambda: inputs("aws:sns/topic:Topic")["kmsMasterKeyId"],
+    ),
+    "topic key (cost)": Fact(
+        "docs/alerts.md",
+        r"the topic's encryption: AWS's `([^`]+)` key, free",
+        lambda: inputs("aws:sns/topic:Topic")["kmsMasterKeyId"],
+    ),
+    "no key of the stack's own (security)": Rule(
+        "docs/security.md", r"(The stack creates no key of its own)\.", lambda _: no_key_of_its_own()
+    ),
+    "notifier's JSON for other protocols": Rule(
+        "docs/alerts.md",
+        r"with the fields ((?:`\w+`,?\s+)+and `\w+`) \(the metric\s+only\)",
+        lambda fields: notification_fields(fields),
+    ),
+    "notifier name": Fact(
+        "docs/alerts.md",
+        r"a small\s+function of the stack, `([^`]+)`",
+        lambda: placeholders(inputs("aws:lambda/function:Function", "notifier")["name"], stack=STACK),
+    ),
+    "notifier retries": Fact(
+        "docs/alerts.md",
+        r"Lambda retries\s+a failed invocation (\w+), and then sends the alarm's event itself to the same topic",
+        lambda: (
+            {0: "never", 1: "once", 2: "twice"}.get(int(inputs(*NOTIFIER_INVOKE)["maximumRetryAttempts"]), "more")
+            if inputs(*NOTIFIER_INVOKE)["destinationConfig"]["onFailure"]["destination"]
+            == run().one("aws:sns/topic:Topic").outputs["arn"]
+            else "no destination"
+        ),
+    ),
+    "notifier invokers": Fact(
+        "docs/alerts.md",
+        r"one Lambda permission per alarm, principal\s+`([\w.]+)`",
+        lambda: notifier_invoker(),
     ),
     "OOM metric": Fact(
         "docs/alerts.md",
@@ -1490,18 +1553,17 @@ FACTS: dict[str, Fact | Rule] = {
     "missing data keeps the count": Rule(
         "docs/scaling.md", r"the alarm goes to (INSUFFICIENT_DATA), which has no action", missing_data_keeps_count
     ),
-    "not publishing": Fact(
+    "controller alarms (scaling)": Fact(
         "docs/scaling.md",
-        r"After (\d+) minutes without a value \(an idle pool's value comes every (\d+) minutes, below\) the"
-        r" `(controller-not-publishing)` alarm fires, next to the controller's own `(controller-errors)` \((\d+)"
-        r" failed minutes of (\d+)\)",
+        r"the controller's own alarms say so: `(controller-errors)` \((\d+) failed minutes of (\d+)\)\s+and"
+        r" `(controller-not-running)` \(no run at all for (\d+) minutes, from Lambda's own `(\w+)` metric",
         lambda: (
-            alarm_minutes("controller-not-publishing", "scaled"),
-            idle_publish_minutes(),
-            alarm("controller-not-publishing", "scaled")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
             alarm("controller-errors", "scaled")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
             n(alarm("controller-errors", "scaled")["datapointsToAlarm"]),
             n(alarm("controller-errors", "scaled")["evaluationPeriods"]),
+            alarm("controller-not-running", "scaled")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
+            alarm_minutes("controller-not-running", "scaled"),
+            alarm("controller-not-running", "scaled")["metricName"],
         ),
     ),
     "task protection endpoint": Fact(
@@ -1528,14 +1590,24 @@ FACTS: dict[str, Fact | Rule] = {
     "no worker-not-running at zero": Rule(
         "docs/scaling.md", r"With `minWorkers (\d+)` the `([\w-]+)` alarm is not created", alarm_not_created
     ),
-    "worker alarms at zero (cost)": Fact(
+    "alarms at zero (cost)": Fact(
         "docs/scaling.md",
-        r"other alarms: (\d+) worker alarms \(no `worker-not-running` at `minWorkers 0`\)",
-        lambda: str(
-            sum(
-                "-worker-" in a.plain_inputs["name"]
+        r"The (\w+) alarms are the scaling alarm \(`([\w-]+)`, the one left with `alarms false`\), (\w+)\s+worker"
+        r" alarms \(no `worker-not-running` at `minWorkers 0`",
+        lambda: (
+            WORDS[alarm_count("scaled")],
+            next(
+                a.plain_inputs["name"].removeprefix(f"{PROJECT}-{STACK}-")
                 for a in run("scaled").of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-            )
+                if a.plain_inputs["alarmActions"]
+                != [run("scaled").one("aws:lambda/function:Function", "notifier").outputs["arn"]]
+            ),
+            WORDS[
+                sum(
+                    "-worker-" in a.plain_inputs["name"]
+                    for a in run("scaled").of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+                )
+            ],
         ),
     ),
     "metric namespace and dimension": Fact(
@@ -1560,14 +1632,13 @@ FACTS: dict[str, Fact | Rule] = {
     "metrics and units": Rule("docs/scaling.md", r"\| ((?:`\w+`(?:, )?)+) \| (Count|Seconds) \|", metric_rows),
     "idle publishing": Fact(
         "docs/scaling.md",
-        r"every minute while the pool is busy and for (\d+) minutes after, then every (\d+) minutes",
-        lambda: (n(backlog.IDLE_TAIL / timedelta(minutes=1)), idle_publish_minutes()),
+        r"every minute while the pool is busy and for (\d+) minutes after; (nothing) while idle",
+        lambda: (n(backlog.IDLE_TAIL / timedelta(minutes=1)), idle_publishes()),
     ),
     "idle tail": Fact(
         "docs/scaling.md",
-        r"every minute for (\d+) more minutes \(so the drop to `minWorkers` is sent at once\), then every (\d+)"
-        r" minutes as a heartbeat",
-        lambda: (n(backlog.IDLE_TAIL / timedelta(minutes=1)), idle_publish_minutes()),
+        r"every minute for (\d+) more minutes \(so the drop to\s+`minWorkers` is sent at once\), then (nothing):",
+        lambda: (n(backlog.IDLE_TAIL / timedelta(minutes=1)), idle_publishes()),
     ),
     "start delay window": Fact(
         "docs/scaling.md",
@@ -1588,12 +1659,21 @@ FACTS: dict[str, Fact | Rule] = {
             else "?",
         ),
     ),
-    "not-publishing alarm": Fact(
+    "not-running alarm": Fact(
         "docs/scaling.md",
-        r"\| `controller-not-publishing` \| no `(\w+)` for (\d+) minutes .*? `(/aws/lambda/[^`]+)`",
+        r"\| `controller-not-running` \| the stack controller has not run for (\d+) minutes \(no `(\w+)`;",
         lambda: (
-            alarm("controller-not-publishing", "scaled")["metricName"],
-            alarm_minutes("controller-not-publishing", "scaled"),
+            alarm_minutes("controller-not-running", "scaled"),
+            alarm("controller-not-running", "scaled")["metricName"],
+        ),
+    ),
+    "errors alarm (scaling)": Fact(
+        "docs/scaling.md",
+        r"\| `controller-errors` \| the stack controller failed in (\d+) of the last (\d+) minutes"
+        r" .*? `(/aws/lambda/[^`]+)`",
+        lambda: (
+            n(alarm("controller-errors", "scaled")["datapointsToAlarm"]),
+            n(alarm("controller-errors", "scaled")["evaluationPeriods"]),
             placeholders(inputs("aws:cloudwatch/logGroup:LogGroup", "controller-logs", "scaled")["name"], stack=STACK),
         ),
     ),
@@ -1653,24 +1733,37 @@ FACTS: dict[str, Fact | Rule] = {
         r"older than `lateRunMinutes` \(default (\d+)\)",
         lambda: n(alarm("late-runs", "scaled")["threshold"] / MINUTE),
     ),
-    "not publishing (alerts)": Fact(
-        "docs/alerts.md",
-        r"published no `(\w+)` for (\d+) minutes \(an idle pool's comes every (\d+)\)",
+    "controller alarms (runs)": Fact(
+        "docs/runs.md",
+        r"Its alarms,\s+`(controller-errors)` and `(controller-not-running)` \(on Lambda's own, free `(\w+)` and"
+        r" `(\w+)`\s+metrics\)",
         lambda: (
-            alarm("controller-not-publishing", "scaled")["metricName"],
-            alarm_minutes("controller-not-publishing", "scaled"),
-            idle_publish_minutes(),
+            *(
+                alarm(a)["name"].removeprefix(f"{PROJECT}-{STACK}-")
+                for a in ("controller-errors", "controller-not-running")
+            ),
+            *(
+                alarm(a)["metricName"] if alarm(a)["namespace"] == "AWS/Lambda" else "?"
+                for a in ("controller-errors", "controller-not-running")
+            ),
+        ),
+    ),
+    "not running (alerts)": Fact(
+        "docs/alerts.md",
+        r"\| `(controller-not-running)` \| the stack controller has not run for (\d+) minutes \(Lambda's own"
+        r" `(\w+)` metric has no datapoint",
+        lambda: (
+            alarm("controller-not-running")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
+            alarm_minutes("controller-not-running"),
+            alarm("controller-not-running")["metricName"]
+            if alarm("controller-not-running")["treatMissingData"] == "breaching"
+            else "(missing data not breaching)",
         ),
     ),
     "not running only above zero (alerts)": Rule(
         "docs/alerts.md",
         r"(only while `desiredCount`, or `minWorkers` when scaling, is above 0)",
         not_running_only_above_zero,
-    ),
-    "idle requests (cost)": Rule(
-        "README.md",
-        r"sent every (\d+) minutes while the pool is idle \(([\d,]+) PutMetricData requests a month",
-        idle_requests,
     ),
 }
 
@@ -1691,7 +1784,8 @@ def test_docs_state_what_the_program_registers(fact: Fact | Rule) -> None:
 #   supervisor's 12 / 76 MiB, docs/ecs-pools.md's registration benchmark and "4.4 to 5.4 s", the Spot test's
 #   "about 3 s", docs/security.md's checkov counts, test-set sizes and times in README.md and docs/testing.md,
 #   docs/scaling.md's benchmark table, its simulation settings (5 s steps and polls, `--limit 4`) and times: 60 s
-#   Fargate start (assumed), 5 s claim-to-run, 2.1 to 4.4 s to Ready, 0.05 to 0.07 s per decision, 125 s burst);
+#   Fargate start (assumed), 5 s claim-to-run, 2.1 to 4.4 s and 2.2 s to Ready, 0.03 to 0.07 s per decision, 125 s
+#   burst; the nightly stack table, which test_check_config ties to devtools/costs.py);
 # - Prefect's, AWS's or Linux's own values, quoted as context: Prefect's 180 s heartbeat and 10 s poll defaults,
 #   the server's 90 s / 30 s / 15 s worker liveness and 5 s proactive evaluation, AWS's two-minute Spot notice,
 #   10 resource policies per account and free tiers, CloudWatch re-invoking an Auto Scaling action every minute

@@ -97,7 +97,8 @@ def test_process_stays_the_default_with_prefects_own_template(default_run: Run) 
     assert command[command.index("--type") + 1] == "process"
     assert default_run.outputs["workPoolType"] == "process"
     assert "flowRunRoleArn" not in default_run.outputs
-    assert len(default_run.of_type("aws:iam/role:Role")) == 3  # execution, task, and the stack controller's
+    # execution, task, the stack controller's and the alert notifier's
+    assert len(default_run.of_type("aws:iam/role:Role")) == 4
 
 
 def test_ecs_pool_is_declared_with_its_limit(ecs_run: Run) -> None:
@@ -255,6 +256,7 @@ def test_ecs_worker_no_longer_reads_the_bucket(ecs_run: Run) -> None:
         "prefect-ecs-pool-worker-policy",
         "prefect-ecs-pool-flow-run-policy",
         "prefect-controller-policy",
+        "prefect-alerts-notifier-policy",
     }
 
 

@@ -15,8 +15,10 @@ from cloudformation_render import CASES
 from conftest import ACCOUNT, BASE_CONFIG, PROJECT, REGION, ROOT, STACK, RecordingMocks, Run, run_program
 from test_aws_shapes import POLICY_CONFIGS, policy_problems, registered_policies
 
+from components.alert_notifier import notifier_function_name
 from components.config import ConfigError, load_config
-from components.kms import key_policy_statements
+from components.kms import PUBLISH_ACTIONS, key_policy_statements
+from components.stack_controller import function_name
 
 KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 CONFIGS = {"process": BASE_CONFIG, "ecs": {**BASE_CONFIG, "workPoolType": "ecs"}}
@@ -26,6 +28,7 @@ SECRET = ("aws:secretsmanager/secret:Secret", "prefect-api-key-secret")
 WORKER_LOGS = ("aws:cloudwatch/logGroup:LogGroup", "prefect-worker-logs")
 STOP_LOGS = ("aws:cloudwatch/logGroup:LogGroup", "prefect-alerts-stopped-tasks")
 CONTROLLER_LOGS = ("aws:cloudwatch/logGroup:LogGroup", "prefect-controller-logs")
+NOTIFIER_LOGS = ("aws:cloudwatch/logGroup:LogGroup", "prefect-alerts-notifier-logs")
 BUCKET_SSE = (
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
     "prefect-flows-encryption",
@@ -36,19 +39,23 @@ QUEUES = [
     ("aws:sqs/queue:Queue", "prefect-ecs-events-dlq"),
 ]
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
-OWN_TOPIC_KEY = ("aws:kms/key:Key", "prefect-alerts-key")
-# The role policies that gain a KMS statement, and its (Sid, service) for each pool type.
+DECRYPT = "kms:Decrypt"
+# The role policies that gain a KMS statement, and its (Sid, service, actions) for each pool type: the readers
+# decrypt; the alert notifier, which publishes to the topic, also makes data keys (PUBLISH_ACTIONS).
+ALERTS_PUBLISHER = {"prefect-alerts-notifier-policy": [("AlertTopicKey", "sns", PUBLISH_ACTIONS)]}
 KMS_STATEMENTS = {
     "process": {
-        "prefect-roles-execution-policy": [("ApiKeyKey", "secretsmanager")],
-        "prefect-roles-task-policy": [("FlowCodeKey", "s3")],
-        "prefect-controller-policy": [("CredentialKey", "secretsmanager")],
+        "prefect-roles-execution-policy": [("ApiKeyKey", "secretsmanager", DECRYPT)],
+        "prefect-roles-task-policy": [("FlowCodeKey", "s3", DECRYPT)],
+        "prefect-controller-policy": [("CredentialKey", "secretsmanager", DECRYPT)],
+        **ALERTS_PUBLISHER,
     },
     "ecs": {
-        "prefect-roles-execution-policy": [("ApiKeyKey", "secretsmanager")],
-        "prefect-ecs-pool-flow-run-policy": [("FlowCodeKey", "s3")],
-        "prefect-ecs-pool-worker-policy": [("ObserverQueueKey", "sqs")],
-        "prefect-controller-policy": [("CredentialKey", "secretsmanager")],
+        "prefect-roles-execution-policy": [("ApiKeyKey", "secretsmanager", DECRYPT)],
+        "prefect-ecs-pool-flow-run-policy": [("FlowCodeKey", "s3", DECRYPT)],
+        "prefect-ecs-pool-worker-policy": [("ObserverQueueKey", "sqs", DECRYPT)],
+        "prefect-controller-policy": [("CredentialKey", "secretsmanager", DECRYPT)],
+        **ALERTS_PUBLISHER,
     },
 }
 
@@ -88,7 +95,7 @@ def test_without_a_key_aws_managed_encryption_stays(case: str, runs: dict[tuple[
     assert "kmsKeyId" not in resources[SECRET] and "kmsKeyId" not in resources[WORKER_LOGS]
     (rule,) = resources[BUCKET_SSE]["rules"]
     assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
-    assert resources[TOPIC]["kmsMasterKeyId"] == runs[case, False].one(*OWN_TOPIC_KEY).outputs["arn"]
+    assert resources[TOPIC]["kmsMasterKeyId"] == "alias/aws/sns"  # AWS's, free: no key of the stack's own
     for queue in QUEUES if case == "ecs" else []:
         assert resources[queue]["sqsManagedSseEnabled"] is True and "kmsMasterKeyId" not in resources[queue]
     for (typ, _), inputs in resources.items():
@@ -101,8 +108,7 @@ def test_with_a_key_exactly_the_data_resources_and_their_readers_change(
     case: str, runs: dict[tuple[str, bool], Run]
 ) -> None:
     before, after = by_name(runs[case, False]), by_name(runs[case, True])
-    assert before.keys() - after.keys() == {OWN_TOPIC_KEY}, "the user's key replaces the topic's own"
-    assert after.keys() - before.keys() == set()
+    assert before.keys() == after.keys(), "the key changes resources' inputs, never which resources exist"
     changed = {name: changed_inputs(before[name], after[name]) for name in after}
     changed = {name: keys for name, keys in changed.items() if keys}
     expected = {
@@ -110,13 +116,14 @@ def test_with_a_key_exactly_the_data_resources_and_their_readers_change(
         WORKER_LOGS: {"kmsKeyId"},
         STOP_LOGS: {"kmsKeyId"},
         CONTROLLER_LOGS: {"kmsKeyId"},
+        NOTIFIER_LOGS: {"kmsKeyId"},
         BUCKET_SSE: {"rules"},
         TOPIC: {"kmsMasterKeyId"},
         **{queue: {"kmsMasterKeyId", "sqsManagedSseEnabled"} for queue in (QUEUES if case == "ecs" else [])},
         **{(ROLE_POLICY, policy): {"policy"} for policy in KMS_STATEMENTS[case]},
     }
     assert changed == expected
-    for resource in (SECRET, WORKER_LOGS, STOP_LOGS, CONTROLLER_LOGS):
+    for resource in (SECRET, WORKER_LOGS, STOP_LOGS, CONTROLLER_LOGS, NOTIFIER_LOGS):
         assert after[resource]["kmsKeyId"] == KEY
     assert after[TOPIC]["kmsMasterKeyId"] == KEY
     for queue in QUEUES if case == "ecs" else []:
@@ -139,11 +146,11 @@ def test_each_reader_gets_decrypt_on_the_key_through_its_service_only(
             {
                 "Sid": sid,
                 "Effect": "Allow",
-                "Action": "kms:Decrypt",
+                "Action": actions,
                 "Resource": KEY,
                 "Condition": {"StringEquals": {"kms:ViaService": f"{service}.{REGION}.amazonaws.com"}},
             }
-            for sid, service in expected
+            for sid, service, actions in expected
         ]
         # Added to what the role had; nothing else in it changed.
         rest = [s for s in json.loads(after[ROLE_POLICY, name]["policy"])["Statement"] if s not in statements]
@@ -179,18 +186,19 @@ def test_the_key_policy_statements_are_the_stacks_and_valid(case: str, runs: dic
     run = runs[case, True]
     statements = json.loads(run.outputs["kmsKeyPolicyStatements"])
     assert statements == key_policy_statements(
-        partition="aws", region=REGION, account=ACCOUNT, stack=STACK, ecs_pool=case == "ecs", alarms=True
-    )
+        partition="aws", region=REGION, account=ACCOUNT, stack=STACK, ecs_pool=case == "ecs",
+        functions=[function_name(STACK), notifier_function_name(STACK)],
+    )  # fmt: skip
     assert policy_problems({"user-key": ("aws:kms/key:Key", key_policy(statements))}) == []
     # Logs' statement covers the stack's log groups, by the ARN CloudWatch Logs puts in the encryption context.
     (logs,) = [s for s in statements if s["Principal"]["Service"] == f"logs.{REGION}.amazonaws.com"]
     patterns = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
-    for resource in (WORKER_LOGS, STOP_LOGS):
+    for resource in (WORKER_LOGS, STOP_LOGS, CONTROLLER_LOGS, NOTIFIER_LOGS):  # every log group the key encrypts
         arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{by_name(run)[resource]['name']}"
         assert any(re.fullmatch(re.escape(p).replace(r"\*", ".*"), arn) for p in patterns), arn
     services = {s["Principal"]["Service"] for s in statements}
     assert ("events.amazonaws.com" in services) == (case == "ecs")
-    assert "cloudwatch.amazonaws.com" in services
+    assert "cloudwatch.amazonaws.com" not in services  # the alarms reach the topic through the notifier's role
     assert "kmsKeyPolicyStatements" not in runs[case, False].outputs
 
 
@@ -200,7 +208,8 @@ def test_docs_print_the_key_policy_statements() -> None:
     block = re.search(r"<!-- kms-key-policy -->\n```json\n(.*?)\n```", page, re.S)
     assert block, "docs/security.md has the key policy statements block"
     placeholders = {"partition": "aws", "region": "<region>", "account": "<account-id>", "stack": "<stack>"}
-    assert json.loads(block[1]) == key_policy_statements(**placeholders, ecs_pool=True, alarms=True)
+    functions = [function_name(placeholders["stack"]), notifier_function_name(placeholders["stack"])]
+    assert json.loads(block[1]) == key_policy_statements(**placeholders, ecs_pool=True, functions=functions)
 
 
 VALID = [KEY, f"arn:aws-us-gov:kms:us-gov-west-1:{ACCOUNT}:key/mrk-1234abcd12ab34cd56ef1234567890ab"]

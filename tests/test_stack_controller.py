@@ -73,7 +73,7 @@ def test_the_function_runs_every_minute_small_and_quick_with_the_stacks_settings
     function_arn = default_run.one(FUNCTION, "controller").outputs["arn"]
     rule_name = default_run.one("aws:cloudwatch/eventRule:EventRule", "controller").outputs["name"]
     assert (target["rule"], target["arn"]) == (rule_name, function_arn)
-    permission = default_run.one("aws:lambda/permission:Permission", "controller").plain_inputs
+    permission = default_run.one("aws:lambda/permission:Permission", "controller-invoke").plain_inputs
     rule_arn = default_run.one("aws:cloudwatch/eventRule:EventRule", "controller").outputs["arn"]
     assert (permission["principal"], permission["sourceArn"], permission["action"]) == (
         "events.amazonaws.com",
@@ -167,20 +167,34 @@ def test_a_server_without_authentication_has_no_secret_to_read() -> None:
     assert "PREFECT_CREDENTIAL_SECRET_ARN" not in function(run)["environment"]["variables"]
 
 
-def test_its_errors_alarm_on_the_stacks_topic(default_run: Run) -> None:
-    (alarm,) = [
-        r.plain_inputs
+def test_its_errors_and_its_silence_alarm_through_the_alert_notifier(default_run: Run) -> None:
+    """Failing in 3 of 5 minutes (Errors), or not run at all for 15 (Invocations, missing data breaching): Lambda
+    records Invocations for every run, so only a controller that is not invoked leaves it empty."""
+    alarms = {
+        r.plain_inputs["name"].rsplit("-controller-", 1)[1]: r.plain_inputs
         for r in default_run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-        if r.plain_inputs["name"].endswith("-controller-errors")
-    ]
-    topic = default_run.one("aws:sns/topic:Topic").outputs["arn"]
-    assert (alarm["namespace"], alarm["metricName"], alarm["dimensions"]) == (
-        "AWS/Lambda",
-        "Errors",
-        {"FunctionName": function(default_run)["name"]},
-    )
-    assert (alarm["period"], alarm["datapointsToAlarm"], alarm["evaluationPeriods"]) == (60, 3, 5)
-    assert alarm["alarmActions"] == [topic] and "aws logs tail /aws/lambda/" in alarm["alarmDescription"]
+        if "-controller-" in r.plain_inputs["name"]
+    }
+    notifier = default_run.one(FUNCTION, "notifier").outputs["arn"]
+    errors, silent = alarms.pop("errors"), alarms.pop("not-running")
+    assert alarms == {}
+    for alarm in (errors, silent):
+        assert (alarm["namespace"], alarm["dimensions"]) == (
+            "AWS/Lambda",
+            {"FunctionName": function(default_run)["name"]},
+        )
+        assert alarm["alarmActions"] == alarm["okActions"] == [notifier]
+    assert (errors["metricName"], errors["period"], errors["datapointsToAlarm"], errors["evaluationPeriods"]) == (
+        "Errors", 60, 3, 5,
+    )  # fmt: skip
+    assert "aws logs tail /aws/lambda/" in errors["alarmDescription"]
+    assert (silent["metricName"], silent["statistic"], silent["comparisonOperator"], silent["threshold"]) == (
+        "Invocations", "Sum", "LessThanThreshold", 1,
+    )  # fmt: skip
+    assert (silent["period"], silent["datapointsToAlarm"], silent["evaluationPeriods"]) == (60, 15, 15)
+    assert silent["treatMissingData"] == "breaching"
+    rule = default_run.one("aws:cloudwatch/eventRule:EventRule", "controller").outputs["name"]
+    assert f"describe-rule --name {rule} " in silent["alarmDescription"]
 
 
 # -- the VPC choice ---------------------------------------------------------------------------------------

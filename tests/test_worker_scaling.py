@@ -166,11 +166,14 @@ def test_scale_to_zero_has_no_not_running_alarm_but_late_and_silence_alarms(scal
         900,
         "notBreaching",
     )
-    silent = alarm(scaled, "controller-not-publishing")
-    assert (silent["metricName"], silent["statistic"], silent["treatMissingData"]) == (
-        "WorkersWanted", "SampleCount", "breaching"
-    )  # fmt: skip
-    assert silent["evaluationPeriods"] == silent["datapointsToAlarm"] == 15  # an idle pool's heartbeat is 10 min
+    # The controller's silence is watched on Lambda's Invocations (test_stack_controller), not on WorkersWanted,
+    # which an idle pool does not publish.
+    silent = alarm(scaled, "controller-not-running")
+    assert (silent["metricName"], silent["treatMissingData"]) == ("Invocations", "breaching")
+    on_wanted = [
+        r.plain_inputs["name"] for r in scaled.of_type(ALARM) if r.plain_inputs["metricName"] == "WorkersWanted"
+    ]
+    assert on_wanted == [f"{PREFIX}-workers-wanted"]  # the scaling alarm alone, which treats missing data as missing
 
 
 def test_late_run_minutes_sets_the_late_alarm() -> None:
