@@ -207,6 +207,7 @@ def test_alarms_false_creates_none_of_it() -> None:
     assert sorted(r.name for r in off.resources if r.typ.startswith((*alerting, "aws:lambda/"))) == [
         "prefect-controller-function",
         "prefect-controller-invoke",
+        "prefect-controller-invoke-config",
         "prefect-controller-schedule",
         "prefect-controller-target",
     ]
@@ -288,7 +289,7 @@ def create_notifier_in_moto(run: Run, aws: dict[str, Any], topic: str) -> str:
                 FunctionName=fn["name"], StatementId=permission.name, Action=p["action"], Principal=p["principal"],
                 SourceArn=p["sourceArn"], SourceAccount=p["sourceAccount"],
             )  # fmt: skip
-    invoke = run.one("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig").plain_inputs
+    invoke = run.one("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "notifier").plain_inputs
     aws["lambda"].put_function_event_invoke_config(
         FunctionName=fn["name"],
         MaximumRetryAttempts=int(invoke["maximumRetryAttempts"]),
