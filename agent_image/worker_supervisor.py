@@ -7,7 +7,8 @@ back, the worker's command), SIGTERM/SIGINT, /proc, and for the hand-back Prefec
 from the environment (PREFECT_API_URL and the credential, the same the worker uses); in ECS, the
 agent's ECS_AGENT_URI, through which the task is protected from scale-in while runs are in flight
 (agent_image/task_protection.py), and ECS_CONTAINER_METADATA_URI_V4, from which the task's ARN becomes
-the worker's name (`--name`), so that each run's `prefect.worker.name` label names the task running it.
+the worker's name (`--name`, `/` written `:`), so that each run's `prefect.worker.name` label names the task
+running it.
 
 ECS stops a task with SIGTERM to the container's process group (the image's `tini -g`), then
 SIGKILLs what is left after `stopTimeout`. `prefect worker start` answers SIGTERM by ending its
@@ -110,16 +111,21 @@ def own_task_arn(environ: Mapping[str, str] = os.environ) -> str | None:
     return str(arn)
 
 
+def worker_name(task_arn: str) -> str:
+    """The worker's name for its task: the task's ARN with each `/` written `:` (Prefect refuses a worker name with
+    `/` or `%`, BaseWorker.__init__ in prefect/workers/base.py; ECS cluster names and task ids hold neither `:` nor
+    `/`, so the controller reads the ARN back: controller/recovery.py, `worker_task`)."""
+    return task_arn.replace("/", ":")
+
+
 def named_after(command: list[str], task_arn: str | None) -> list[str]:
     """The worker's command, naming the worker after its ECS task (`prefect worker start --name`,
     prefect/cli/worker.py). The worker labels every run it submits with its name (`prefect.worker.name`,
     prefect/workers/base.py, `_give_worker_labels_to_flow_run`), which the stack controller reads to ask ECS
-    whether the run's task still runs (controller/recovery.py). Prefect puts no limit on a worker's name (the
-    server's `Worker.name` is a plain string); a task ARN is about 100 characters. A command that names its
-    worker already is left as it is."""
+    whether the run's task still runs. A command that names its worker already is left as it is."""
     if task_arn is None or "--name" in command or "-n" in command:
         return command
-    return [*command, "--name", task_arn]
+    return [*command, "--name", worker_name(task_arn)]
 
 
 # -- Which process is whose ----------------------------------------------------------------------------------

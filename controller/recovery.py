@@ -10,7 +10,8 @@ RUNNING runs, by the pool's evidence:
 - `process` pool: a worker labels each run it submits with its name (`prefect.worker.name`, prefect/workers/base.py
   `_give_worker_labels_to_flow_run`, before its Pending proposal; a later submission by another worker relabels
   it, models/flow_runs.py `update_flow_run_labels` merges), and the stack's worker is named after its own ECS task
-  (agent_image/worker_supervisor.py). The run is dead when `DescribeTasks` reports that task STOPPED or MISSING.
+  (agent_image/worker_supervisor.py: the task ARN, `/` written `:`). The run is dead when `DescribeTasks` reports
+  that task STOPPED or MISSING.
   Heartbeat events (`prefect.flow-run.heartbeat`, every FLOW_HEARTBEAT_SECONDS) serve only as a fallback, for a
   flow-run process that died under a live worker (or a run with no task label): a run unheard for
   SILENCE_SECONDS is dead only if other runs of the pool (its worker's, or the pool's) were heard in that window.
@@ -136,11 +137,13 @@ def ecs_task(run: dict[str, Any], cluster_arn: str) -> str | None:
 
 
 def worker_task(run: dict[str, Any], cluster_arn: str) -> str | None:
-    """The task ARN the run's `prefect.worker.name` label holds when it is a task of this cluster, else None (a
-    worker from before the supervisor named it, or one that is not the stack's)."""
+    """The task ARN the run's `prefect.worker.name` label names when it is a task of this cluster, else None (a
+    worker from before the supervisor named it, or one that is not the stack's). The name is the ARN with each `/`
+    written `:` (Prefect refuses `/` in a worker name: agent_image/worker_supervisor.py, `worker_name`)."""
     name = str((run.get("labels") or {}).get(WORKER_LABEL) or "")
-    task_id = name.removeprefix(task_prefix(cluster_arn))
-    return name if task_id != name and task_id and "/" not in task_id else None
+    prefix = task_prefix(cluster_arn)
+    task_id = name.removeprefix(prefix.replace("/", ":"))
+    return prefix + task_id if task_id != name and task_id and not set(task_id) & {":", "/"} else None
 
 
 def stopped_tasks(ecs: Any, cluster_arn: str, tasks: list[str]) -> set[str]:

@@ -458,7 +458,8 @@ def worker_named_after_its_task(command: str, label: str) -> str | None:
     arn = "arn:aws:ecs:us-east-1:123456789012:task/c/0123"
     named = supervisor_module().named_after(container()["command"], arn)
     source = inspect.getsource(BaseWorker._give_worker_labels_to_flow_run)
-    ok = " ".join(named).endswith(f"--name {arn}") and command in " ".join(named) and f'"{label}"' in source
+    ok = " ".join(named).endswith(f"--name {arn.replace('/', ':')}") and command in " ".join(named)
+    ok = ok and f'"{label}"' in source and "cannot contain '/'" in inspect.getsource(BaseWorker.__init__)
     return None if ok and label == recovery.WORKER_LABEL else f"{named}, {label}"
 
 
@@ -1021,8 +1022,8 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "worker label and name": Rule(
         "docs/runs.md",
-        r"starts `(prefect worker start) --name <task ARN>`\), and Prefect's worker labels each run it submits "
-        r"with its name \(`([\w.]+)`\)",
+        r"starts `(prefect worker start) --name <task ARN>`, each `/` written `:` as Prefect refuses `/` in a worker "
+        r"name\), and Prefect's worker labels each run it submits with its name \(`([\w.]+)`\)",
         worker_named_after_its_task,
     ),
     "controller page size": Fact(

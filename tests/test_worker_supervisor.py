@@ -314,7 +314,12 @@ def test_the_worker_is_named_after_the_task_the_metadata_endpoint_names(
     finally:
         stub.close()
     assert arn == TASK_ARN
-    assert ws.named_after(WORKER_COMMAND, arn) == [*WORKER_COMMAND, "--name", TASK_ARN]
+    # Prefect refuses `/` in a worker name (prefect/workers/base.py): the ARN's `/` are written `:`.
+    assert ws.named_after(WORKER_COMMAND, arn) == [
+        *WORKER_COMMAND,
+        "--name",
+        "arn:aws:ecs:us-east-1:123456789012:task:prefect-worker-cluster:0123456789abcdef0123456789abcdef",
+    ]
     assert capsys.readouterr().err == ""
 
 
@@ -347,6 +352,19 @@ def test_without_a_task_arn_the_worker_keeps_prefects_own_name_and_says_why(
             server.server_close()
     assert arn is None and ws.named_after(WORKER_COMMAND, arn) == WORKER_COMMAND
     assert "the worker keeps Prefect's own name" in capsys.readouterr().err
+
+
+def test_the_name_is_one_prefect_accepts_for_a_worker_and_the_controller_reads_back_as_the_task() -> None:
+    from prefect.workers.process import ProcessWorker
+
+    from controller.recovery import worker_task
+
+    name = ws.worker_name(TASK_ARN)
+    assert ProcessWorker(work_pool_name="fargate-pool", name=name).name == name
+    with pytest.raises(ValueError, match="cannot contain '/'"):
+        ProcessWorker(work_pool_name="fargate-pool", name=TASK_ARN)
+    cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/prefect-worker-cluster"
+    assert worker_task({"labels": {"prefect.worker.name": name}}, cluster) == TASK_ARN
 
 
 def test_a_command_that_names_its_worker_already_is_left_as_it_is() -> None:
