@@ -152,7 +152,7 @@ def test_a_server_without_authentication_has_no_secret_to_read() -> None:
     assert "PREFECT_CREDENTIAL_SECRET_ARN" not in function(run)["environment"]["variables"]
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, "true"), ("true", "true"), ("false", "false")])
+@pytest.mark.parametrize(("value", "expected"), [(None, "true"), ("false", "false")])
 def test_retry_crashed_runs_is_on_unless_turned_off(value: str | None, expected: str) -> None:
     config = {**BASE_CONFIG, "workPoolType": "ecs", **({"retryCrashedRuns": value} if value else {})}
     assert function(run_program(config))["environment"]["variables"]["RETRY_CRASHED_RUNS"] == expected
