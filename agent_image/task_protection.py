@@ -42,8 +42,9 @@ STATE_PATH = "/task-protection/v1/state"
 ENABLED_ENV = "PREFECT_FARGATE_TASK_PROTECTION"  # "true" in the worker of a scaled service
 
 
-# The agent is on the task's own link-local address: never through an HTTP(S)_PROXY the image may set.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# The agent (and the task metadata endpoint) are on the task's own link-local address: never through an
+# HTTP(S)_PROXY the image may set.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _log(message: str) -> None:
@@ -84,7 +85,7 @@ class TaskProtection:
             self.url, data=json.dumps(body).encode(), method="PUT", headers={"Content-Type": "application/json"}
         )
         try:
-            with _DIRECT.open(request, timeout=TIMEOUT_SECONDS) as response:
+            with DIRECT.open(request, timeout=TIMEOUT_SECONDS) as response:
                 answer = json.loads(response.read() or b"{}")
         except (OSError, ValueError) as exc:
             _log(f"could not set {body}: {exc!r}; trying again in {CHECK_SECONDS} s")

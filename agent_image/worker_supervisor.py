@@ -6,7 +6,9 @@ Inputs: the arguments above (the container's `stopTimeout`, the seconds kept bef
 back, the worker's command), SIGTERM/SIGINT, /proc, and for the hand-back Prefect's client settings
 from the environment (PREFECT_API_URL and the credential, the same the worker uses); in ECS, the
 agent's ECS_AGENT_URI, through which the task is protected from scale-in while runs are in flight
-(agent_image/task_protection.py).
+(agent_image/task_protection.py), and ECS_CONTAINER_METADATA_URI_V4, from which the task's ARN becomes
+the worker's name (`--name`, `/` written `:`), so that each run's `prefect.worker.name` label names the task
+running it.
 
 ECS stops a task with SIGTERM to the container's process group (the image's `tini -g`), then
 SIGKILLs what is left after `stopTimeout`. `prefect worker start` answers SIGTERM by ending its
@@ -46,6 +48,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import json
 import os
 import selectors
 import signal
@@ -60,7 +63,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 from uuid import UUID
 
-from task_protection import TaskProtection  # agent_image/task_protection.py, next to this file in the image
+from task_protection import DIRECT, TaskProtection  # agent_image/task_protection.py, next to this file in the image
 
 FLOW_RUN_ID = b"PREFECT__FLOW_RUN_ID="
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
@@ -78,11 +81,51 @@ RETRY_PAUSE_SECONDS = 0.5
 RETRYABLE_STATUS = frozenset({408, 429, 502, 503})
 AWAITING_RETRY, CANCELLED = "AwaitingRetry", "Cancelled"
 HAND_BACK_MESSAGE = "The worker was stopped before this run finished; rescheduled for another worker."
+# The ECS task metadata endpoint (version 4, Fargate platform 1.4.0+): `$ECS_CONTAINER_METADATA_URI_V4/task` answers
+# the task's metadata, `TaskARN` among it ("Amazon ECS task metadata endpoint version 4 for tasks on Fargate").
+METADATA_ENV = "ECS_CONTAINER_METADATA_URI_V4"
+METADATA_TIMEOUT_SECONDS = 3.0
 DEAD = frozenset("ZX")  # zombie or dead: runs nothing
 
 
 def log(message: str) -> None:
     print(f"worker-supervisor: {message}", file=sys.stderr, flush=True)
+
+
+# -- Which task the worker is -------------------------------------------------------------------------------------
+
+
+def own_task_arn(environ: Mapping[str, str] = os.environ) -> str | None:
+    """This task's ARN from the ECS task metadata endpoint; None outside ECS (no endpoint) or when it does not
+    answer (logged either way)."""
+    endpoint = environ.get(METADATA_ENV)
+    if not endpoint:
+        log(f"no {METADATA_ENV} (not in ECS): the worker keeps Prefect's own name")
+        return None
+    try:
+        with DIRECT.open(endpoint.rstrip("/") + "/task", timeout=METADATA_TIMEOUT_SECONDS) as response:
+            arn = json.loads(response.read())["TaskARN"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log(f"the task metadata endpoint did not give the task ARN ({exc!r}): the worker keeps Prefect's own name")
+        return None
+    return str(arn)
+
+
+def worker_name(task_arn: str) -> str:
+    """The worker's name for its task: the task's ARN with each `/` written `:` (Prefect refuses a worker name with
+    `/` or `%`, BaseWorker.__init__ in prefect/workers/base.py; ECS cluster names and task ids hold neither `:` nor
+    `/`, so the controller reads the ARN back: controller/recovery.py, `worker_task`)."""
+    return task_arn.replace("/", ":")
+
+
+def named_after(command: list[str], task_arn: str | None) -> list[str]:
+    """The worker's command, naming the worker after its ECS task (`prefect worker start --name`,
+    prefect/cli/worker.py). The worker labels every run it submits with its name (`prefect.worker.name`,
+    prefect/workers/base.py, `_give_worker_labels_to_flow_run`), which the stack controller reads to ask ECS
+    whether the run's task still runs. A command that names its worker already is left as it is."""
+    if task_arn is None or "--name" in command or "-n" in command:
+        return command
+    return [*command, "--name", worker_name(task_arn)]
 
 
 # -- Which process is whose ----------------------------------------------------------------------------------
@@ -489,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
-    supervisor = Supervisor(command)
+    supervisor = Supervisor(named_after(command, own_task_arn()))
     protection = TaskProtection.from_environ()  # None outside ECS
     while not stopping and supervisor.worker_code is None:
         supervisor.reap()

@@ -31,11 +31,15 @@ TASK_PROTECTION_ENV = "PREFECT_FARGATE_TASK_PROTECTION"
 HAND_BACK_SECONDS = 15
 # Where the Dockerfile copies agent_image/worker_supervisor.py.
 SUPERVISOR_PATH = "/opt/prefect-fargate/worker_supervisor.py"
-# Flow runs inherit the worker's environment. A task killed without a stop (out of memory) kills its
-# flow runs, which then stay RUNNING unless their missing heartbeats are noticed: beat every 30 s
-# (Prefect's minimum; its default is 180) so the stack controller finds them after five missed beats
-# (components/stack_controller.py, MISSED_HEARTBEATS).
-FLOW_HEARTBEAT_SECONDS = 30
+# Flow runs inherit the worker's environment. Their heartbeats are only the stack controller's fallback now
+# (controller/recovery.py): a run whose worker task stopped is found through ECS (the run's worker label), and a
+# flow-run process that dies under a live worker is reported Crashed by that worker itself (prefect/workers/base.py,
+# a non-zero exit). What is left for heartbeats, a process gone while its worker could not report it, is rare, so
+# the stack beats at Prefect's own default, 180 s (prefect/settings/models/flows.py), not its 30 s minimum: six
+# times fewer events against Prefect Cloud's per-minute events limit (Hobby 2,000, shared with logs), and a silent
+# run is judged after five missed beats (components/stack_controller.py, MISSED_HEARTBEATS). Set explicitly, so
+# the controller's silence follows it whatever the image's Prefect defaults to.
+FLOW_HEARTBEAT_SECONDS = 180
 # What a flow run needs in its environment wherever it runs: the worker's process, or its own ECS task.
 FLOW_RUN_ENVIRONMENT = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_SECONDS)}
 # A process worker runs each flow run as its own Python process, and without --limit it starts every

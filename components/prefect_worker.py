@@ -236,6 +236,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 heartbeat_seconds=FLOW_HEARTBEAT_SECONDS,
                 stuck_after=timedelta(minutes=args.stuck_run_minutes),
                 log_retention_days=args.log_retention_days,
+                retry_crashed_runs=args.retry_crashed_runs,
                 kms_key_arn=args.kms_key_arn,
                 vpc=ControllerVpc(
                     subnet_ids=self.network.subnet_ids, security_group_ids=self.network.security_group_ids

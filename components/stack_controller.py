@@ -8,9 +8,10 @@ events). Its jobs (controller/handler.py) recover this pool's runs whose worker 
 through `environment` and their permissions through `extra_policy_statements`. Its errors alarm on the stack's
 alert topic (components/alerts.py, `controller-errors`).
 
-The role reads exactly the stack's credential secret, describes exactly this cluster's tasks (an `ecs` pool only),
-writes its own log group, and (config controllerInVpc) manages the function's network interfaces in the stack's
-subnets; nothing else. Needs the credential secret, the cluster and the pool.
+The role reads exactly the stack's credential secret, describes exactly this cluster's tasks (an `ecs` pool's
+flow-run tasks, or a `process` pool's worker tasks, which name the runs they hold), writes its own log group, and
+(config controllerInVpc) manages the function's network interfaces in the stack's subnets; nothing else. Needs the
+credential secret, the cluster and the pool.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ SCHEDULE = "rate(1 minute)"
 # reserved, and `pulumi up` would fail.
 INVOKE_RETRIES = 0
 INVOKE_MAX_EVENT_AGE_SECONDS = 60
-# A process pool's RUNNING run is dead after this many heartbeats missed (components/agent_service.py's
-# FLOW_HEARTBEAT_SECONDS apart): five, so one late event or one slow beat is no death.
+# A process pool's RUNNING run whose worker task still runs counts as silent after this many heartbeats missed
+# (components/agent_service.py's FLOW_HEARTBEAT_SECONDS apart), and then only while other runs of the pool were
+# heard (controller/recovery.py): five, so one late event, one slow beat or a few dropped ones are no death.
 MISSED_HEARTBEATS = 5
 
 
@@ -82,6 +84,7 @@ class StackControllerArgs:
     heartbeat_seconds: int  # how often the stack's flow runs beat
     stuck_after: timedelta  # config stuckRunMinutes
     log_retention_days: int
+    retry_crashed_runs: bool = True  # config retryCrashedRuns: re-run runs crashed by infrastructure
     kms_key_arn: str | None = None  # the user's key (config kmsKeyArn) on the secret and the log group
     vpc: ControllerVpc | None = None
     environment: dict[str, pulumi.Input[str]] = field(default_factory=dict)
@@ -105,7 +108,16 @@ def controller_statements(
             "Effect": "Allow",
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": pulumi.Output.concat(log_group_arn, ":log-stream:*"),
-        }
+        },
+        {  # an ecs pool's flow-run tasks (infrastructure_pid), a process pool's worker tasks (each run's label)
+            "Sid": "ThisClustersTasks",
+            "Effect": "Allow",
+            "Action": "ecs:DescribeTasks",
+            "Resource": pulumi.Output.format(
+                "arn:{0}:ecs:{1}:{2}:task/{3}/*", partition, region, account, args.cluster_name
+            ),
+            "Condition": {"ArnEquals": {"ecs:cluster": args.cluster_arn}},
+        },
     ]
     if args.credential_secret_arn is not None:
         statements.append(
@@ -114,18 +126,6 @@ def controller_statements(
                 "Effect": "Allow",
                 "Action": "secretsmanager:GetSecretValue",
                 "Resource": args.credential_secret_arn,
-            }
-        )
-    if args.pool_type == "ecs":
-        statements.append(
-            {
-                "Sid": "ThisClustersTasks",
-                "Effect": "Allow",
-                "Action": "ecs:DescribeTasks",
-                "Resource": pulumi.Output.format(
-                    "arn:{0}:ecs:{1}:{2}:task/{3}/*", partition, region, account, args.cluster_name
-                ),
-                "Condition": {"ArnEquals": {"ecs:cluster": args.cluster_arn}},
             }
         )
     if args.vpc is not None:
@@ -210,6 +210,7 @@ class StackController(pulumi.ComponentResource):
             "CLUSTER_ARN": args.cluster_arn,
             "SILENCE_SECONDS": str(MISSED_HEARTBEATS * args.heartbeat_seconds),
             "STUCK_SECONDS": str(int(args.stuck_after.total_seconds())),
+            "RETRY_CRASHED_RUNS": str(args.retry_crashed_runs).lower(),
             **({"PREFECT_CREDENTIAL_SECRET_ARN": args.credential_secret_arn} if args.credential_secret_arn else {}),
             **args.environment,
         }

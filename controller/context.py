@@ -1,23 +1,34 @@
 """What every controller job gets: the settings (from the function's environment), the Prefect client,
-boto3 clients, a clock and a logger, so each job's rules can be driven by fakes in fast tests.
+boto3 clients, a clock, the invocation's time left and a logger, so each job's rules can be driven by fakes in
+fast tests.
 
 Environment (set by components/stack_controller.py):
 - PREFECT_API_URL: the Prefect API (Cloud workspace URL or a self-hosted server's /api);
 - PREFECT_CREDENTIAL_SECRET_ARN: the stack's credential secret (absent: a server without authentication);
 - PREFECT_CREDENTIAL_ENV: PREFECT_API_KEY or PREFECT_API_AUTH_STRING, which kind the secret holds;
 - WORK_POOL, WORK_POOL_TYPE (process or ecs), CLUSTER_ARN: what the controller watches;
-- SILENCE_SECONDS: how long a process pool's RUNNING run may go without a heartbeat;
-- STUCK_SECONDS: how long a run may stay PENDING (config stuckRunMinutes).
+- SILENCE_SECONDS: how long a process pool's RUNNING run may go unheard before its silence counts (recovery.py);
+- STUCK_SECONDS: how long a run may stay PENDING (config stuckRunMinutes);
+- RETRY_CRASHED_RUNS: true or false (config retryCrashedRuns): re-run runs crashed by infrastructure.
+
+The credential is read from Secrets Manager once per warm container (the Lambda runtime keeps module state
+between invocations), and again only when Prefect answers 401/403 (a rotated key: prefect_rest.py `renew`).
+Every log line a job writes goes through `mask`, with every credential value this container has read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from .prefect_rest import PrefectRest, auth_header
+
+# Secret ARN -> its value, for this warm container's life; and every value seen (the old one after a rotation).
+_credentials: dict[str, str] = {}
+_seen: set[str] = set()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +41,7 @@ class Settings:
     cluster_arn: str
     silence_seconds: int
     stuck_seconds: int
+    retry_crashed: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -42,6 +54,7 @@ class Settings:
             cluster_arn=env["CLUSTER_ARN"],
             silence_seconds=int(env["SILENCE_SECONDS"]),
             stuck_seconds=int(env["STUCK_SECONDS"]),
+            retry_crashed=env.get("RETRY_CRASHED_RUNS", "true") == "true",
         )
 
 
@@ -53,36 +66,71 @@ class Context:
     cloudwatch: Any = None  # a boto3 CloudWatch client (PutMetricData in the stack's namespace: backlog.py)
     now: Callable[[], datetime]
     log: Callable[[str], None]
-    credential: str | None = None  # masked out of every log line (handler.mask)
+    credential: str | None = None  # masked out of every log line (mask)
     env: Mapping[str, str] = field(default_factory=dict)  # the function's environment, for jobs' own settings
+    time_left: Callable[[], float] = lambda: math.inf  # seconds before this invocation must stop (handler.py)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def read_credential(secrets: Any, secret_arn: str | None) -> str | None:
-    """The credential as components/api_key_secret.py stores it: the secret's plain string."""
-    return None if secret_arn is None else str(secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
+def mask(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` on one line, without any of `secrets` (nor, for an auth string `user:password`, its password alone),
+    nor any credential this container has read."""
+    line = " ".join(str(text).split())
+    parts = {part for secret in {*secrets, *_seen} if secret for part in (secret, *secret.split(":", 1)[1:])}
+    for part in sorted(parts - {""}, key=len, reverse=True):  # the whole before its password
+        line = line.replace(part, "***")
+    return line
 
 
-def build_context(env: Mapping[str, str], log: Callable[[str], None], now: Callable[[], datetime] = utcnow) -> Context:
-    """Settings from `env`, the credential from Secrets Manager, boto3 from the Lambda runtime (imported here:
-    the rest of the package imports only the standard library)."""
+def masked(log: Callable[[str], None]) -> Callable[[str], None]:
+    return lambda message: log(mask(message))
+
+
+def read_credential(secrets: Any, secret_arn: str | None, fresh: bool = False) -> str | None:
+    """The credential as components/api_key_secret.py stores it (the secret's plain string), from this container's
+    cache unless `fresh` (or not read yet)."""
+    if secret_arn is None:
+        return None
+    if fresh or secret_arn not in _credentials:
+        value = str(secrets().get_secret_value(SecretId=secret_arn)["SecretString"])
+        _credentials[secret_arn] = value
+        _seen.add(value)
+    return _credentials[secret_arn]
+
+
+def build_context(
+    env: Mapping[str, str],
+    log: Callable[[str], None],
+    now: Callable[[], datetime] = utcnow,
+    time_left: Callable[[], float] = lambda: math.inf,
+) -> Context:
+    """Settings from `env`, the credential (cached: see the module's docstring), boto3 from the Lambda runtime
+    (imported here: the rest of the package imports only the standard library)."""
     import boto3
     from botocore.config import Config
 
     settings = Settings.from_env(env)
     # Standard retry mode backs off on throttling (ThrottlingException) and transient errors, 3 attempts.
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
-    credential = read_credential(boto3.client("secretsmanager", config=config), settings.credential_secret_arn)
+    secrets = lambda: boto3.client("secretsmanager", config=config)  # noqa: E731 (made only when read)
+    arn, kind = settings.credential_secret_arn, settings.credential_env
+    credential = read_credential(secrets, arn)
     return Context(
         settings=settings,
-        prefect=PrefectRest(settings.api_url, auth_header(credential, settings.credential_env)),
-        ecs=boto3.client("ecs", config=config) if settings.pool_type == "ecs" else None,
+        prefect=PrefectRest(
+            settings.api_url,
+            auth_header(credential, kind),
+            time_left=time_left,
+            renew=(lambda: auth_header(read_credential(secrets, arn, fresh=True), kind)) if arn else None,
+        ),
+        ecs=boto3.client("ecs", config=config),
         cloudwatch=boto3.client("cloudwatch", config=config),
         now=now,
-        log=log,
+        log=masked(log),
         credential=credential,
         env=env,
+        time_left=time_left,
     )

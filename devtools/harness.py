@@ -212,6 +212,19 @@ class StopResult:
     processes_left: list[str]  # still running when the main process exited: the container's end kills them
 
 
+def serve_on_loopback(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """`handler` served from a thread on a free loopback port; returns the server and its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()  # quick to shut
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+class _QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+        pass
+
+
 class WebhookRecorder:
     """A stand-in for a Slack incoming webhook: records each JSON body posted and answers `ok` like Slack."""
 
@@ -219,7 +232,7 @@ class WebhookRecorder:
         self.received: list[Any] = []
         received = self.received
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 received.append(json.loads(body))
@@ -228,17 +241,46 @@ class WebhookRecorder:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-            def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/services/T000/B000/XXXX"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server, base = serve_on_loopback(Handler)
+        self.url = f"{base}/services/T000/B000/XXXX"
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class TaskMetadataStub:
+    """ECS's task metadata endpoint, version 4, on loopback: `GET $ECS_CONTAINER_METADATA_URI_V4/task` answers the
+    task's metadata with its `TaskARN` ("Amazon ECS task metadata endpoint version 4 for tasks on Fargate"), so the
+    worker's supervisor names the worker after a task as it does in ECS."""
+
+    def __init__(self, task_arn: str) -> None:
+        answer = json.dumps({"TaskARN": task_arn, "Cluster": task_arn.split("/")[1], "LaunchType": "FARGATE"}).encode()
+
+        class Handler(_QuietHandler):
+            def do_GET(self) -> None:
+                found = self.path.endswith("/task")
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(answer if found else b"{}")
+
+        self._server, base = serve_on_loopback(Handler)
+        self.uri = f"{base}/v4/{uuid.uuid4().hex}"  # as ECS injects it: a base the paths are appended to
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def events_blocked() -> dict[str, str]:
+    """Environment that keeps a process's Prefect events (flow-run heartbeats among them) from ever reaching the
+    server, as a proxy that drops websockets does, while its HTTP calls go through. Prefect sends events over a
+    websocket opened with the `websockets` library (prefect/events/clients.py, `websocket_connect` in
+    prefect/_internal/websockets.py), which takes its proxy from the environment and gives a `ws_proxy` the first
+    place (websockets/proxy.py, `get_proxy`); here it names a loopback port where nothing listens. Prefect's HTTP
+    client (httpx) reads only HTTP(S)_PROXY and ALL_PROXY. NO_PROXY is emptied so that nothing bypasses it."""
+    return {"WS_PROXY": f"http://127.0.0.1:{free_port()}", "NO_PROXY": "", "no_proxy": ""}
 
 
 def image_files() -> dict[str, str]:
@@ -283,6 +325,8 @@ class Cluster:
     s3: Process | None = None
     webhook: WebhookRecorder | None = None
     workers: list[Process] = field(default_factory=list)
+    task_metadata: list[TaskMetadataStub] = field(default_factory=list)
+    server_settings: dict[str, str] = field(default_factory=dict)  # PREFECT_SERVER_* for `prefect server start`
     extra_flows: tuple[Path, ...] = (TEST_FLOWS,)  # pushed with flows/ by deploy_flows
     ui: bool = False  # the server's web UI (the demo's; tests need only the API)
 
@@ -337,6 +381,7 @@ class Cluster:
         env.pop("PREFECT_API_URL")
         if self.auth_string:
             env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
+        env.update(self.server_settings)
         argv = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.server_port)]
         self.server = Process.start("server", argv, env, self.logs)
         wait_for(self.server_healthy, timeout, "Prefect server healthy")
@@ -392,14 +437,19 @@ class Cluster:
         pool: str | None = None,
         limit: int | None = None,
         stop_timeout: int | None = None,
+        task_arn: str | None = None,
         **env: str,
     ) -> Process:
         """A worker run with the task definition's command on a free health port (so workers run side by side and
         whatever holds the declared port does not matter); `pool` swaps the pool's name (so one test's runs go to
         one worker), `limit` replaces the declared --limit (benchmarks compare limits), `stop_timeout` the
-        deadline the supervisor is told (so a test need not wait Fargate's two minutes)."""
+        deadline the supervisor is told (so a test need not wait Fargate's two minutes), `task_arn` the ECS task it
+        runs in (answered by a task metadata endpoint on loopback, as ECS answers it)."""
         health_port = free_port()
         overrides = {"PREFECT_WORKER_WEBSERVER_PORT": str(health_port), **env}
+        if task_arn is not None:
+            self.task_metadata.append(TaskMetadataStub(task_arn))
+            overrides["ECS_CONTAINER_METADATA_URI_V4"] = self.task_metadata[-1].uri
         argv = self.worker_argv()
         if pool is not None:
             argv[argv.index("--pool") + 1] = pool
@@ -610,13 +660,16 @@ class Cluster:
             self.s3.stop()
         if self.webhook is not None:
             self.webhook.close()
+        for stub in self.task_metadata:
+            stub.close()
 
 
 @contextlib.contextmanager
-def server_only_cluster(prefix: str) -> Iterator[Cluster]:
-    """Just a Prefect server, for tests that drive workers or flow runs of their own; ended and removed afterwards."""
+def server_only_cluster(prefix: str, **server_settings: str) -> Iterator[Cluster]:
+    """Just a Prefect server (with these PREFECT_SERVER_* settings), for tests that drive workers or flow runs of
+    their own; ended and removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    cluster = Cluster(workdir=workdir)
+    cluster = Cluster(workdir=workdir, server_settings=server_settings)
     try:
         cluster.start_server()
         yield cluster

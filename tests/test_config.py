@@ -359,6 +359,7 @@ def test_pulumi_yaml_declares_every_key_with_the_programs_defaults() -> None:
         "prefectWorkspaceId": "",
         "prefectApiUrl": "",
         "workerImage": "",
+        "retryCrashedRuns": defaults.retry_crashed_runs,
         LOGIN_KEY: "",
     }
     for key, value in expected.items():

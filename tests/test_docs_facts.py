@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import json
 import math
 import re
@@ -50,7 +51,7 @@ from components.agent_image import pinned_version
 from components.config import LOG_RETENTION_DAYS, ConfigError
 from components.prefect_api import AUTH_STRING_FIX, KEY_FIX, reason
 from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
-from controller import backlog
+from controller import backlog, handler, prefect_rest, recovery
 
 ROOT = Path(__file__).resolve().parent.parent
 ECS = {**BASE_CONFIG, "workPoolType": "ecs", "prefectNotifyBlock": "slack-webhook/ops-alerts"}
@@ -447,6 +448,73 @@ def controller_env(kind: str = "default") -> dict[str, str]:
     return dict(inputs("aws:lambda/function:Function", "controller", kind)["environment"]["variables"])
 
 
+def controller_bound(silence: int, schedule: int, minutes: int) -> str | None:
+    """`silence` + the schedule's gap + one whole invocation (its timeout) is under `minutes`, and not by a minute."""
+    longest = silence + schedule + inputs("aws:lambda/function:Function", "controller")["timeout"]
+    return None if (minutes - 1) * MINUTE <= longest < minutes * MINUTE else f"{longest} s is not under {minutes} min"
+
+
+def recovery_says(stated_message: str, case: str) -> str | None:
+    """The message recovery writes in `case`, from its own rules driven with the fast tests' fakes."""
+    from test_controller_recovery import FakeEcs, FakePrefect, context, flow_run, states, task
+
+    ctx_settings = {"silence": int(controller_env()["SILENCE_SECONDS"])}
+    if case == "dead":
+        prefect = FakePrefect([flow_run(1, worker=task(1), retries=0)])
+        recovery.run(context(prefect, ecs=FakeEcs({task(1): "STOPPED"}), **ctx_settings))
+        written = prefect.changes[0][1]["message"].replace(task(1), "<task ARN>")
+    elif case == "never started":
+        submissions = states(*(["SCHEDULED", "PENDING", "PENDING"] * (recovery.HAND_BACK_CAP + 1)))
+        prefect = FakePrefect([flow_run(1, "PENDING", run_count=0)], histories={"run-1": submissions})
+        recovery.run(context(prefect, **ctx_settings))
+        written = prefect.changes[0][1]["message"]
+    else:
+        prefect = FakePrefect([flow_run(1, worker=task(1)), flow_run(2)], heard=set())
+        try:
+            recovery.run(context(prefect, **ctx_settings))
+        except recovery.RecoveryError as raised:
+            written = str(raised).replace("2 RUNNING", "N RUNNING")
+        else:
+            return "recovery did not fail"
+    return None if stated_message in written else f"recovery writes {written!r}"
+
+
+def heartbeat_choice(beat: str, minimum: str, minutes: str, fraction: str) -> str | None:
+    """The stack's beat is Prefect's default heartbeat_frequency, its minimum is Prefect's, and the arithmetic."""
+    from prefect.flow_engine import MINIMUM_HEARTBEAT_INTERVAL
+    from prefect.settings.models.flows import FlowsSettings
+
+    default = FlowsSettings.model_fields["heartbeat_frequency"].default
+    stack = int(env()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"])
+    facts = (int(beat), int(minimum), int(minutes), fraction)
+    wanted = (stack, MINIMUM_HEARTBEAT_INTERVAL, stack // MINUTE, {6: "sixth"}.get(stack // int(minimum)))
+    return None if default == stack and facts == wanted else f"Prefect's default {default}; stated {facts}, {wanted}"
+
+
+def observer_messages(*prefixes: str) -> str | None:
+    """The prefixes recovery recognises are the ones the docs quote, and prefect-aws's observer writes each."""
+    import prefect_aws.observers.ecs as observer
+
+    source = Path(observer.__file__).read_text()
+    missing = [p for p in prefixes if p.rstrip(": ") not in source]
+    if tuple(prefixes) != recovery.OBSERVER_CRASHES or missing:
+        return f"recovery knows {recovery.OBSERVER_CRASHES}; not in prefect_aws/observers/ecs.py: {missing}"
+    return None
+
+
+def worker_named_after_its_task(command: str, label: str) -> str | None:
+    """The supervisor adds `--name <task ARN>` to the container's `prefect worker start`, and that label is the one
+    Prefect's worker writes (prefect/workers/base.py) and recovery reads."""
+    from prefect.workers.base import BaseWorker
+
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/c/0123"
+    named = supervisor_module().named_after(container()["command"], arn)
+    source = inspect.getsource(BaseWorker._give_worker_labels_to_flow_run)
+    ok = " ".join(named).endswith(f"--name {arn.replace('/', ':')}") and command in " ".join(named)
+    ok = ok and f'"{label}"' in source and "cannot contain '/'" in inspect.getsource(BaseWorker.__init__)
+    return None if ok and label == recovery.WORKER_LABEL else f"{named}, {label}"
+
+
 def queue_name() -> str:
     return queue("queue")["name"]
 
@@ -707,7 +775,7 @@ LAMBDA_ITSELF = {"logs", "ec2"}
 def vpc_endpoints(credential: str, metrics: str, ecs: str, logs: str) -> str | None:
     """The endpoints an in-VPC controller needs are those of the services its role lets the function's own code
     call (botocore's endpoint prefix for each, e.g. CloudWatch's `monitoring`); KMS is called by Secrets Manager
-    (kms:ViaService), the rest by Lambda itself; `ecs` only on an ecs pool."""
+    (kms:ViaService), the rest by Lambda itself; `ecs` on either pool (a process pool's worker tasks name its runs)."""
     import botocore.session
 
     session = botocore.session.get_session()
@@ -728,7 +796,7 @@ def vpc_endpoints(credential: str, metrics: str, ecs: str, logs: str) -> str | N
         }
 
     on_ecs, on_process = called("controller-in-vpc"), called("default")
-    if on_ecs != {credential, metrics, ecs} or on_process != {credential, metrics}:
+    if on_ecs != {credential, metrics, ecs} or on_process != {credential, metrics, ecs}:
         return f"the function calls {sorted(on_ecs)} on an ecs pool, {sorted(on_process)} on a process pool"
     own_logs = {service for service, _ in services("default")}
     return None if logs in own_logs & LAMBDA_ITSELF else f"{logs} is not what Lambda does for the function"
@@ -1003,16 +1071,123 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "controller silence": Fact(
         "docs/runs.md",
-        r"any heartbeat is newer than (\d+) s \(five missed beats: the stack's flow runs beat every (\d+) s, "
-        r"`PREFECT_FLOWS_HEARTBEAT_FREQUENCY=(\d+)`",
+        r"it sent no heartbeat for (\d+) s \((\w+) missed beats: the stack's flow runs beat every (\d+) s, "
+        r"`PREFECT_FLOWS_HEARTBEAT_FREQUENCY=(\d+)`\) \*\*while other runs of the pool were heard\*\* in those (\d+) s",
         lambda: (
             controller_env()["SILENCE_SECONDS"],
+            WORDS[int(controller_env()["SILENCE_SECONDS"]) // int(env()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"])],
             env()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"],
             env()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"],
+            controller_env()["SILENCE_SECONDS"],
         ),
     ),
-    "controller message": Fact(
-        "docs/runs.md", r"\(\"No heartbeat for (\d+) s while RUNNING", lambda: controller_env()["SILENCE_SECONDS"]
+    "controller fallback bound": Rule(
+        "docs/runs.md",
+        r"(\d+) s \+ up to (\d+) s \+ the run itself: \*\*under (\d+) minutes\*\* after the last heartbeat",
+        lambda silence, schedule, minutes: controller_bound(int(silence), int(schedule), int(minutes)),
+    ),
+    "controller task bound": Rule(
+        "docs/runs.md",
+        r"up to (\d+) s \+ the controller's run \(at most its \d+ s timeout\): \*\*under (\d+) minutes\*\* after ECS",
+        lambda schedule, minutes: controller_bound(0, int(schedule), int(minutes)),
+    ),
+    "controller task bound (stop list)": Rule(
+        "docs/runs.md",
+        r"finds them within (\d+) minutes of ECS reporting the task STOPPED",
+        lambda minutes: controller_bound(0, 60, int(minutes)),
+    ),
+    "controller message": Rule(
+        "docs/runs.md",
+        r"\(\"(The ECS task of its worker <task ARN> stopped while the run was RUNNING; no retries left "
+        r"\(1 attempt\(s\), retries=0\) \(prefect-fargate controller\)\.)\"\)",
+        lambda message: recovery_says(message, "dead"),
+    ),
+    "controller heard nothing": Rule(
+        "docs/runs.md",
+        r"logs `(no heartbeat from any of the pool's N RUNNING run\(s\) in (\d+) s: heartbeat events are not reaching "
+        r"Prefect) \.\.\.`",
+        lambda message, silence: (
+            recovery_says(message, "unheard")
+            or (None if silence == controller_env()["SILENCE_SECONDS"] else f"the silence is {controller_env()}")
+        ),
+    ),
+    "heartbeat at Prefect's default": Rule(
+        "docs/runs.md",
+        r"The stack beats at Prefect's default, (\d+) s \(not its (\d+) s minimum\): one event per run every (\d+) "
+        r"minutes, a (\w+) of what \d+ s sent",
+        heartbeat_choice,
+    ),
+    "never-started cap": Rule(
+        "docs/runs.md",
+        r"\*\*whatever their `retries`\*\*, at most (\d+) times, then marked CRASHED",
+        lambda cap: None if int(cap) == recovery.HAND_BACK_CAP else f"the cap is {recovery.HAND_BACK_CAP}",
+    ),
+    "never-started message": Rule(
+        "docs/runs.md",
+        r"\(\"\.\.\.; (it never started in (\d+) submissions, after (\d+) hand-backs: crashed \(prefect-fargate\s+"
+        r"controller\)\.)\"\)",
+        lambda message, submissions, cap: (
+            recovery_says(message, "never started")
+            or (
+                None
+                if int(submissions) == int(cap) + 1 == recovery.HAND_BACK_CAP + 1
+                else "4 submissions, 3 hand-backs"
+            )
+        ),
+    ),
+    "never-started cap (configuration)": Rule(
+        "docs/configuration.md",
+        r"whatever its flow's retries, at most (\d+) times, then marked Crashed",
+        lambda cap: None if int(cap) == recovery.HAND_BACK_CAP else f"the cap is {recovery.HAND_BACK_CAP}",
+    ),
+    "crash lookback": Fact(
+        "docs/runs.md",
+        r"whose CRASHED state is younger than (\d+) minutes",
+        lambda: n(recovery.CRASH_LOOKBACK.total_seconds() / MINUTE),
+    ),
+    "observer messages": Rule(
+        "docs/runs.md",
+        r"\(\"(The following containers stopped with a non-zero exit code: )\.\.\.\", "
+        r"\"(ECS task failed to start: )\.\.\.\"\)",
+        observer_messages,
+    ),
+    "retryCrashedRuns on by default": Fact(
+        "docs/runs.md",
+        r"\(`retryCrashedRuns`, (on|off) by default\)",
+        lambda: {"true": "on", "false": "off"}[controller_env("ecs")["RETRY_CRASHED_RUNS"]],
+    ),
+    "retryCrashedRuns default": Fact(
+        "docs/configuration.md",
+        r"\| `retryCrashedRuns` \| `(\w+)` \|",
+        lambda: controller_env("ecs")["RETRY_CRASHED_RUNS"],
+    ),
+    "retryCrashedRuns off": Rule(
+        "docs/runs.md",
+        r"`pulumi config set prefect-fargate:retryCrashedRuns (false)` keeps such runs CRASHED",
+        lambda value: (
+            None
+            if run_program({**ECS, "retryCrashedRuns": value})
+            .one("aws:lambda/function:Function", "controller")
+            .plain_inputs["environment"]["variables"]["RETRY_CRASHED_RUNS"]
+            == "false"
+            else "not turned off"
+        ),
+    ),
+    "worker label and name": Rule(
+        "docs/runs.md",
+        r"starts `(prefect worker start) --name <task ARN>`, each `/` written `:` as Prefect refuses `/` in a worker "
+        r"name\), and Prefect's worker labels each run it submits with its name \(`([\w.]+)`\)",
+        worker_named_after_its_task,
+    ),
+    "controller page size": Fact(
+        "docs/runs.md",
+        r"`PREFECT_SERVER_API_DEFAULT_LIMIT` is lower than (\d+) is paged at its own limit",
+        lambda: str(prefect_rest.PAGE),
+    ),
+    "controller deadline margin": Fact(
+        "docs/runs.md",
+        r"cut to the time the invocation has left, less (\d+) s",
+        lambda: n(handler.DEADLINE_MARGIN_SECONDS),
     ),
     "controller timeout": Fact(
         "docs/runs.md",
@@ -1021,7 +1196,7 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "controller schedule": Fact(
         "docs/runs.md",
-        r"up to (\d+) s to the next run",
+        r"\| up to (\d+) s \+ the controller's run",
         lambda: (
             re.fullmatch(
                 r"rate\(1 minute\)", inputs("aws:cloudwatch/eventRule:EventRule", "controller")["scheduleExpression"]
@@ -1461,7 +1636,7 @@ FACTS: dict[str, Fact | Rule] = {
     "controller's VPC endpoints": Rule(
         "docs/runs.md",
         r"VPC endpoints for what the function calls: `(\w+)` for its credential, `(\w+)` for CloudWatch's"
-        r" PutMetricData and, on an `ecs` pool, `(\w+)`; no `(\w+)` endpoint is needed",
+        r" PutMetricData and `(\w+)` for DescribeTasks, on either pool type; no\s+`(\w+)` endpoint is needed",
         vpc_endpoints,
     ),
     # docs/scaling.md

@@ -56,8 +56,9 @@ def test_the_function_runs_every_minute_small_and_quick_with_the_stacks_settings
         "WORK_POOL": "fargate-pool",
         "WORK_POOL_TYPE": "process",
         "CLUSTER_ARN": cluster,
-        "SILENCE_SECONDS": str(MISSED_HEARTBEATS * 30),
+        "SILENCE_SECONDS": str(MISSED_HEARTBEATS * 180),  # five of the flow runs' 180 s beats
         "STUCK_SECONDS": "900",
+        "RETRY_CRASHED_RUNS": "true",
         # The backlog job (controller/backlog.py): the fixed worker of a stack without minWorkers/maxWorkers.
         "BACKLOG_NAMESPACE": "prefect-fargate-test",
         "BACKLOG_RUN_LIMIT": "4",
@@ -118,8 +119,12 @@ def test_its_log_group_expires_with_the_stacks_retention() -> None:
     assert fn["loggingConfig"]["logGroup"] == logs["name"]
 
 
-def test_the_role_reads_its_secret_writes_its_log_and_nothing_else_on_a_process_pool(default_run: Run) -> None:
+def test_the_role_reads_its_secret_describes_its_workers_tasks_writes_its_log_and_nothing_else_on_a_process_pool(
+    default_run: Run,
+) -> None:
+    """A process pool's runs are judged by their worker's task (each run's `prefect.worker.name` label names it)."""
     secret = default_run.one("aws:secretsmanager/secret:Secret").outputs["arn"]
+    cluster = default_run.one("aws:ecs/cluster:Cluster").outputs
     log_group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/prefect-fargate-test-controller"
     assert statements(default_run) == {
         "OwnLogs": {
@@ -127,6 +132,13 @@ def test_the_role_reads_its_secret_writes_its_log_and_nothing_else_on_a_process_
             "Effect": "Allow",
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": f"{log_group}:log-stream:*",
+        },
+        "ThisClustersTasks": {
+            "Sid": "ThisClustersTasks",
+            "Effect": "Allow",
+            "Action": "ecs:DescribeTasks",
+            "Resource": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster['name']}/*",
+            "Condition": {"ArnEquals": {"ecs:cluster": cluster["arn"]}},
         },
         "Credential": {
             "Sid": "Credential",
@@ -163,8 +175,24 @@ def test_on_an_ecs_pool_it_describes_exactly_this_clusters_tasks(ecs_run: Run) -
 
 def test_a_server_without_authentication_has_no_secret_to_read() -> None:
     run = run_program({"prefectApiUrl": "http://prefect.internal:4200/api"})
-    assert set(statements(run)) == {"OwnLogs", "PublishBacklogMetrics"}
+    assert set(statements(run)) == {"OwnLogs", "ThisClustersTasks", "PublishBacklogMetrics"}
     assert "PREFECT_CREDENTIAL_SECRET_ARN" not in function(run)["environment"]["variables"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, "true"), ("false", "false")])
+def test_retry_crashed_runs_is_on_unless_turned_off(value: str | None, expected: str) -> None:
+    config = {**BASE_CONFIG, "workPoolType": "ecs", **({"retryCrashedRuns": value} if value else {})}
+    assert function(run_program(config))["environment"]["variables"]["RETRY_CRASHED_RUNS"] == expected
+
+
+def test_a_retry_crashed_runs_that_is_not_a_boolean_is_refused_with_the_fix() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config({**BASE_CONFIG, "retryCrashedRuns": "yes"})
+    (line,) = [line.strip() for line in str(raised.value).splitlines() if "retryCrashedRuns" in line]
+    assert line == (
+        "- prefect-fargate:retryCrashedRuns: 'yes' is not a boolean. Allowed: true or false. "
+        "Fix: pulumi config set prefect-fargate:retryCrashedRuns true"
+    )
 
 
 def test_its_errors_and_its_silence_alarm_through_the_alert_notifier(default_run: Run) -> None:

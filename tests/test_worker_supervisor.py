@@ -35,7 +35,15 @@ from uuid import UUID
 import pytest
 from prefect.states import Cancelled, Cancelling, Completed, Crashed, Failed, Pending, Running
 
-from devtools.harness import Process, describe_live, free_port, server_only_cluster, wait_for
+from devtools.harness import (
+    Process,
+    TaskMetadataStub,
+    describe_live,
+    free_port,
+    serve_on_loopback,
+    server_only_cluster,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPERVISOR = ROOT / "agent_image" / "worker_supervisor.py"
@@ -374,6 +382,81 @@ def test_the_hand_back_sends_awaiting_retry_due_now_or_cancelled_forced_with_cli
     assert {results[r] for r in back.values()} == {"handed back: AwaitingRetry (ACCEPT)"}
     assert results[cancelling] == "handed back: Cancelled (ACCEPT)"
     assert {s.client_retries for s in sent} == {0}
+
+
+# -- Which task the worker is ----------------------------------------------------------------------------------
+
+TASK_ARN = "arn:aws:ecs:us-east-1:123456789012:task/prefect-worker-cluster/0123456789abcdef0123456789abcdef"
+WORKER_COMMAND = ["prefect", "worker", "start", "--pool", "fargate-pool", "--type", "process"]
+
+
+def test_the_worker_is_named_after_the_task_the_metadata_endpoint_names(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stub = TaskMetadataStub(TASK_ARN)
+    try:
+        # Straight to the task's endpoint, never through a proxy the image may set (a dead one here).
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+        arn = ws.own_task_arn({ws.METADATA_ENV: stub.uri})
+    finally:
+        stub.close()
+    assert arn == TASK_ARN
+    # Prefect refuses `/` in a worker name (prefect/workers/base.py): the ARN's `/` are written `:`.
+    assert ws.named_after(WORKER_COMMAND, arn) == [
+        *WORKER_COMMAND,
+        "--name",
+        "arn:aws:ecs:us-east-1:123456789012:task:prefect-worker-cluster:0123456789abcdef0123456789abcdef",
+    ]
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("where", ["outside-ecs", "no-answer", "not-json"])
+def test_without_a_task_arn_the_worker_keeps_prefects_own_name_and_says_why(
+    where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class NotJson(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = None
+    if where == "outside-ecs":
+        environ = {}
+    elif where == "no-answer":
+        environ = {ws.METADATA_ENV: f"http://127.0.0.1:{free_port()}/v4/x"}
+    else:
+        server, base = serve_on_loopback(NotJson)
+        environ = {ws.METADATA_ENV: f"{base}/v4/x"}
+    try:
+        arn = ws.own_task_arn(environ)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+    assert arn is None and ws.named_after(WORKER_COMMAND, arn) == WORKER_COMMAND
+    assert "the worker keeps Prefect's own name" in capsys.readouterr().err
+
+
+def test_the_name_is_one_prefect_accepts_for_a_worker_and_the_controller_reads_back_as_the_task() -> None:
+    from prefect.workers.process import ProcessWorker
+
+    from controller.recovery import worker_task
+
+    name = ws.worker_name(TASK_ARN)
+    assert ProcessWorker(work_pool_name="fargate-pool", name=name).name == name
+    with pytest.raises(ValueError, match="cannot contain '/'"):
+        ProcessWorker(work_pool_name="fargate-pool", name=TASK_ARN)
+    cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/prefect-worker-cluster"
+    assert worker_task({"labels": {"prefect.worker.name": name}}, cluster) == TASK_ARN
+
+
+def test_a_command_that_names_its_worker_already_is_left_as_it_is() -> None:
+    for named in ([*WORKER_COMMAND, "--name", "mine"], [*WORKER_COMMAND, "-n", "mine"]):
+        assert ws.named_after(named, TASK_ARN) == named
 
 
 # -- The program, with a stand-in worker ------------------------------------------------------------------------

@@ -131,6 +131,7 @@ class StackConfig:
     kms_key_arn: str | None = None  # None: AWS-managed encryption (components/kms.py)
     worker_image: WorkerImage | None = None  # None: built from agent_image/ by `pulumi up`
     stuck_run_minutes: int = 15  # a run Pending this long is crashed (run_automations.py)
+    retry_crashed_runs: bool = True  # the controller re-runs runs crashed by infrastructure (controller/recovery.py)
     worker_capacity: str = "FARGATE"  # the worker service's capacity provider
     flow_run_capacity: str = "FARGATE"  # `ecs` only: the flow-run tasks' capacity provider
     prefect_notify_block: str | None = None  # `<block-type-slug>/<block-name>` (run_notifications.py)
@@ -193,6 +194,7 @@ def load_config() -> StackConfig:
     log_level = r.string("logLevel", "INFO", lambda v: v in LOG_LEVELS, ", ".join(LOG_LEVELS), "INFO")
 
     stuck_run_minutes = read_bounded(r, "stuckRunMinutes", 15, 1, 1440, "1 to 1440 minutes (a day)")
+    retry_crashed_runs = r.boolean("retryCrashedRuns", True)
 
     network = read_network(r)
     work_pool_type, concurrency, flow_run_size = read_work_pool(r)
@@ -243,6 +245,7 @@ def load_config() -> StackConfig:
         kms_key_arn=kms_key_arn,
         worker_image=worker_image,
         stuck_run_minutes=stuck_run_minutes,
+        retry_crashed_runs=retry_crashed_runs,
         worker_capacity=worker_capacity,
         flow_run_capacity=flow_run_capacity,
         prefect_notify_block=notify_block,
