@@ -9,8 +9,8 @@ own), and CloudWatch alarms:
   the rule's metric and on OOM kills in that log turn a crash loop into one alert);
 - memory above 90% for 10 minutes, CPU above 90% for 15 minutes;
 - with an `ecs` pool, the observer's dead-letter queue has messages (when its name is given);
-- with the stack controller's backlog metrics (controller/backlog.py): the pool's oldest Late run is older
-  than lateRunMinutes;
+- with the stack controller's backlog metrics (controller/backlog.py): the pool's oldest Late (or handed-back) run
+  is older than lateRunMinutes;
 - the stack controller failed (Prefect unreachable, credential rejected, AWS throttling) in 3 of 5 minutes, or
   has not run at all for 15 minutes (Lambda's own Invocations metric, free).
 Needs the worker's cluster and service. Alarms are named `<alarm_prefix>-<suffix>`; the notifier may be invoked by

@@ -6,7 +6,7 @@ Widgets, top to bottom (README, "Scaling", describes each):
 2. Worker CPU and memory, Maximum and Average over the service's tasks.
 3. Runs: due within the lead time, Late, Pending, Running (a gap means zero: controller/backlog.py
    publishes them only while the pool is busy).
-4. Time to Running: the p50 delay from expected start to start, and the oldest Late run's age.
+4. Time to Running: the p50 delay from expected start to start, and the oldest Late (or handed-back) run's age.
 5. Trouble: unexpected worker stops and OOM kills (components/alerts.py), and with an `ecs` pool the
    observer's dead letters.
 Needs the cluster and service names, the backlog namespace and pool, the Alerts' stopped-task rule and
@@ -111,7 +111,7 @@ def dashboard_body(
             "Time to Running (seconds)",
             [
                 [namespace, "StartDelayP50", *pool, {"label": "expected start to start, p50"}],
-                [namespace, "OldestLateRunAge", *pool, {"label": "oldest Late run"}],
+                [namespace, "OldestLateRunAge", *pool, {"label": "oldest Late or handed-back run"}],
             ],
             region,
             18,

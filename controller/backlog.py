@@ -13,7 +13,11 @@ first state only (prefect/server/orchestration/global_policy.py, `SetExpectedSta
 `next_scheduled_start_time` follows each scheduled state (`SetNextScheduledStartTime`). It is what a worker's
 poll selects on (prefect/server/models/work_queues.py and database/query_components.py,
 `next_scheduled_start_time <= scheduled_before`) and what the server's Late-run service ages and stamps on the
-Late state (prefect/server/services/late_runs.py), so the oldest Late run is aged by it too.
+Late state (prefect/server/services/late_runs.py), so waiting runs are aged by it too. That service marks only
+runs named Scheduled Late, so a run handed back (AwaitingRetry, due at once) that no worker takes never turns
+Late: `OldestLateRunAge` is therefore the age of the oldest SCHEDULED-type run whose next scheduled start has
+passed (a Late run, or one handed back or retried and not taken), the "due and no worker coming" that the
+late-runs alarm is for.
 
 It publishes, in namespace `BACKLOG_NAMESPACE` (the stack's `prefect-fargate-<stack>`) with the one
 dimension `WorkPool=<pool>`:
@@ -90,7 +94,7 @@ class Backlog:
     late: int
     pending: int
     running: int
-    oldest_late_seconds: float  # 0 without a Late run
+    oldest_late_seconds: float  # the oldest SCHEDULED-type run past its next scheduled start (Late or not); 0: none
     start_delay_p50_seconds: float | None  # None: no run started in the last hour
     last_end_seconds: float | None  # since the pool's latest run ended; None: none within quiet + IDLE_TAIL
     quiet_seconds: float  # the quiet period (BacklogSettings.quiet)
@@ -126,7 +130,8 @@ def _iso(moment: datetime) -> str:
 
 
 def read_backlog(prefect: PrefectReader, settings: BacklogSettings, now: datetime) -> Backlog:
-    """Six read-only calls (seven with a Late run): three counts and three filters, each limited to the pool."""
+    """Six read-only calls (seven with a run past its start): three counts and three filters, each limited to the
+    pool."""
 
     def count(flow_runs: dict[str, Any]) -> int:
         return int(
@@ -152,12 +157,12 @@ def read_backlog(prefect: PrefectReader, settings: BacklogSettings, now: datetim
     )
     oldest = runs(
         {
-            "flow_runs": state(names=["Late"]),
+            "flow_runs": {**state(types=["SCHEDULED"]), "next_scheduled_start_time": {"before_": _iso(now)}},
             "sort": "NEXT_SCHEDULED_START_TIME_ASC",
             "limit": 1,
         }
     )
-    late = count(state(names=["Late"])) if oldest else 0
+    late = count(state(names=["Late"])) if oldest else 0  # a Late run is past its start: none without one
     oldest_late = (now - _parse(oldest[0]["next_scheduled_start_time"])).total_seconds() if oldest else 0.0
     started = runs(
         {

@@ -164,13 +164,15 @@ def test_the_backlog_reads_are_these_request_bodies() -> None:
     read_backlog(prefect, settings(lead=timedelta(minutes=7)), NOW)
     pool = {"work_pools": {"name": {"any_": ["fargate-pool"]}}}
     due_by = {"next_scheduled_start_time": {"before_": "2026-12-04T02:07:00+00:00"}}  # NOW + the 7-minute lead
+    now = "2026-12-04T02:00:00+00:00"  # past its start: any SCHEDULED-type run, not only Late ones (AwaitingRetry)
     assert prefect.requests == [
         ("POST", "/flow_runs/count", {**pool, "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}, **due_by}}),
         ("POST", "/flow_runs/count", {**pool, "flow_runs": {"state": {"type": {"any_": ["PENDING"]}}}}),
         ("POST", "/flow_runs/count", {**pool, "flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}}),
         ("POST", "/flow_runs/filter", {**pool, "flow_runs": {"end_time": {"after_": "2026-12-04T01:47:00+00:00"}},
                                        "sort": "END_TIME_DESC", "limit": 1}),
-        ("POST", "/flow_runs/filter", {**pool, "flow_runs": {"state": {"name": {"any_": ["Late"]}}},
+        ("POST", "/flow_runs/filter", {**pool, "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}},
+                                                             "next_scheduled_start_time": {"before_": now}},
                                        "sort": "NEXT_SCHEDULED_START_TIME_ASC", "limit": 1}),
         ("POST", "/flow_runs/count", {**pool, "flow_runs": {"state": {"name": {"any_": ["Late"]}}}}),
         ("POST", "/flow_runs/filter", {**pool, "flow_runs": {"start_time": {"after_": "2026-12-04T01:00:00+00:00"}},

@@ -44,6 +44,10 @@ def make_runs(server: Server, pool: str, now: datetime) -> dict[str, str]:
             # Runs that were due but were put off: their expected_start_time stays the first one, long past.
             "retry-in-an-hour": (ago, [Running(), AwaitingRetry(scheduled_time=ahead)]),
             "rescheduled-by-hand": (ago, [Scheduled(scheduled_time=ahead)]),
+            # Handed back 30 minutes ago and taken by no worker: AwaitingRetry never turns Late (late_runs.py marks
+            # only runs named Scheduled), yet it is the oldest run waiting past its start.
+            "handed-back": (now - timedelta(hours=2),
+                            [Running(), AwaitingRetry(scheduled_time=now - timedelta(minutes=30))]),
             "pending": (now - timedelta(minutes=2), [Pending()]),
             "running-1": (now - timedelta(minutes=3), [Running()]),
             "running-2": (now - timedelta(minutes=3), [Running()]),
@@ -82,13 +86,15 @@ def test_every_kind_of_run_is_counted_for_this_pool_only_and_the_pool_stays_not_
     assert all(expected < now < next_start for expected, next_start in times)
 
     backlog = read_backlog(rest, settings, now)
-    # due: 2 Scheduled + Late; not the two runs put off, though their expected_start_time has passed
-    assert (backlog.due, backlog.late, backlog.pending, backlog.running) == (3, 1, 1, 2)
+    # due: 2 Scheduled + Late + the one handed back; not the two runs put off, though their expected_start_time
+    # has passed
+    assert (backlog.due, backlog.late, backlog.pending, backlog.running) == (4, 1, 1, 2)
     assert backlog.last_end_seconds is not None and backlog.last_end_seconds < 120  # "ended", just now
-    assert 20 * 60 - 5 <= backlog.oldest_late_seconds <= 20 * 60 + 5
-    # The runs that started were expected 3, 3, 4 and 5 minutes (the one put off to retry) before they started.
+    assert 30 * 60 - 5 <= backlog.oldest_late_seconds <= 30 * 60 + 5  # the handed-back run, not the Late one (20)
+    # The runs that started were expected 3, 3, 4, 5 (the one put off to retry) and 120 minutes (the one handed back)
+    # before they started.
     assert backlog.start_delay_p50_seconds is not None and 150 <= backlog.start_delay_p50_seconds <= 260
-    assert workers_wanted(backlog, settings) == math.ceil((3 + 1 + 2) / 4)
+    assert workers_wanted(backlog, settings) == math.ceil((4 + 1 + 2) / 4)
 
     # The handler as the Lambda runs it: settings from the environment, the job publishing through boto3.
     environment = {

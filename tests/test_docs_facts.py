@@ -762,7 +762,11 @@ def due_filter(field: str) -> str | None:
     settings = backlog.BacklogSettings.from_environ(environ)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     backlog.read_backlog(Recording(), settings, now)
-    (due,) = [b["flow_runs"] for b in bodies if b["flow_runs"].get("state") == {"type": {"any_": ["SCHEDULED"]}}]
+    (due,) = [  # the count (the oldest waiting run is a filter with the same state, sorted)
+        b["flow_runs"]
+        for b in bodies
+        if b["flow_runs"].get("state") == {"type": {"any_": ["SCHEDULED"]}} and "sort" not in b
+    ]
     wanted = {"state": due["state"], field: {"before_": (now + settings.lead).isoformat()}}
     return None if due == wanted else f"the due count filters {due}"
 
@@ -818,6 +822,25 @@ def late_age_from_next_start(_: str) -> str | None:
     settings = backlog.BacklogSettings.from_environ({**controller_env("scaled"), "WORK_POOL_TYPE": "process"})
     age = backlog.read_backlog(OneLateRun(), settings, datetime(2026, 1, 1, 1, tzinfo=UTC)).oldest_late_seconds
     return None if age == 20 * MINUTE else f"the oldest Late run is {age} s old"
+
+
+def waiting_runs_by_type(name: str) -> str | None:
+    """The oldest waiting run is read by state type (SCHEDULED: Scheduled, Late, AwaitingRetry, ...) and next
+    scheduled start, not by the name Late, so a handed-back run (`name`) that no worker takes is aged too."""
+    asked: list[dict[str, Any]] = []
+
+    class Recording:
+        def request(self, method: str, path: str, body: Any = None) -> Any:
+            asked.append(body)
+            return 0 if path == "/flow_runs/count" else []
+
+    settings = backlog.BacklogSettings.from_environ({**controller_env("scaled"), "WORK_POOL_TYPE": "process"})
+    now = datetime(2026, 1, 1, 1, tzinfo=UTC)
+    backlog.read_backlog(Recording(), settings, now)
+    wanted = {"state": {"type": {"any_": ["SCHEDULED"]}}, "next_scheduled_start_time": {"before_": now.isoformat()}}
+    oldest = [b["flow_runs"] for b in asked if b.get("sort") == "NEXT_SCHEDULED_START_TIME_ASC"]
+    ok = name == "AwaitingRetry" and oldest == [wanted]
+    return None if ok else f"the oldest waiting run is read with {oldest} ({name})"
 
 
 def dashboard_titles(*titles: str) -> str | None:
@@ -1871,6 +1894,11 @@ FACTS: dict[str, Fact | Rule] = {
         "docs/scaling.md",
         r"next scheduled to start within `scaleLeadMinutes` \(the run's `(\w+)`, which a worker's poll goes by",
         due_filter,
+    ),
+    "oldest waiting run, whatever its name": Rule(
+        "docs/scaling.md",
+        r"a run waiting past its next scheduled start counts whatever its state's name \(`(\w+)`: a run handed back",
+        waiting_runs_by_type,
     ),
     "oldest Late age": Rule(
         "docs/scaling.md",
