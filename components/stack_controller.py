@@ -42,6 +42,12 @@ SCHEDULE = "rate(1 minute)"
 # reserved, and `pulumi up` would fail.
 INVOKE_RETRIES = 0
 INVOKE_MAX_EVENT_AGE_SECONDS = 60
+# EventBridge's own delivery to the function has a retry policy too: when Lambda does not take an invocation
+# (throttling, a service error), EventBridge tries again for up to 24 hours and 185 times by default (EventBridge
+# user guide, "Event retry policy and using dead-letter queues"). The same rule applies: a minute's event that
+# could not be delivered within the minute is dropped, never delivered late beside a newer one.
+TARGET_RETRIES = 0
+TARGET_MAX_EVENT_AGE_SECONDS = 60  # PutTargets' RetryPolicy: 60 to 86,400 s
 # A process pool's RUNNING run whose worker task still runs counts as silent after this many heartbeats missed
 # (components/agent_service.py's FLOW_HEARTBEAT_SECONDS apart), and then only while other runs of the pool were
 # heard (controller/recovery.py): five, so one late event, one slow beat or a few dropped ones are no death.
@@ -258,6 +264,9 @@ class StackController(pulumi.ComponentResource):
             f"{name}-target",
             rule=self.schedule.name,
             arn=self.function.arn,
+            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
+                maximum_retry_attempts=TARGET_RETRIES, maximum_event_age_in_seconds=TARGET_MAX_EVENT_AGE_SECONDS
+            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
         )
         self.register_outputs({"function_name": self.function.name, "log_group_name": self.log_group.name})

@@ -1656,6 +1656,22 @@ FACTS: dict[str, Fact | Rule] = {
             ),
         ),
     ),
+    "controller's minutes never delivered late": Fact(
+        "docs/runs.md",
+        r"EventBridge drops a minute it could not deliver \((\d+) retries, (\d+) s at most in the\s+schedule target's",
+        lambda: (
+            n(
+                inputs("aws:cloudwatch/eventTarget:EventTarget", "controller-target")["retryPolicy"][
+                    "maximumRetryAttempts"
+                ]
+            ),
+            n(
+                inputs("aws:cloudwatch/eventTarget:EventTarget", "controller-target")["retryPolicy"][
+                    "maximumEventAgeInSeconds"
+                ]
+            ),
+        ),
+    ),
     "controller's VPC endpoints": Rule(
         "docs/runs.md",
         r"VPC endpoints for what the function calls: `(\w+)` for its credential, `(\w+)` for CloudWatch's"

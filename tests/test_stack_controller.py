@@ -110,6 +110,35 @@ def test_a_failed_or_late_minute_is_never_run_again(default_run: Run, aws_env: N
     assert (stored["MaximumRetryAttempts"], stored["MaximumEventAgeInSeconds"]) == (0, 60)
 
 
+def test_a_minute_eventbridge_could_not_deliver_is_dropped_not_delivered_late(default_run: Run, aws_env: None) -> None:
+    """EventBridge retries a delivery Lambda did not take for up to 24 hours unless the target's retry policy says
+    otherwise; moto's EventBridge takes the policy as rendered (botocore checks the ranges)."""
+    target = default_run.one("aws:cloudwatch/eventTarget:EventTarget", "controller").plain_inputs
+    assert target["arn"] == default_run.one(FUNCTION, "controller").outputs["arn"]
+    policy = target["retryPolicy"]
+    assert (policy["maximumRetryAttempts"], policy["maximumEventAgeInSeconds"]) == (0, 60)
+
+    import boto3
+
+    events = boto3.client("events")
+    events.put_rule(Name="controller", ScheduleExpression="rate(1 minute)")
+    events.put_targets(
+        Rule="controller",
+        Targets=[
+            {
+                "Id": "controller",
+                "Arn": target["arn"],
+                "RetryPolicy": {
+                    "MaximumRetryAttempts": int(policy["maximumRetryAttempts"]),
+                    "MaximumEventAgeInSeconds": int(policy["maximumEventAgeInSeconds"]),
+                },
+            }
+        ],
+    )
+    (stored,) = events.list_targets_by_rule(Rule="controller")["Targets"]
+    assert stored["RetryPolicy"] == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
+
+
 def test_its_log_group_expires_with_the_stacks_retention() -> None:
     run = run_program({**BASE_CONFIG, "logRetentionDays": "14"})
     logs = run.one("aws:cloudwatch/logGroup:LogGroup", "controller").plain_inputs
