@@ -203,6 +203,25 @@ class Process:
         return self.popen.returncode
 
 
+def start_moto(port: int, env: dict[str, str], log_dir: Path, plus: bool = False) -> Process:
+    """moto_server on 127.0.0.1:`port` (every AWS service moto emulates), once it answers; `plus`: with the
+    read-only answers devtools/moto_plus.py adds for terraform-provider-aws."""
+    import httpx
+
+    command = [sys.executable, "-m", "devtools.moto_plus"] if plus else [str(BIN / "moto_server")]
+    env = {**env, "PYTHONPATH": str(ROOT)} if plus else env
+    # in the log dir: moto writes its request recording (`moto_recording`) where it runs
+    moto = Process.start("moto", [*command, "-H", "127.0.0.1", "-p", str(port)], env, log_dir, cwd=log_dir)
+
+    def up() -> bool:
+        if not moto.alive():
+            raise RuntimeError(f"moto_server exited:\n{moto.log()[-2000:]}")
+        return httpx.get(f"http://127.0.0.1:{port}/moto-api/", timeout=5).status_code == 200
+
+    wait_for(up, 60, "moto_server up")
+    return moto
+
+
 @dataclass(frozen=True)
 class StopResult:
     """How an ECS-style stop went: seconds to exit (or to the deadline), and what the deadline had to kill."""
@@ -408,8 +427,7 @@ class Cluster:
         """A moto S3 server with the flow bucket, which boto3 and s3fs reach through AWS_ENDPOINT_URL."""
         import boto3
 
-        argv = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)]
-        self.s3 = Process.start("moto", argv, self.base_env(), self.logs)
+        self.s3 = start_moto(self.s3_port, self.base_env(), self.logs)
         s3 = boto3.client(
             "s3",
             endpoint_url=self.s3_url,
@@ -417,7 +435,6 @@ class Cluster:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        wait_for(lambda: s3.list_buckets() is not None, 60, "moto S3 server up")
         s3.create_bucket(Bucket=FLOW_BUCKET)
 
     def worker_env(self, **overrides: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import runpy
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -66,6 +68,11 @@ class Resource:
     id: str
     inputs: dict[str, Any]  # as registered, secrets still wrapped
     outputs: dict[str, Any]
+    urn: str = ""
+    # input -> URNs of the resources whose outputs it was made from, and every resource it waits for
+    # (its inputs' resources and `depends_on`), as the engine is told them (RegisterResourceRequest).
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    dependencies: list[str] = field(default_factory=list)
 
     @property
     def plain_inputs(self) -> dict[str, Any]:
@@ -146,12 +153,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[Resource] = []
         self.invokes: list[tuple[str, dict[str, Any]]] = []
+        self.registering = threading.local()  # the registration `new_resource` answers (RecordingMonitor sets it)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         if not args.custom:  # components: nothing to answer
             return None, {}
         rid, outputs = _computed(args.typ, args.name, args.inputs)
-        self.resources.append(Resource(args.typ, args.name, rid, args.inputs, outputs))
+        resource = Resource(args.typ, args.name, rid, args.inputs, outputs)
+        if (graph := getattr(self.registering, "graph", None)) is not None:
+            resource.urn, resource.property_dependencies, resource.dependencies = graph
+        self.resources.append(resource)
         return rid, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
@@ -159,6 +170,23 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token not in INVOKES:
             raise AssertionError(f"unexpected invoke {args.token}")
         return INVOKES[args.token]
+
+
+class RecordingMonitor(MockMonitor):
+    """The mock engine, telling the mocks each registration's URN and dependencies (the program's own graph,
+    which `devtools.rehearse` turns into Terraform references). `new_resource` runs inside `RegisterResource`
+    on the same thread (pulumi/runtime/mocks.py), so a thread-local carries them across."""
+
+    mocks: RecordingMocks
+
+    def RegisterResource(self, request: Any) -> Any:
+        urn = self.make_urn(request.parent, request.type, request.name)
+        by_input = {key: list(deps.urns) for key, deps in request.propertyDependencies.items()}
+        self.mocks.registering.graph = (urn, by_input, list(request.dependencies))
+        try:
+            return super().RegisterResource(request)
+        finally:
+            self.mocks.registering.graph = None
 
 
 @dataclass
@@ -214,7 +242,10 @@ def _configure(config: dict[str, str], secret_keys: list[str], mocks: RecordingM
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.reset_options(project=PROJECT, stack=stack)
     set_stack_config(config, secret_keys)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, organization=ORGANIZATION)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(
+        mocks, project=PROJECT, stack=stack, preview=False, organization=ORGANIZATION, monitor=monitor
+    )
 
 
 async def _resolve(outputs: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:

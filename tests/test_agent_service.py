@@ -193,6 +193,23 @@ def test_task_definition_is_fargate_with_the_configured_size(service_run: Run) -
     assert task["taskRoleArn"].endswith("role/task")
 
 
+@pytest.mark.parametrize(
+    ("capacity", "placement"),
+    [
+        ("FARGATE", {"launchType": "FARGATE"}),
+        ("FARGATE_SPOT", {"capacityProviderStrategies": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]}),
+    ],
+)
+def test_the_service_is_placed_by_a_launch_type_or_a_strategy_never_both(
+    capacity: str, placement: dict[str, Any]
+) -> None:
+    """ECS's CreateService refuses a launch type together with a capacity provider strategy; moto and the
+    provider's schema take both (a mutation passed the deploy rehearsal), so this is where the rule is held."""
+    args = service_args(capacity=capacity, cpu_architecture="X86_64")
+    service = run_pulumi(lambda: AgentService("svc", args)).one("aws:ecs/service:Service").plain_inputs
+    assert {key: service[key] for key in ("launchType", "capacityProviderStrategies") if key in service} == placement
+
+
 def test_service_rolls_back_failed_deployments(service_run: Run) -> None:
     service = service_run.one("aws:ecs/service:Service").plain_inputs
     assert service["cluster"] == CLUSTER_ARN

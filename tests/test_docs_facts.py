@@ -52,6 +52,8 @@ from components.config import LOG_RETENTION_DAYS, ConfigError
 from components.prefect_api import AUTH_STRING_FIX, KEY_FIX, reason
 from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
 from controller import backlog, handler, prefect_rest, recovery
+from devtools import aws_quotas
+from devtools.rehearse import SHAPES
 
 ROOT = Path(__file__).resolve().parent.parent
 ECS = {**BASE_CONFIG, "workPoolType": "ecs", "prefectNotifyBlock": "slack-webhook/ops-alerts"}
@@ -1678,6 +1680,12 @@ FACTS: dict[str, Fact | Rule] = {
         r" PutMetricData and `(\w+)` for DescribeTasks, on either pool type; no\s+`(\w+)` endpoint is needed",
         vpc_endpoints,
     ),
+    "rehearsal's quota count": Fact(
+        "docs/testing.md", r"checks (\d+) published AWS limits", lambda: (str(len(aws_quotas.quotas())),)
+    ),
+    "rehearsal's shapes": Fact(
+        "docs/testing.md", r"python -m devtools.rehearse +# the (\w+) shapes below", lambda: (WORDS[len(SHAPES)],)
+    ),
     # docs/scaling.md
     "scaling off by default": Fact(
         "docs/scaling.md",
@@ -2002,13 +2010,15 @@ def test_docs_state_what_the_program_registers(fact: Fact | Rule) -> None:
 # - measured results (docs/sizing.md's benchmark table and what it says, docs/runs.md's stop benchmark and the
 #   supervisor's 12 / 76 MiB, docs/ecs-pools.md's registration benchmark and "4.4 to 5.4 s", the Spot test's
 #   "about 3 s", docs/security.md's checkov counts, test-set sizes and times in README.md and docs/testing.md,
+#   docs/testing.md's deploy rehearsal table, counts and times (tests/test_rehearse.py prints them),
 #   docs/scaling.md's benchmark table, its simulation settings (5 s steps and polls, `--limit 4`) and times: 60 s
 #   Fargate start (assumed), 5 s claim-to-run, 2.1 to 4.4 s and 2.2 s to Ready, 0.03 to 0.07 s per decision, 125 s
 #   burst; the nightly stack table, which test_check_config ties to devtools/costs.py);
 # - Prefect's, AWS's or Linux's own values, quoted as context: Prefect's 180 s heartbeat and 10 s poll defaults,
 #   the server's 90 s / 30 s / 15 s worker liveness and 5 s proactive evaluation, AWS's two-minute Spot notice,
 #   10 resource policies per account and free tiers, CloudWatch re-invoking an Auto Scaling action every minute
-#   in ALARM, ECS not stopping a protected task, the 64 KiB pipe buffer, HTTP statuses quoted from Prefect
+#   in ALARM, ECS not stopping a protected task, the 64 KiB pipe buffer, the AWS limits the deploy rehearsal
+#   checks (pinned with their sources in tests/test_aws_quotas.py), HTTP statuses quoted from Prefect
 #   and prefect-aws messages (those of this program's own are rows above);
 # - examples a user types (`pulumi config set ... 2048`, `job_variables: {cpu: 4096, memory: 16384}`,
 #   `pandas==2.2.3`, `fargate-pool-prod`), and the key policy block, which test_kms.py compares whole.

@@ -8,8 +8,10 @@ and its `capacityProviderStrategyCustomizeDiff` decides when a strategy change r
 The fast tests compare the service's inputs between two configs. The slow one runs that same resource
 code: terraform with terraform-provider-aws 5.100.0 (the last 5.x; both functions read the same in the
 6.x line pulumi-aws 7 is built from), against moto_server on 127.0.0.1 with moto's request recorder,
-fed the service arguments that AgentService registers under mocks. It needs terraform and the provider
-in a local filesystem mirror (TF_PROVIDER_MIRROR, default /opt/tf-plugins) and skips without them.
+fed the service arguments that AgentService registers under mocks (devtools/terraform.py runs it; the
+whole program goes through the same provider in devtools/rehearse.py). It needs terraform and the provider
+in a local filesystem mirror (TF_PROVIDER_MIRROR, default /opt/tf-plugins) and skips, saying which is
+missing, without them.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ from conftest import Run, run_pulumi
 from test_agent_service import service_args
 
 from components.agent_service import AgentService
-from devtools.harness import BIN, free_port
+from devtools import terraform
+from devtools.harness import free_port, start_moto
 
 SERVICE = "aws:ecs/service:Service"
 TASK = "aws:ecs/taskDefinition:TaskDefinition"
@@ -89,13 +89,7 @@ def test_capacity_change_changes_the_placement(base_run: Run) -> None:
 
 # --- the provider's own code path, through terraform against moto --------------------------------
 
-MIRROR = Path(os.environ.get("TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
-PROVIDER_VERSION = "5.100.0"
-TERRAFORM = shutil.which("terraform")
-needs_terraform = pytest.mark.skipif(
-    TERRAFORM is None or not (MIRROR / "registry.terraform.io/hashicorp/aws" / PROVIDER_VERSION).is_dir(),
-    reason=f"needs terraform and terraform-provider-aws {PROVIDER_VERSION} in a filesystem mirror ({MIRROR})",
-)
+needs_terraform = pytest.mark.skipif(terraform.missing() is not None, reason=str(terraform.missing()))
 
 
 # The test's subnet ids (test_agent_service.service_args), as moto's two subnets.
@@ -128,18 +122,8 @@ def terraform_service(run: Run) -> dict[str, Any]:
 
 def terraform_config(endpoint: str, service: dict[str, Any]) -> dict[str, Any]:
     return {
-        "terraform": {"required_providers": {"aws": {"source": "hashicorp/aws", "version": PROVIDER_VERSION}}},
-        "provider": {
-            "aws": {
-                "region": "us-east-1",
-                "access_key": "testing",
-                "secret_key": "testing",
-                "skip_credentials_validation": True,
-                "skip_metadata_api_check": True,
-                "skip_requesting_account_id": True,
-                "endpoints": {"ecs": endpoint, "ec2": endpoint, "sts": endpoint, "iam": endpoint},
-            }
-        },
+        "terraform": {"required_providers": terraform.required_providers()},
+        "provider": {"aws": terraform.moto_provider(endpoint)},
         "resource": {
             "aws_vpc": {"v": {"cidr_block": "10.0.0.0/16"}},
             "aws_subnet": {"n": {"count": 2, "vpc_id": "${aws_vpc.v.id}", "cidr_block": "10.0.${count.index}.0/24"}},
@@ -160,33 +144,20 @@ def terraform_config(endpoint: str, service: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class Terraform:
-    """terraform in a work dir against one moto_server; `apply` returns the ECS service calls it made."""
+class ServiceRollout:
+    """terraform (devtools/terraform.py) in a work dir against one moto_server; `apply` returns the ECS
+    service calls it made, from moto's request recorder."""
 
     def __init__(self, workdir: Path, endpoint: str) -> None:
-        self.workdir, self.endpoint = workdir, endpoint
-        rc = workdir / "terraform.rc"
-        rc.write_text(
-            f'provider_installation {{\n  filesystem_mirror {{ path = "{MIRROR}" }}\n'
-            '  direct { exclude = ["registry.terraform.io/hashicorp/aws"] }\n}\n'
-        )
-        self.env = {**os.environ, "TF_CLI_CONFIG_FILE": str(rc), "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
-
-    def _terraform(self, *args: str) -> str:
-        done = subprocess.run(
-            [str(TERRAFORM), *args], cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=300
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        return done.stdout
+        self.terraform, self.endpoint = terraform.Terraform(workdir), endpoint
 
     def apply(self, service: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        (self.workdir / "main.tf.json").write_text(json.dumps(terraform_config(self.endpoint, service)))
-        if not (self.workdir / ".terraform").exists():
-            self._terraform("init", "-input=false", "-no-color")
+        self.terraform.write(terraform_config(self.endpoint, service))
+        self.terraform.init()
         recorder = f"{self.endpoint}/moto-api/recorder"
         httpx.post(f"{recorder}/reset-recording").raise_for_status()
         httpx.post(f"{recorder}/start-recording").raise_for_status()
-        self._terraform("apply", "-auto-approve", "-input=false", "-no-color")
+        self.terraform.run("apply", "-auto-approve", "-input=false", "-no-color", timeout=300)
         httpx.post(f"{recorder}/stop-recording").raise_for_status()
         calls = []
         for line in httpx.get(f"{recorder}/download-recording").text.splitlines():
@@ -198,27 +169,13 @@ class Terraform:
 
 
 @pytest.fixture
-def terraform(tmp_path: Path) -> Iterator[Terraform]:
+def rollout(tmp_path: Path) -> Iterator[ServiceRollout]:
     port = free_port()
-    moto = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    moto = start_moto(port, {"PATH": os.environ["PATH"]}, tmp_path)
     try:
-        endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{endpoint}/moto-api/").raise_for_status()
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "moto_server did not start"
-                time.sleep(0.2)
-        yield Terraform(tmp_path, endpoint)
+        yield ServiceRollout(tmp_path / "terraform", f"http://127.0.0.1:{port}")
     finally:
-        moto.terminate()
-        moto.wait(10)
+        moto.stop()
 
 
 def updates(calls: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -229,24 +186,24 @@ def updates(calls: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
 @pytest.mark.slow
 @pytest.mark.long
 @needs_terraform
-def test_provider_rolls_only_for_a_new_capacity(terraform: Terraform) -> None:
+def test_provider_rolls_only_for_a_new_capacity(rollout: ServiceRollout) -> None:
     """The real provider, fed what AgentService registers: a desiredCount or subnet change is an
     UpdateService without ForceNewDeployment (ECS rolls nothing for a desired count), and workerCapacity
     FARGATE -> FARGATE_SPOT is a new service on Spot in place of the old one."""
-    created = terraform.apply(terraform_service(service_run(desired_count=1)))
+    created = rollout.apply(terraform_service(service_run(desired_count=1)))
     assert [operation for operation, _ in created] == ["CreateService"]
 
-    (scaled,) = updates(terraform.apply(terraform_service(service_run(desired_count=2))))
+    (scaled,) = updates(rollout.apply(terraform_service(service_run(desired_count=2))))
     assert scaled["desiredCount"] == 2
     assert not scaled.get("forceNewDeployment")
     assert "taskDefinition" not in scaled and "capacityProviderStrategy" not in scaled
 
     moved = ["subnet-0aaaaaaaaaaaaaaa2"]  # moto's other subnet
-    (renetworked,) = updates(terraform.apply(terraform_service(service_run(desired_count=2, subnet_ids=moved))))
+    (renetworked,) = updates(rollout.apply(terraform_service(service_run(desired_count=2, subnet_ids=moved))))
     assert "networkConfiguration" in renetworked and not renetworked.get("forceNewDeployment")
 
     spot = service_run(desired_count=2, subnet_ids=moved, capacity="FARGATE_SPOT", cpu_architecture="X86_64")
-    calls = terraform.apply(terraform_service(spot))
+    calls = rollout.apply(terraform_service(spot))
     operations = [operation for operation, _ in calls]
     # Replaced, not updated. terraform deletes first; Pulumi creates the new service first (its default).
     assert "CreateService" in operations and "DeleteService" in operations
