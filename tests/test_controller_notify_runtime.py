@@ -3,8 +3,9 @@ through the handler as the Lambda runtime calls it: the alert topic as the stack
 SQS queue subscribed to read what arrives.
 
 A run of the pool that failed in its flow and one crashed by infrastructure with no retries left give exactly one
-message each, and a second and third minute give no duplicate; a crash by infrastructure with a retry left is re-run
-by recovery in the same minute and gives none; another pool's failed run and a completed run give none. The label
+message each, and a second and third minute give no duplicate; a crash by infrastructure with a retry left gives
+none, in a minute whose recovery did not reach it as in the next, where recovery re-runs it; another pool's failed
+run and a completed run give none. The label
 the job writes names the state reported and changes neither the run's state nor its history.
 """
 
@@ -100,9 +101,9 @@ def test_a_failed_run_is_one_message_and_a_second_minute_sends_no_duplicate(
             "AWS_REGION": REGION,
         }
         monkeypatch.setattr(notify, "_published", set())
-        handler.run_jobs(env)
+        handler.run_jobs(env, {"notify": notify.run})  # a minute whose recovery ran out of time before the crash
         first = inbox(queue)
-        handler.run_jobs(env)  # the next minute: nothing new
+        handler.run_jobs(env)  # the next minute: recovery re-runs the crash with a retry left, nothing new is sent
         monkeypatch.setattr(notify, "_published", set())  # a cold container: the labels alone hold it back
         handler.run_jobs(env)
         assert inbox(queue) == []
