@@ -2059,6 +2059,16 @@ FACTS: dict[str, Fact | Rule] = {
             else "(missing data not breaching)",
         ),
     ),
+    "controller's schedule rule (alerts)": Fact(
+        "docs/alerts.md",
+        r"`aws events describe-rule --name (\S+) --query State` \(the schedule rule is named as the function\)",
+        lambda: (
+            placeholders(inputs("aws:cloudwatch/eventRule:EventRule", "controller")["name"], stack=STACK)
+            if inputs("aws:cloudwatch/eventRule:EventRule", "controller")["name"]
+            == inputs("aws:lambda/function:Function", "controller")["name"]
+            else "(not the function's name)"
+        ),
+    ),
     "not running only above zero (alerts)": Rule(
         "docs/alerts.md",
         r"(only while `desiredCount`, or `minWorkers` when scaling, is above 0)",
