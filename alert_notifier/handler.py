@@ -8,10 +8,10 @@ role of the account can publish to it. So the alarms invoke this function (Cloud
 function from an alarm": an asynchronous invocation, which Lambda retries twice) and its role publishes. Should it
 still fail, Lambda sends the event itself to the same topic (the function's on-failure destination).
 
-What it publishes: an email subscriber gets a readable text (`message`); every other protocol (https, SQS, Lambda,
-email-json) gets the JSON CloudWatch itself publishes to a topic (`cloudwatch_notification`), so that tools which
-read CloudWatch's alarm notifications (an https endpoint of an incident tool, say) read these too: SNS's
-MessageStructure "json" sends each protocol its own key, the others "default" (SNS Publish API reference).
+What it publishes (topic.py, which the stack controller's failed-run notices share): an email subscriber gets a
+readable text (`message`); every other protocol (https, SQS, Lambda, email-json) gets the JSON CloudWatch itself
+publishes to a topic (`cloudwatch_notification`), so that tools which read CloudWatch's alarm notifications (an
+https endpoint of an incident tool, say) read these too.
 
 Event: CloudWatch's alarm payload (the same guide's example): `alarmArn`, `region`, `accountId`, and `alarmData`
 with `alarmName`, `state` and `previousState` (`value`, `reason`, `timestamp`) and `configuration` (`description`,
@@ -21,14 +21,10 @@ boto3 only.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
-# SNS's Subject: "less than 100 characters", no line breaks (Publish API reference). SSE does not encrypt it (SNS
-# developer guide, "Encryption at rest": message metadata such as the subject is not encrypted): it carries the
-# alarm's name and state only.
-SUBJECT_MAX = 99
+from .topic import publish_request, subject_line
 
 
 def message(event: dict[str, Any]) -> tuple[str, str]:
@@ -38,7 +34,7 @@ def message(event: dict[str, Any]) -> tuple[str, str]:
     name, state = alarm["alarmName"], alarm["state"]
     was = (alarm.get("previousState") or {}).get("value", "unknown")
     description = (alarm.get("configuration") or {}).get("description") or "(no description)"
-    subject = " ".join(f"{state['value']}: {name}".split())[:SUBJECT_MAX]
+    subject = subject_line(f"{state['value']}: {name}")  # the alarm's name and state only
     body = "\n".join(
         [
             f"{state['value']}: {name}",
@@ -88,16 +84,15 @@ def cloudwatch_notification(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def publish_request(event: dict[str, Any], topic_arn: str) -> dict[str, Any]:
+def alarm_publish_request(event: dict[str, Any], topic_arn: str) -> dict[str, Any]:
     """SNS Publish's parameters: the readable text for email, CloudWatch's JSON for every other protocol."""
     subject, body = message(event)
-    messages = {"default": json.dumps(cloudwatch_notification(event)), "email": body}
-    return {"TopicArn": topic_arn, "Subject": subject, "MessageStructure": "json", "Message": json.dumps(messages)}
+    return publish_request(topic_arn, subject, body, cloudwatch_notification(event))
 
 
 def handler(event: dict[str, Any], _context: Any) -> dict[str, str]:
     """Publish the alarm's change; an error propagates, so Lambda retries, then uses the on-failure destination."""
     import boto3  # the Lambda runtime's; imported here so the module loads without it (tests, the zip check)
 
-    boto3.client("sns").publish(**publish_request(event, os.environ["ALERT_TOPIC_ARN"]))
+    boto3.client("sns").publish(**alarm_publish_request(event, os.environ["ALERT_TOPIC_ARN"]))
     return {"status": "published"}

@@ -13,9 +13,12 @@ own), and CloudWatch alarms:
   is older than lateRunMinutes;
 - the stack controller failed (Prefect unreachable, credential rejected, AWS throttling) in 3 of 5 minutes, or
   has not run at all for 15 minutes (Lambda's own Invocations metric, free).
-Needs the worker's cluster and service. Alarms are named `<alarm_prefix>-<suffix>`; the notifier may be invoked by
-exactly these alarms' ARNs, and the topic policy lets principals of this account publish (each needing sns:Publish
-on the topic in its own IAM policy: `alert_notifier.publish_statements`).
+The stack controller also publishes each of the pool's failed or crashed runs to the topic (controller/notify.py,
+with `failed_run_notice_environment` and `alert_notifier.publish_statements`).
+Needs the worker's cluster and service, and the controller's function and schedule names (known up front). Alarms
+are named `<alarm_prefix>-<suffix>`; the notifier may be invoked by exactly these alarms' ARNs, and the topic policy
+lets principals of this account publish (each needing sns:Publish on the topic in its own IAM policy:
+`alert_notifier.publish_statements`).
 """
 
 from __future__ import annotations
@@ -136,6 +139,14 @@ class AlarmSpec:
     evaluation_periods: int
     datapoints_to_alarm: int
     treat_missing_data: str = "notBreaching"
+
+
+def failed_run_notice_environment(
+    *, topic_arn: pulumi.Input[str], alarm_prefix: str, worker_log_group: pulumi.Input[str]
+) -> dict[str, pulumi.Input[str]]:
+    """What controller/notify.py reads (NoticeSettings.from_environ): the topic, the stack's name as the alarms'
+    prefix (the notices' Subject), and the worker's log group (a crashed run's log command)."""
+    return {"ALERT_TOPIC_ARN": topic_arn, "ALERT_PREFIX": alarm_prefix, "WORKER_LOG_GROUP": worker_log_group}
 
 
 def stopped_tasks_log_name(alarm_prefix: str) -> str:
@@ -364,9 +375,9 @@ def stopped_task_pattern(cluster_arn: str, service_name: str) -> dict[str, Any]:
 def topic_policy(
     topic_arn: pulumi.Input[str], account_id: pulumi.Input[str], partition: pulumi.Input[str]
 ) -> pulumi.Output[str]:
-    """Principals of this account may publish, each as its own IAM policy allows (the notifier's role: its
-    `publish_statements`); no AWS service and no other account. Nothing publishes on its own behalf since the
-    alarms invoke the notifier instead."""
+    """Principals of this account may publish, each as its own IAM policy allows (the notifier's and the stack
+    controller's roles: `publish_statements`); no AWS service and no other account. Nothing publishes on its own
+    behalf since the alarms invoke the notifier instead."""
     statement: Statement = {
         "Sid": "ThisAccountsPublishers",
         "Effect": "Allow",

@@ -3,10 +3,12 @@
 AgentImage, FlowStorage, CredentialSecret, AgentNetwork, WorkerCluster, AgentRoles, (for an `ecs` pool)
 EcsPoolRoles with the flow-run task role and the worker's ECS permissions, the Prefect WorkPool, and
 last AgentService, whose workers start once the pool is configured. Wired from the validated StackConfig.
-StackController recovers the pool's runs whose worker is gone (every minute; RunAutomations backs it up for
-stuck Pending runs). Unless config `alarms` is false, Alerts watches the worker service and the controller
-(topic output `alertTopicArn`), and with
-`prefectNotifyBlock` RunNotifications tells that block about failed runs and a pool without a worker.
+Unless config `alarms` is false, Alerts watches the worker service and the controller (topic output
+`alertTopicArn`). StackController recovers the pool's runs whose worker is gone (every minute; RunAutomations
+backs it up for stuck Pending runs) and, with the topic, publishes each of the pool's failed or crashed runs to
+it: Alerts comes first, naming the controller's function and schedule by the names they will have
+(`function_name`), and the controller gets the topic. With `prefectNotifyBlock` RunNotifications tells that
+block (Slack, say) about failed runs and a pool without a worker.
 The controller also publishes the pool's backlog (controller/backlog.py); with minWorkers/maxWorkers
 WorkerScaling makes the service follow it, and StackDashboard shows it all (output `dashboardUrl`).
 """
@@ -21,7 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.agent_image import AgentImage, AgentImageArgs
-from components.agent_roles import AgentRoles, AgentRolesArgs, arn_context
+from components.agent_roles import AgentRoles, AgentRolesArgs, Statement, arn_context
 from components.agent_service import (
     FLOW_HEARTBEAT_SECONDS,
     FLOW_RUN_ENVIRONMENT,
@@ -29,8 +31,8 @@ from components.agent_service import (
     AgentServiceArgs,
     run_limit,
 )
-from components.alert_notifier import notifier_function_name
-from components.alerts import Alerts, AlertsArgs, BacklogAlarms
+from components.alert_notifier import notifier_function_name, publish_statements
+from components.alerts import Alerts, AlertsArgs, BacklogAlarms, failed_run_notice_environment
 from components.api_key_secret import CredentialSecret, CredentialSecretArgs
 from components.config import StackConfig
 from components.ecs_pool_roles import EcsPoolRoles, EcsPoolRolesArgs
@@ -223,6 +225,7 @@ class PrefectWorker(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.alerts = self._alerts(name, args) if args.alarms else None
         self.controller = StackController(
             f"{name}-controller",
             StackControllerArgs(
@@ -243,8 +246,11 @@ class PrefectWorker(pulumi.ComponentResource):
                 )
                 if args.controller_in_vpc
                 else None,
-                environment=backlog_environment(args),
-                extra_policy_statements=[put_metric_statement(backlog_namespace(pulumi.get_stack()))],
+                environment={**backlog_environment(args), **self._notice_environment()},
+                extra_policy_statements=[
+                    put_metric_statement(backlog_namespace(pulumi.get_stack())),
+                    *self._notice_statements(args),
+                ],
             ),
             opts=child,
         )
@@ -280,7 +286,6 @@ class PrefectWorker(pulumi.ComponentResource):
             if args.scaling is not None
             else None
         )
-        self.alerts = self._alerts(name, args) if args.alarms else None
         self.dashboard = StackDashboard(
             f"{name}-dashboard",
             StackDashboardArgs(
@@ -315,11 +320,26 @@ class PrefectWorker(pulumi.ComponentResource):
                     work_pool=args.work_pool,
                     late_run_minutes=args.late_run_minutes,
                 ),
-                controller_function_name=self.controller.function.name,
-                controller_schedule_name=self.controller.schedule.name,
+                # The controller is made after the alerts (it publishes to their topic): its names, known up front.
+                controller_function_name=function_name(pulumi.get_stack()),
+                controller_schedule_name=function_name(pulumi.get_stack()),
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _notice_environment(self) -> dict[str, pulumi.Input[str]]:
+        """Where the controller publishes failed-run notices (controller/notify.py); none without the topic."""
+        if self.alerts is None:
+            return {}
+        return failed_run_notice_environment(
+            topic_arn=self.alerts.topic.arn,
+            alarm_prefix=f"prefect-fargate-{pulumi.get_stack()}",
+            worker_log_group=self.cluster.log_group.name,
+        )
+
+    def _notice_statements(self, args: StackConfig) -> list[Statement]:
+        """sns:Publish on exactly the alert topic (and its key through SNS with kmsKeyArn), as the notifier has."""
+        return publish_statements(self, self.alerts.topic.arn, args.kms_key_arn) if self.alerts else []
 
     def _base_job_template(self, args: StackConfig) -> pulumi.Input[dict[str, Any]]:
         """The pool's template: Prefect's own for `process`; for `ecs`, prefect-aws's filled from the stack."""

@@ -2,11 +2,13 @@
 
 Creates the function (python3.13, zipped by Pulumi from controller/'s modules: no Docker, no Prefect package,
 only the standard library and the runtime's boto3), its role, its log group (the stack's retention), an
-EventBridge rule that invokes it every minute, and its asynchronous-invocation settings (no retries, no late
-events). Its jobs (controller/handler.py) recover this pool's runs whose worker or task is gone
-(controller/recovery.py) and publish the pool's backlog (controller/backlog.py); jobs add their settings
-through `environment` and their permissions through `extra_policy_statements`. Its errors alarm on the stack's
-alert topic (components/alerts.py, `controller-errors`).
+EventBridge rule that invokes it every minute (named as the function, so that the alarms can name both before
+either exists), and its asynchronous-invocation settings (no retries, no late events). Its jobs
+(controller/handler.py) publish the pool's backlog (controller/backlog.py), recover this pool's runs whose worker
+or task is gone (controller/recovery.py) and, with the stack's alert topic, publish each of the pool's runs that
+ends FAILED or CRASHED to it (controller/notify.py); jobs add their settings through `environment` and their
+permissions through `extra_policy_statements`. Its errors alarm on the stack's alert topic (components/alerts.py,
+`controller-errors`).
 
 The role reads exactly the stack's credential secret, describes exactly this cluster's tasks (an `ecs` pool's
 flow-run tasks, or a `process` pool's worker tasks, which name the runs they hold), writes its own log group, and
@@ -27,6 +29,8 @@ from components.agent_roles import Statement, arn_context, policy_document
 from components.kms import decrypt_through
 
 CONTROLLER_DIR = Path(__file__).resolve().parent.parent / "controller"
+# What the controller shares with the alert notifier: how a message is put on the alert topic (controller/notify.py).
+SHARED_MODULES = ("alert_notifier/__init__.py", "alert_notifier/topic.py")
 RUNTIME = "python3.13"  # its image carries boto3 (the controller's only dependency beyond the standard library)
 HANDLER = "controller.handler.handler"
 MEMORY_MB = 128  # the smallest Lambda size: a few HTTP calls a minute
@@ -55,15 +59,21 @@ MISSED_HEARTBEATS = 5
 
 
 def controller_archive() -> pulumi.AssetArchive:
-    """controller/'s Python modules under `controller/` in the zip (no __pycache__, nothing else)."""
+    """controller/'s Python modules under `controller/` in the zip, and the SHARED_MODULES (no __pycache__, nothing
+    else)."""
+    root = CONTROLLER_DIR.parent
     return pulumi.AssetArchive(
-        {f"controller/{path.name}": pulumi.FileAsset(str(path)) for path in sorted(CONTROLLER_DIR.glob("*.py"))}
+        {
+            **{f"controller/{path.name}": pulumi.FileAsset(str(path)) for path in sorted(CONTROLLER_DIR.glob("*.py"))},
+            **{shared: pulumi.FileAsset(str(root / shared)) for shared in SHARED_MODULES},
+        }
     )
 
 
 def function_name(stack: str, role: str = "controller") -> str:
-    """Named up front so the role's log statement and the alarms can name it; at most 64 characters. `role` names
-    another of the stack's functions (the alert notifier, components/alert_notifier.py)."""
+    """Named up front so the role's log statement and the alarms can name it (the controller's schedule rule has the
+    same name); at most 64 characters, as Lambda and EventBridge both allow. `role` names another of the stack's
+    functions (the alert notifier, components/alert_notifier.py)."""
     return f"prefect-fargate-{stack}-{role}"[-64:].lstrip("-")
 
 
@@ -223,7 +233,7 @@ class StackController(pulumi.ComponentResource):
         self.function = aws.lambda_.Function(
             f"{name}-function",
             name=fn_name,
-            description="prefect-fargate stack controller: recovers the pool's runs whose worker is gone; its backlog",
+            description="prefect-fargate stack controller: the pool's backlog, runs whose worker is gone, failed runs",
             runtime=RUNTIME,
             handler=HANDLER,
             code=controller_archive(),
@@ -248,6 +258,7 @@ class StackController(pulumi.ComponentResource):
         )
         self.schedule = aws.cloudwatch.EventRule(
             f"{name}-schedule",
+            name=fn_name,  # what the controller-not-running alarm tells to check, known before the rule exists
             description="Runs the prefect-fargate stack controller every minute",
             schedule_expression=SCHEDULE,
             opts=child,

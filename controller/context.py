@@ -9,7 +9,8 @@ Environment (set by components/stack_controller.py):
 - WORK_POOL, WORK_POOL_TYPE (process or ecs), CLUSTER_ARN: what the controller watches;
 - SILENCE_SECONDS: how long a process pool's RUNNING run may go unheard before its silence counts (recovery.py);
 - STUCK_SECONDS: how long a run may stay PENDING (config stuckRunMinutes);
-- RETRY_CRASHED_RUNS: true or false (config retryCrashedRuns): re-run runs crashed by infrastructure.
+- RETRY_CRASHED_RUNS: true or false (config retryCrashedRuns): re-run runs crashed by infrastructure;
+- the jobs' own: BACKLOG_* (backlog.py), ALERT_TOPIC_ARN and the rest (notify.py, off without it).
 
 The credential is read from Secrets Manager once per warm container (the Lambda runtime keeps module state
 between invocations), and again only when Prefect answers 401/403 (a rotated key: prefect_rest.py `renew`).
@@ -22,9 +23,12 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from .prefect_rest import PrefectRest, auth_header
+
+MIN_STEP_SECONDS = 1.0  # no step is started with less time left than this (or than the longest step so far)
+T = TypeVar("T")
 
 # Secret ARN -> its value, for this warm container's life; and every value seen (the old one after a rotation).
 _credentials: dict[str, str] = {}
@@ -64,11 +68,36 @@ class Context:
     prefect: PrefectRest
     ecs: Any  # a boto3 ECS client (DescribeTasks only)
     cloudwatch: Any = None  # a boto3 CloudWatch client (PutMetricData in the stack's namespace: backlog.py)
+    sns: Any = None  # a boto3 SNS client (Publish to the alert topic: notify.py), when the stack has the topic
     now: Callable[[], datetime]
     log: Callable[[str], None]
     credential: str | None = None  # masked out of every log line (mask)
     env: Mapping[str, str] = field(default_factory=dict)  # the function's environment, for jobs' own settings
     time_left: Callable[[], float] = lambda: math.inf  # seconds before this invocation must stop (handler.py)
+
+
+def each_in_time(ctx: Context, steps: list[tuple[str, Callable[[], T | None]]]) -> tuple[list[T], list[str], list[str]]:
+    """Run each step (judge a run and act on it) in turn while time is left for one more (the longest so far, at
+    least MIN_STEP_SECONDS); returns (what the steps returned, failures, run ids left for the next minute). One
+    step's failure does not keep the others from theirs."""
+    done: list[T] = []
+    failed: list[str] = []
+    left: list[str] = []
+    longest = MIN_STEP_SECONDS
+    for run_id, step in steps:
+        before = ctx.time_left()
+        if before <= longest:
+            left.append(run_id)
+            continue
+        try:
+            result = step()
+            if result is not None:
+                done.append(result)
+        except Exception as exc:  # reported by the job, which then fails
+            failed.append(f"flow run {run_id}: {exc}")
+        if math.isfinite(before):
+            longest = max(longest, before - ctx.time_left())
+    return done, failed, left
 
 
 def utcnow() -> datetime:
@@ -128,6 +157,7 @@ def build_context(
         ),
         ecs=boto3.client("ecs", config=config),
         cloudwatch=boto3.client("cloudwatch", config=config),
+        sns=boto3.client("sns", config=config) if env.get("ALERT_TOPIC_ARN") else None,
         now=now,
         log=masked(log),
         credential=credential,

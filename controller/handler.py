@@ -5,10 +5,11 @@ each job gets its time left (`Context.time_left`, DEADLINE_MARGIN_SECONDS before
 Prefect call's timeout is cut to it, and recovery stops before it (what it leaves is logged and done next minute).
 Environment: see controller/context.py.
 
-Runs the backlog job first, so that scaling never waits on recovery, then recovery; one job's failure does not
-stop the other. Every failure is logged on one line with every credential form masked, and the handler raises at
-the end so the Lambda `Errors` metric counts it (the stack's controller-errors alarm watches that metric). A
-failure never acts on a run: a job that cannot read what it needs leaves every run as it is until the next minute.
+Runs the backlog job first, so that scaling never waits on recovery, then recovery, then the failed-run notices
+(notify.py: after recovery, which may re-run a crashed run first); one job's failure does not stop the others.
+Every failure is logged on one line with every credential form masked, and the handler raises at the end so the
+Lambda `Errors` metric counts it (the stack's controller-errors alarm watches that metric). A failure never acts
+on a run: a job that cannot read what it needs leaves every run as it is until the next minute.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import backlog, recovery
+from . import backlog, notify, recovery
 from .context import Context, build_context, mask
 
-JOBS: dict[str, Callable[[Context], Any]] = {"backlog": backlog.run, "recovery": recovery.run}
+JOBS: dict[str, Callable[[Context], Any]] = {"backlog": backlog.run, "recovery": recovery.run, "notify": notify.run}
 # Kept between the jobs' deadline and the function's timeout: the last call's answer, the log lines, the raise.
 DEADLINE_MARGIN_SECONDS = 5.0
 

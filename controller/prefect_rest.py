@@ -6,8 +6,9 @@ the runtime's Python; the controller makes a handful of requests a minute, which
 connection pooling nor HTTP/2. Each endpoint is cited from prefect/server/api/*.py (Prefect 3.9.1); a
 Prefect Cloud workspace URL serves the same paths under /api/accounts/<a>/workspaces/<w>.
 
-Read-only calls only, plus the one write, `set_state`. Never `POST /work_pools/{name}/get_scheduled_flow_runs`:
-it counts as a worker poll and would mark the pool READY (prefect/server/api/workers.py).
+Read-only calls only, plus two writes: `set_state` (recovery.py) and `set_labels` (notify.py). Never
+`POST /work_pools/{name}/get_scheduled_flow_runs`: it counts as a worker poll and would mark the pool READY
+(prefect/server/api/workers.py).
 
 How it reads, so that nothing is judged from a partial answer:
 - every page of a listing is read, or the call raises (a listing is never returned cut short);
@@ -186,6 +187,14 @@ class PrefectRest:
         """`GET /flow_runs/{id}` (flow_runs.py, read_flow_run)."""
         return dict(self.request("GET", f"/flow_runs/{run_id}"))
 
+    def flow(self, flow_id: str) -> dict[str, Any]:
+        """`GET /flows/{id}` (flows.py, read_flow)."""
+        return dict(self.request("GET", f"/flows/{flow_id}"))
+
+    def deployment(self, deployment_id: str) -> dict[str, Any]:
+        """`GET /deployments/{id}` (deployments.py, read_deployment)."""
+        return dict(self.request("GET", f"/deployments/{deployment_id}"))
+
     def states(self, run_id: str) -> list[dict[str, Any]]:
         """A run's whole state history, oldest first: `GET /flow_run_states/?flow_run_id=` (flow_run_states.py,
         read_flow_run_states; models/flow_run_states.py orders it by timestamp)."""
@@ -215,12 +224,18 @@ class PrefectRest:
                 return heard
             page = self.request("GET", next_events_page(link))
 
-    # -- the one write ----------------------------------------------------------------------------
+    # -- the writes -------------------------------------------------------------------------------
 
     def set_state(self, run_id: str, state: dict[str, Any]) -> dict[str, Any]:
         """Propose `state` through orchestration (force false, so the server's rules apply):
         `POST /flow_runs/{id}/set_state` (flow_runs.py, set_flow_run_state). Returns the OrchestrationResult."""
         return dict(self.request("POST", f"/flow_runs/{run_id}/set_state", {"state": state, "force": False}))
+
+    def set_labels(self, run_id: str, labels: dict[str, str]) -> None:
+        """Merge `labels` into the run's: `PATCH /flow_runs/{id}/labels` (flow_runs.py, update_flow_run_labels;
+        models/flow_runs.py `update_flow_run_labels` reads the run's labels, merges these in and writes the labels
+        column alone: the run's state is never touched). Answered 204, no body."""
+        self.request("PATCH", f"/flow_runs/{run_id}/labels", labels)
 
 
 def next_events_page(link: str) -> str:

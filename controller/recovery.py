@@ -30,7 +30,8 @@ CRASHED runs (RETRY_CRASHED_RUNS): a run whose crash came from infrastructure, n
 is a CRASHED state newer than CRASH_LOOKBACK whose message is one prefect-aws's ECS observer writes
 (prefect_aws/observers/ecs.py `mark_runs_as_crashed`: a container that exited non-zero, a task that failed to
 start) or this controller's own. It goes to AwaitingRetry while `run_count <= retries`; an attempt that had not
-started when it crashed follows the PENDING cap instead. A FAILED run, a run crashed by its own code (the flow
+started when it crashed follows the PENDING cap instead. That rule is `rerun`, which the notify job asks too (a run
+recovery will re-run has not ended, so it is not reported). A FAILED run, a run crashed by its own code (the flow
 engine's messages) and another pool's run are never touched. CRASHED to AwaitingRetry needs no `force`:
 `HandleFlowTerminalStateTransitions` (core_policy.py) aborts only CRASHED/PAUSED/CANCELLING proposals out of a
 terminal state, and a SCHEDULED one for a run without a deployment (a pool's run has one).
@@ -43,13 +44,12 @@ logged and done next minute.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .context import Context
+from .context import Context, each_in_time
 
 HEARTBEAT = "prefect.flow-run.heartbeat"
 WORKER_LABEL = "prefect.worker.name"
@@ -59,7 +59,6 @@ CRASH_LOOKBACK = timedelta(minutes=10)  # infrastructure crashes newer than this
 CONTROLLER = "(prefect-fargate controller)"  # ends every message this controller writes
 # The messages of prefect_aws/observers/ecs.py `mark_runs_as_crashed` (prefect-aws 0.7.12).
 OBSERVER_CRASHES = ("The following containers stopped with a non-zero exit code: ", "ECS task failed to start: ")
-MIN_STEP_SECONDS = 1.0  # no change is started with less time left than this (or than the longest change so far)
 
 
 class RecoveryError(Exception):
@@ -239,6 +238,27 @@ def crashed_by_infrastructure(run: dict[str, Any]) -> bool:
     return message.startswith(OBSERVER_CRASHES) or message.endswith(f"{CONTROLLER}.")
 
 
+def ended_after(run: dict[str, Any], since: datetime) -> bool:
+    """Whether the run ended after `since`: its `end_time` (the server's, set when it entered a final state), else
+    its state's time."""
+    return parse_time(run.get("end_time") or run["state"]["timestamp"]) > since
+
+
+def rerun(ctx: Context, run: dict[str, Any], now: datetime) -> Verdict | None:
+    """The re-run recovery gives a CRASHED run, or None: with RETRY_CRASHED_RUNS, a crash by infrastructure that
+    ended within CRASH_LOOKBACK and that its flow's retries (an attempt that never started: the hand-back cap)
+    allow. The one predicate for it: the notify job (controller/notify.py) asks it too, so that a run recovery will
+    re-run, even one it had no time for this minute, is never reported as ended."""
+    if not (
+        ctx.settings.retry_crashed
+        and run["state"]["type"] == "CRASHED"
+        and crashed_by_infrastructure(run)
+        and ended_after(run, now - CRASH_LOOKBACK)
+    ):
+        return None
+    return rerun_crashed(ctx, run)
+
+
 def rerun_crashed(ctx: Context, run: dict[str, Any]) -> Verdict | None:
     """A run crashed by infrastructure: re-run while its flow's retries allow (an attempt that had not started:
     while under the hand-back cap); else None, and it stays CRASHED."""
@@ -274,31 +294,14 @@ def apply(ctx: Context, verdict: Verdict) -> str:
     return f"{verdict.action}: {result.get('status')} ({(result.get('details') or {}).get('reason') or 'accepted'})"
 
 
+def applied(ctx: Context, found: Verdict | None) -> Verdict | None:
+    """Apply a verdict (if any) and log what happened."""
+    if found is not None:
+        ctx.log(f"recovery: flow run {found.run_id}: {apply(ctx, found)}: {found.message}")
+    return found
+
+
 Step = tuple[str, Callable[[], Verdict | None]]
-
-
-def apply_in_time(ctx: Context, steps: list[Step]) -> tuple[list[Verdict], list[str], list[str]]:
-    """Judge and apply each step in turn while time is left for one more (the longest so far, at least
-    MIN_STEP_SECONDS); returns (verdicts applied, failures, run ids left for the next minute)."""
-    applied: list[Verdict] = []
-    failed: list[str] = []
-    left: list[str] = []
-    longest = MIN_STEP_SECONDS
-    for run_id, step in steps:
-        before = ctx.time_left()
-        if before <= longest:
-            left.append(run_id)
-            continue
-        try:
-            found = step()
-            if found is not None:
-                ctx.log(f"recovery: flow run {found.run_id}: {apply(ctx, found)}: {found.message}")
-                applied.append(found)
-        except Exception as exc:  # one run's failed change does not keep the others from theirs
-            failed.append(f"flow run {run_id}: {exc}")
-        if math.isfinite(before):
-            longest = max(longest, before - ctx.time_left())
-    return applied, failed, left
 
 
 def run(ctx: Context) -> list[Verdict]:
@@ -311,9 +314,8 @@ def run(ctx: Context) -> list[Verdict]:
     crashed = []
     if settings.retry_crashed:
         since = {"end_time": {"after_": (now - CRASH_LOOKBACK).isoformat()}}
-        crashed = [
-            r for r in ctx.prefect.pool_runs(settings.pool_name, ["CRASHED"], **since) if crashed_by_infrastructure(r)
-        ]
+        listed = ctx.prefect.pool_runs(settings.pool_name, ["CRASHED"], **since)
+        crashed = [r for r in listed if crashed_by_infrastructure(r)]
 
     ecs_pool = settings.pool_type == "ecs"
     tasks = {
@@ -341,15 +343,15 @@ def run(ctx: Context) -> list[Verdict]:
         else:
             continue
         steps.append((str(run["id"]), lambda run=run, why=why: stuck_pending(ctx, run, why)))
-    steps += [(str(run["id"]), lambda run=run: rerun_crashed(ctx, run)) for run in crashed]
+    steps += [(str(run["id"]), lambda run=run: rerun(ctx, run, now)) for run in crashed]
 
-    applied, failed, left = apply_in_time(ctx, steps)
+    changed, failed, left = each_in_time(ctx, [(run_id, lambda s=step: applied(ctx, s())) for run_id, step in steps])
     ctx.log(
         f"recovery: {len(running)} running, {len(pending)} pending, {len(crashed)} crashed by infrastructure lately; "
-        f"{len(applied)} changed"
+        f"{len(changed)} changed"
     )
     if left:
         ctx.log(f"recovery: out of time, {len(left)} left for the next minute: {', '.join(left)}")
     if failed or judged.problems:
         raise RecoveryError("; ".join(judged.problems + failed))
-    return applied
+    return changed

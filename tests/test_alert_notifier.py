@@ -14,7 +14,8 @@ import boto3
 import pytest
 from conftest import ACCOUNT, BASE_CONFIG, REGION, Run, run_program
 
-from alert_notifier.handler import SUBJECT_MAX, cloudwatch_notification, handler, message, publish_request
+from alert_notifier.handler import alarm_publish_request, cloudwatch_notification, handler, message
+from alert_notifier.topic import SUBJECT_MAX
 from components.alert_notifier import notifier_archive
 
 ALARM_NAME = "prefect-fargate-nightly-late-runs"
@@ -106,7 +107,7 @@ def test_one_change_is_one_message_on_the_topic(topic: tuple[str, str], monkeypa
     (delivered,) = received(queue)
     assert delivered["Subject"] == message(alarm_event())[0]
     assert json.loads(delivered["Message"]) == cloudwatch_notification(alarm_event())
-    request = publish_request(alarm_event(), arn)
+    request = alarm_publish_request(alarm_event(), arn)
     assert request["MessageStructure"] == "json"
     assert json.loads(request["Message"])["email"] == message(alarm_event())[1]
 

@@ -213,6 +213,11 @@ def test_alarms_false_creates_none_of_it() -> None:
     ]
     assert sorted(r.name for r in off.of_type(LOG)) == ["prefect-controller-logs", "prefect-worker-logs"]
     assert "alertTopicArn" not in off.outputs
+    # No topic, so the controller's failed-run notices are off (controller/notify.py): no setting, no permission.
+    controller = off.one("aws:lambda/function:Function", "controller").plain_inputs["environment"]["variables"]
+    assert not {"ALERT_TOPIC_ARN", "ALERT_PREFIX", "WORKER_LOG_GROUP"} & set(controller)
+    policy = off.one("aws:iam/rolePolicy:RolePolicy", "controller").json_input("policy")
+    assert "sns:" not in json.dumps(policy)
 
 
 def test_a_paused_worker_has_no_not_running_alarm() -> None:

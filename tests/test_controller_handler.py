@@ -91,6 +91,8 @@ class SlowApi:
         if path.endswith("/set_state"):
             run = self.runs[path.split("/")[2]]
             run["state"] = {**body["state"], "id": "new", "timestamp": datetime.now(UTC).isoformat()}
+            if body["state"]["type"] == "SCHEDULED":  # as the server does (SetNextScheduledStartTime)
+                run["next_scheduled_start_time"] = body["state"]["state_details"]["scheduled_time"]
             return {"status": "ACCEPT"}
         if path.startswith("/flow_runs/"):
             return self.runs[path.split("/")[2]]
@@ -151,7 +153,7 @@ def test_the_jobs_deadline_is_the_functions_remaining_time_less_the_margin() -> 
     assert handler.time_left_of(None)() == float("inf")
 
 
-def test_the_backlog_runs_before_recovery_and_a_failure_of_one_keeps_the_other(
+def test_the_backlog_runs_before_recovery_then_notify_and_a_failure_of_one_keeps_the_others(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ran: list[str] = []
@@ -164,10 +166,11 @@ def test_the_backlog_runs_before_recovery_and_a_failure_of_one_keeps_the_other(
 
     monkeypatch.setattr(handler.backlog, "run", backlog)
     monkeypatch.setattr(handler.recovery, "run", lambda _: ran.append("recovery"))
+    monkeypatch.setattr(handler.notify, "run", lambda _: ran.append("notify"))
     jobs = {name: getattr(handler, name).run for name in handler.JOBS}  # the same order, the stand-ins
-    with pytest.raises(handler.ControllerError, match="jobs failed: backlog"):
+    with pytest.raises(handler.ControllerError, match=r"jobs failed: backlog$"):
         handler.run_jobs({}, jobs)
-    assert ran == ["backlog", "recovery"] == list(handler.JOBS)
+    assert ran == ["backlog", "recovery", "notify"] == list(handler.JOBS)
 
 
 # -- the credential: once per warm container ---------------------------------------------------------------------------

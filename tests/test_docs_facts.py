@@ -51,7 +51,7 @@ from components.agent_image import pinned_version
 from components.config import LOG_RETENTION_DAYS, ConfigError
 from components.prefect_api import AUTH_STRING_FIX, KEY_FIX, reason
 from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
-from controller import backlog, handler, prefect_rest, recovery
+from controller import backlog, handler, notify, prefect_rest, recovery
 from devtools import aws_quotas
 from devtools.rehearse import SHAPES
 
@@ -359,6 +359,80 @@ def notification_fields(fields: str) -> str | None:
 
     stated, built = re.findall(r"`(\w+)`", fields), list(cloudwatch_notification(alarm_event()))
     return None if stated == built else f"the notifier sends {built}"
+
+
+# -- the failed-run notices (controller/notify.py) -----------------------------------------------------------------
+
+
+def failed_run_sample(sample: str) -> str | None:
+    """docs/alerts.md's sample email is what the notify job writes for the run it describes: the program's API URL,
+    pool, region, alert prefix and worker log group (the sample's stack put in for the mocks'); the run's names, state,
+    times and message as the sample gives them."""
+    from controller.context import Context, Settings
+
+    found = re.match(
+        r"Subject: prefect-fargate-(\S+): .*? ended (\w+)\. Flow: (\S+) Deployment: (\S+) Flow run: (\S+) \((\S+)\)"
+        r" State: \w+ at (\S+ \S+) UTC \(started (\S+ \S+) UTC\) Message: (.*?) Open it:",
+        sample,
+    )
+    if not found:
+        return "the sample does not read as a notice"
+    stack, state, flow, deployment, name, run_id, ended, started, message = found.groups()
+    env = controller_env()
+    iso = lambda text: text.replace(" ", "T") + "+00:00"  # noqa: E731
+    flow_run = {
+        "id": run_id,
+        "name": name,
+        "flow_id": "f",
+        "deployment_id": "d",
+        "state": {"id": "s", "type": state.upper(), "name": state, "timestamp": iso(ended), "message": message},
+        "start_time": iso(started),
+        "end_time": iso(ended),
+    }
+    settings = notify.NoticeSettings.from_environ(
+        {
+            **env,
+            "ALERT_PREFIX": env["ALERT_PREFIX"].replace(STACK, stack),
+            "WORKER_LOG_GROUP": env["WORKER_LOG_GROUP"].replace(f"/{STACK}/", f"/{stack}/"),
+            "AWS_REGION": REGION,
+        }
+    )
+    ctx = Context(settings=Settings.from_env(env), prefect=None, ecs=None, now=datetime.now, log=print)
+    written = notify.notice(ctx, settings, flow_run, flow, deployment)
+    text = " ".join(f"Subject: {written.subject}\n\n{written.text}".split())
+    return None if text == sample else f"the job writes: {text}"
+
+
+def notice_fields(fields: str) -> str | None:
+    """The JSON fields docs/alerts.md names are the notice's (controller/notify.py `notice`)."""
+    from test_controller_notify import Prefect, Sns, ended, minute, notify_context, structured
+
+    sns = Sns()
+    minute(notify_context(Prefect([ended(1)]), sns))
+    stated, built = re.findall(r"`(\w+)`", fields), list(structured(sns.published[0]))
+    return None if stated == built else f"the notice has {built}"
+
+
+def controller_publishes_to_the_topic_only() -> str | None:
+    """The controller's role may sns:Publish to the alert topic, nothing else of SNS (and the key only through SNS)."""
+    sns = [s for s in statements("controller-policy", "default") if "sns" in json.dumps(s)]
+    topic = run().outputs["alertTopicArn"]
+    expected = [{"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic}]
+    return None if sns == expected else f"the controller's SNS statements: {sns}"
+
+
+def notice_within(minutes: str) -> str | None:
+    """A run that ends just after a minute's listing is read the next minute (60 s) and published within that
+    invocation (its timeout): under `minutes`."""
+    timeout = inputs("aws:lambda/function:Function", "controller")["timeout"]
+    rate = inputs("aws:cloudwatch/eventRule:EventRule", "controller")["scheduleExpression"]
+    longest = MINUTE + timeout if rate == "rate(1 minute)" else math.inf
+    return None if longest < WORDS.index(minutes) * MINUTE else f"{longest} s is not within {minutes} minutes"
+
+
+def controller_jobs(*jobs: str) -> str | None:
+    ordered = [{"the pool's backlog": "backlog", "recovery": "recovery", "notices": "notify"}.get(j, j) for j in jobs]
+    return None if ordered == list(handler.JOBS) else f"the handler runs {list(handler.JOBS)}"
 
 
 def no_key_of_its_own() -> str | None:
@@ -778,10 +852,11 @@ def due_filter(field: str) -> str | None:
 LAMBDA_ITSELF = {"logs", "ec2"}
 
 
-def vpc_endpoints(credential: str, metrics: str, ecs: str, logs: str) -> str | None:
+def vpc_endpoints(credential: str, metrics: str, ecs: str, notices: str, logs: str) -> str | None:
     """The endpoints an in-VPC controller needs are those of the services its role lets the function's own code
     call (botocore's endpoint prefix for each, e.g. CloudWatch's `monitoring`); KMS is called by Secrets Manager
-    (kms:ViaService), the rest by Lambda itself; `ecs` on either pool (a process pool's worker tasks name its runs)."""
+    or SNS (kms:ViaService), the rest by Lambda itself; `ecs` on either pool (a process pool's worker tasks name its
+    runs); SNS only with the alert topic."""
     import botocore.session
 
     session = botocore.session.get_session()
@@ -801,9 +876,11 @@ def vpc_endpoints(credential: str, metrics: str, ecs: str, logs: str) -> str | N
             if service not in LAMBDA_ITSELF and "kms:ViaService" not in json.dumps(statement.get("Condition", {}))
         }
 
-    on_ecs, on_process = called("controller-in-vpc"), called("default")
-    if on_ecs != {credential, metrics, ecs} or on_process != {credential, metrics, ecs}:
+    on_ecs, on_process, no_alarms = called("controller-in-vpc"), called("default"), called("no-alarms")
+    if on_ecs != {credential, metrics, ecs, notices} or on_process != {credential, metrics, ecs, notices}:
         return f"the function calls {sorted(on_ecs)} on an ecs pool, {sorted(on_process)} on a process pool"
+    if no_alarms != {credential, metrics, ecs}:
+        return f"with alarms false the function calls {sorted(no_alarms)}"
     own_logs = {service for service, _ in services("default")}
     return None if logs in own_logs & LAMBDA_ITSELF else f"{logs} is not what Lambda does for the function"
 
@@ -1519,6 +1596,52 @@ FACTS: dict[str, Fact | Rule] = {
         r"an alarm that the ECS observer's dead-letter queue is not empty \(`([\w-]+)`",
         lambda: alarm("observer-dead-letters", "ecs")["name"].removeprefix(f"{PROJECT}-{STACK}-"),
     ),
+    "failed-run notices: which states": Fact(
+        "docs/alerts.md",
+        r"each flow run of this stack's pool that ends \*\*(\w+)\*\* \(TimedOut included\) or \*\*(\w+)\*\*",
+        lambda: tuple(notify.ENDED),
+    ),
+    "failed-run notices: the sample email": Rule(
+        "docs/alerts.md", r"```text (Subject: prefect-fargate-\S+: a flow run of pool .*?) ```", failed_run_sample
+    ),
+    "failed-run notices: JSON fields": Rule(
+        "docs/alerts.md",
+        r"gets the same as JSON, with the\s+fields ((?:`\w+`,?\s+)+and `\w+`)",
+        notice_fields,
+    ),
+    "failed-run notices: the topic only": Rule(
+        "docs/alerts.md", r"(may `sns:Publish` to this topic only)", lambda _: controller_publishes_to_the_topic_only()
+    ),
+    "failed-run notices: within": Rule(
+        "docs/alerts.md", r"The email arrives within about (\w+) minutes of the run's end", notice_within
+    ),
+    "failed-run notices: the label": Fact(
+        "docs/alerts.md",
+        r"labels the run `([^`]+)` with the id of the state it reported",
+        lambda: notify.LABEL,
+    ),
+    "failed-run notices: the lookback": Fact(
+        "docs/alerts.md",
+        r"Runs that ended within the last (\d+) hours are read every minute.*? the pool's failures of the last (\d+)"
+        r" hours are sent once",
+        lambda: (n(notify.LOOKBACK.total_seconds() / 3600),) * 2,
+    ),
+    "failed-run notices: the pace": Fact(
+        "docs/alerts.md",
+        r"Notices are sent at most (\d+) a second",
+        lambda: n(1 / notify.PUBLISH_INTERVAL),
+    ),
+    "controller's jobs (runs)": Rule(
+        "docs/runs.md",
+        r"It has three jobs each minute, in this order: (the pool's backlog), which scaling follows .*?; (recovery),"
+        r" below; and, with `alarms` on, the \[failed-run (notices)\]",
+        controller_jobs,
+    ),
+    "the notices' label (runs)": Fact(
+        "docs/runs.md",
+        r"marking it with the flow-run label `([^`]+)` \(the id of the state reported; a label changes no state\)",
+        lambda: notify.LABEL,
+    ),
     "notification names": Fact(
         "docs/alerts.md",
         r"named `([^`]+: notify when) \.\.\.`",
@@ -1677,7 +1800,8 @@ FACTS: dict[str, Fact | Rule] = {
     "controller's VPC endpoints": Rule(
         "docs/runs.md",
         r"VPC endpoints for what the function calls: `(\w+)` for its credential, `(\w+)` for CloudWatch's"
-        r" PutMetricData and `(\w+)` for DescribeTasks, on either pool type; no\s+`(\w+)` endpoint is needed",
+        r" PutMetricData and `(\w+)` for DescribeTasks, on either pool type, and `(\w+)` for the failed-run"
+        r" notices, with `alarms` on; no\s+`(\w+)` endpoint is needed",
         vpc_endpoints,
     ),
     "rehearsal's quota count": Fact(
@@ -1985,6 +2109,16 @@ FACTS: dict[str, Fact | Rule] = {
             alarm("controller-not-running")["metricName"]
             if alarm("controller-not-running")["treatMissingData"] == "breaching"
             else "(missing data not breaching)",
+        ),
+    ),
+    "controller's schedule rule (alerts)": Fact(
+        "docs/alerts.md",
+        r"`aws events describe-rule --name (\S+) --query State` \(the schedule rule is named as the function\)",
+        lambda: (
+            placeholders(inputs("aws:cloudwatch/eventRule:EventRule", "controller")["name"], stack=STACK)
+            if inputs("aws:cloudwatch/eventRule:EventRule", "controller")["name"]
+            == inputs("aws:lambda/function:Function", "controller")["name"]
+            else "(not the function's name)"
         ),
     ),
     "not running only above zero (alerts)": Rule(

@@ -41,20 +41,27 @@ QUEUES = [
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 DECRYPT = "kms:Decrypt"
 # The role policies that gain a KMS statement, and its (Sid, service, actions) for each pool type: the readers
-# decrypt; the alert notifier, which publishes to the topic, also makes data keys (PUBLISH_ACTIONS).
+# decrypt; the alert notifier and the stack controller (its failed-run notices), which publish to the topic, also make
+# data keys (PUBLISH_ACTIONS).
 ALERTS_PUBLISHER = {"prefect-alerts-notifier-policy": [("AlertTopicKey", "sns", PUBLISH_ACTIONS)]}
 KMS_STATEMENTS = {
     "process": {
         "prefect-roles-execution-policy": [("ApiKeyKey", "secretsmanager", DECRYPT)],
         "prefect-roles-task-policy": [("FlowCodeKey", "s3", DECRYPT)],
-        "prefect-controller-policy": [("CredentialKey", "secretsmanager", DECRYPT)],
+        "prefect-controller-policy": [
+            ("AlertTopicKey", "sns", PUBLISH_ACTIONS),
+            ("CredentialKey", "secretsmanager", DECRYPT),
+        ],
         **ALERTS_PUBLISHER,
     },
     "ecs": {
         "prefect-roles-execution-policy": [("ApiKeyKey", "secretsmanager", DECRYPT)],
         "prefect-ecs-pool-flow-run-policy": [("FlowCodeKey", "s3", DECRYPT)],
         "prefect-ecs-pool-worker-policy": [("ObserverQueueKey", "sqs", DECRYPT)],
-        "prefect-controller-policy": [("CredentialKey", "secretsmanager", DECRYPT)],
+        "prefect-controller-policy": [
+            ("AlertTopicKey", "sns", PUBLISH_ACTIONS),
+            ("CredentialKey", "secretsmanager", DECRYPT),
+        ],
         **ALERTS_PUBLISHER,
     },
 }

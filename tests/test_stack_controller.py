@@ -3,6 +3,7 @@ schedule, its role (exactly what it may touch), its log group, its alarm and, wh
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -66,6 +67,10 @@ def test_the_function_runs_every_minute_small_and_quick_with_the_stacks_settings
         "BACKLOG_MAX_WORKERS": "1",
         "BACKLOG_LEAD_MINUTES": "3",
         "BACKLOG_QUIET_MINUTES": "10",
+        # The failed-run notices (controller/notify.py): the alert topic, the stack's name, the worker's log.
+        "ALERT_TOPIC_ARN": default_run.outputs["alertTopicArn"],
+        "ALERT_PREFIX": "prefect-fargate-test",
+        "WORKER_LOG_GROUP": default_run.outputs["logGroupName"],
     }
     assert "vpcConfig" not in fn or not fn["vpcConfig"]  # Prefect Cloud: outside any VPC
     rule = default_run.one("aws:cloudwatch/eventRule:EventRule", "controller").plain_inputs
@@ -182,6 +187,12 @@ def test_the_role_reads_its_secret_describes_its_workers_tasks_writes_its_log_an
             "Resource": "*",
             "Condition": {"StringEquals": {"cloudwatch:namespace": "prefect-fargate-test"}},
         },
+        "PublishAlerts": {  # the failed-run notices: exactly the alert topic
+            "Sid": "PublishAlerts",
+            "Effect": "Allow",
+            "Action": "sns:Publish",
+            "Resource": default_run.outputs["alertTopicArn"],
+        },
     }
     trust = default_run.one("aws:iam/role:Role", "controller").json_input("assumeRolePolicy")
     assert trust["Statement"] == [
@@ -199,12 +210,14 @@ def test_on_an_ecs_pool_it_describes_exactly_this_clusters_tasks(ecs_run: Run) -
         "Resource": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster['name']}/*",
         "Condition": {"ArnEquals": {"ecs:cluster": cluster["arn"]}},
     }
-    assert set(statements(ecs_run)) == {"OwnLogs", "Credential", "ThisClustersTasks", "PublishBacklogMetrics"}
+    assert set(statements(ecs_run)) == {
+        "OwnLogs", "Credential", "ThisClustersTasks", "PublishBacklogMetrics", "PublishAlerts",
+    }  # fmt: skip
 
 
 def test_a_server_without_authentication_has_no_secret_to_read() -> None:
     run = run_program({"prefectApiUrl": "http://prefect.internal:4200/api"})
-    assert set(statements(run)) == {"OwnLogs", "ThisClustersTasks", "PublishBacklogMetrics"}
+    assert set(statements(run)) == {"OwnLogs", "ThisClustersTasks", "PublishBacklogMetrics", "PublishAlerts"}
     assert "PREFECT_CREDENTIAL_SECRET_ARN" not in function(run)["environment"]["variables"]
 
 
@@ -254,6 +267,45 @@ def test_its_errors_and_its_silence_alarm_through_the_alert_notifier(default_run
     assert f"describe-rule --name {rule} " in silent["alarmDescription"]
 
 
+# -- failed-run notices (controller/notify.py) -----------------------------------------------------------
+
+
+def test_the_nightly_stack_emails_failed_runs_through_the_controller() -> None:
+    """A nightly team's stack (scaled to zero between runs, an email for alerts, a Slack block too): the controller is
+    told the alert topic that alertEmail is subscribed to, and its role may publish to exactly that topic."""
+    run = run_program(
+        {
+            **BASE_CONFIG,
+            "minWorkers": "0",
+            "maxWorkers": "2",
+            "alertEmail": "oncall@example.com",
+            "prefectNotifyBlock": "slack-webhook/ops-alerts",
+        }
+    )
+    topic = run.outputs["alertTopicArn"]
+    (subscription,) = [s.plain_inputs for s in run.of_type("aws:sns/topicSubscription:TopicSubscription")]
+    assert (subscription["topic"], subscription["protocol"], subscription["endpoint"]) == (
+        topic, "email", "oncall@example.com",
+    )  # fmt: skip
+    env = function(run)["environment"]["variables"]
+    assert (env["ALERT_TOPIC_ARN"], env["ALERT_PREFIX"], env["WORKER_LOG_GROUP"]) == (
+        topic, "prefect-fargate-test", run.outputs["logGroupName"],
+    )  # fmt: skip
+    assert statements(run)["PublishAlerts"] == {
+        "Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic,
+    }  # fmt: skip
+    publishing = [s for s in statements(run).values() if "sns:" in json.dumps(s["Action"])]
+    assert publishing == [statements(run)["PublishAlerts"]]
+    policy = run.one("aws:sns/topicPolicy:TopicPolicy").json_input("policy")["Statement"]
+    assert [(s["Principal"], s["Action"]) for s in policy] == [({"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "sns:Publish")]
+
+
+def test_the_schedule_is_named_as_the_function_for_the_alarms_made_before_either(default_run: Run) -> None:
+    """The alarms come before the controller (it publishes to their topic) and name both by that one name."""
+    rule = default_run.one("aws:cloudwatch/eventRule:EventRule", "controller").plain_inputs
+    assert rule["name"] == function(default_run)["name"] == "prefect-fargate-test-controller"
+
+
 # -- the VPC choice ---------------------------------------------------------------------------------------
 
 
@@ -296,7 +348,11 @@ def test_the_zip_holds_only_the_controller_and_imports_alone(tmp_path: Path) -> 
     zip's folder and the standard library (-I -S: no site-packages, no PYTHONPATH): boto3 is imported only when
     the handler runs, from the Lambda runtime."""
     archive = controller_archive()
-    assert set(archive.assets) == {f"controller/{p.name}" for p in Path("controller").glob("*.py")}
+    assert set(archive.assets) == {
+        *(f"controller/{p.name}" for p in Path("controller").glob("*.py")),
+        "alert_notifier/__init__.py",  # the alert topic's message (notify.py), shared with the alert notifier
+        "alert_notifier/topic.py",
+    }
     with zipfile.ZipFile(tmp_path / "code.zip", "w") as zipped:
         for name, asset in archive.assets.items():
             zipped.write(asset.path, name)
@@ -304,7 +360,7 @@ def test_the_zip_holds_only_the_controller_and_imports_alone(tmp_path: Path) -> 
         zipped.extractall(tmp_path / "task")
     probe = (
         "import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p]; sys.path.insert(0, '.');"
-        "import controller.handler as h; assert callable(h.handler);"
+        "import controller.handler as h; assert callable(h.handler) and 'alert_notifier.topic' in sys.modules;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'httpx', 'prefect')))"
     )
     done = subprocess.run(

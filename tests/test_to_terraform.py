@@ -204,7 +204,8 @@ def test_the_functions_archive_is_the_zip_it_uploads(default_translation: tuple[
     _, translation = default_translation
     function = one(translation, "aws_lambda_function", "controller")
     names = zipfile.ZipFile(io.BytesIO(translation.files[function["filename"]])).namelist()
-    assert "controller/handler.py" in names and all(n.startswith("controller/") for n in names)
+    assert "controller/handler.py" in names and all(n.startswith(("controller/", "alert_notifier/")) for n in names)
+    assert "alert_notifier/topic.py" in names  # the alert topic's message, shared with the notifier
 
 
 def test_literal_interpolations_are_escaped_and_values_referenced_longest_first() -> None:

@@ -1,0 +1,136 @@
+"""The controller's failed-run notices against a real local Prefect server and moto's SNS (controller/notify.py),
+through the handler as the Lambda runtime calls it: the alert topic as the stack makes it (alias/aws/sns), with an
+SQS queue subscribed to read what arrives.
+
+A run of the pool that failed in its flow and one crashed by infrastructure with no retries left give exactly one
+message each, and a second and third minute give no duplicate; a crash by infrastructure with a retry left gives
+none, in a minute whose recovery did not reach it as in the next, where recovery re-runs it; another pool's failed
+run and a completed run give none. The label
+the job writes names the state reported and changes neither the run's state nor its history.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+from conftest import REGION
+from test_controller_recovery import OBSERVER_EXIT
+from test_controller_runtime import controller_env
+
+from controller import handler, notify
+
+pytestmark = pytest.mark.slow
+
+
+def topic_with_inbox() -> tuple[str, str]:
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    arn = sns.create_topic(Name="alerts", Attributes={"KmsMasterKeyId": "alias/aws/sns"})["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
+    return arn, queue
+
+
+def inbox(queue: str) -> list[dict[str, Any]]:
+    """Every message delivered so far (SNS's envelope: Subject, and Message, the JSON for non-email protocols)."""
+    sqs, found = boto3.client("sqs"), []
+    while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+        found += [json.loads(m["Body"]) for m in batch]
+        sqs.delete_message_batch(
+            QueueUrl=queue, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
+        )
+    return found
+
+
+def test_a_failed_run_is_one_message_and_a_second_minute_sends_no_duplicate(
+    prefect_servers: Any, aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.objects import FlowRunPolicy
+    from prefect.states import Completed, Crashed, Failed, Pending, Running
+
+    server = prefect_servers[0]
+    ours, theirs = (f"notify-{side}-{uuid.uuid4().hex[:8]}" for side in ("ours", "theirs"))
+    topic, queue = topic_with_inbox()
+    sent: list[tuple[str, str, Any]] = []
+    real = urllib.request.urlopen
+
+    def recording(request: urllib.request.Request, *args: Any, **kwargs: Any) -> Any:
+        body = json.loads(request.data) if isinstance(request.data, bytes) else None
+        sent.append((request.get_method(), request.full_url.removeprefix(server.url), body))
+        return real(request, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", recording)
+    with SyncPrefectClient(server.url) as client:
+        for pool in (ours, theirs):
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        flow_id = client.create_flow_from_name("nightly-etl")
+        deployments = {
+            pool: client.create_deployment(flow_id=flow_id, name=f"nightly-{pool}", work_pool_name=pool)
+            for pool in (ours, theirs)
+        }
+        cases = {
+            "failed": (ours, 0, Failed(message="Flow run encountered an exception: ValueError: bad input")),
+            "crashed-for-good": (ours, 0, Crashed(message=OBSERVER_EXIT)),
+            "crashed-retry-left": (ours, 1, Crashed(message=OBSERVER_EXIT)),
+            "completed": (ours, 0, Completed()),
+            "other-pool-failed": (theirs, 0, Failed(message="ValueError: not ours")),
+        }
+        runs = {}
+        for name, (pool, retries, end) in cases.items():
+            run_id = client.create_flow_run_from_deployment(deployments[pool]).id
+            client.set_flow_run_state(run_id, Pending())
+            assert client.set_flow_run_state(run_id, Running()).status.value == "ACCEPT", name
+            client.update_flow_run(run_id, empirical_policy=FlowRunPolicy(retries=retries))
+            client.set_flow_run_state(run_id, end)
+            runs[name] = run_id
+        before = {name: client.read_flow_run(run_id) for name, run_id in runs.items()}
+        histories = {name: [s.id for s in client.read_flow_run_states(run_id)] for name, run_id in runs.items()}
+
+        env = {
+            **controller_env(server.url, ours, f"arn:aws:ecs:{REGION}:123456789012:cluster/notify"),
+            "ALERT_TOPIC_ARN": topic,
+            "ALERT_PREFIX": "prefect-fargate-nightly",
+            "WORKER_LOG_GROUP": "/prefect-fargate/nightly/prefect",
+            "AWS_REGION": REGION,
+        }
+        monkeypatch.setattr(notify, "_published", set())
+        handler.run_jobs(env, {"notify": notify.run})  # a minute whose recovery ran out of time before the crash
+        first = inbox(queue)
+        handler.run_jobs(env)  # the next minute: recovery re-runs the crash with a retry left, nothing new is sent
+        monkeypatch.setattr(notify, "_published", set())  # a cold container: the labels alone hold it back
+        handler.run_jobs(env)
+        assert inbox(queue) == []
+
+        notices = {json.loads(m["Message"])["flowRun"]["id"]: m for m in first}
+        assert sorted(notices) == sorted(str(runs[n]) for n in ("failed", "crashed-for-good")), first
+        assert len(first) == 2
+        for name in ("failed", "crashed-for-good"):
+            message = json.loads(notices[str(runs[name])]["Message"])
+            assert notices[str(runs[name])]["Subject"] == f"prefect-fargate-nightly: a flow run of pool {ours} failed"
+            assert (message["flow"]["name"], message["deployment"]["name"]) == ("nightly-etl", f"nightly-{ours}")
+            assert message["state"]["id"] == str(before[name].state.id)
+            assert message["flowRun"]["url"] == f"{server.url.removesuffix('/api')}/runs/flow-run/{runs[name]}"
+            assert (message["logs"]["worker"] is None) == (name == "failed")
+            after = client.read_flow_run(runs[name])
+            assert after.labels[notify.LABEL] == str(before[name].state.id)  # the state reported
+            assert after.state.id == before[name].state.id  # the label changed no state...
+            assert [s.id for s in client.read_flow_run_states(runs[name])] == histories[name]  # ...nor the history
+        retried = client.read_flow_run(runs["crashed-retry-left"])
+        assert retried.state.name == "AwaitingRetry" and notify.LABEL not in retried.labels  # recovery's, not ended
+        for name in ("completed", "other-pool-failed"):
+            assert notify.LABEL not in client.read_flow_run(runs[name]).labels
+
+    labels = [(method, url, body) for method, url, body in sent if url.endswith("/labels")]
+    assert labels == [
+        ("PATCH", f"/flow_runs/{runs[name]}/labels", {notify.LABEL: str(before[name].state.id)})
+        for name in sorted(("failed", "crashed-for-good"), key=lambda n: before[n].end_time)
+    ]
+    changes = [url for _, url, _ in sent if url.endswith("/set_state")]
+    assert changes == [f"/flow_runs/{runs['crashed-retry-left']}/set_state"]  # recovery's re-run, and nothing else
