@@ -56,7 +56,43 @@ def test_a_good_stack_prints_what_pulumi_up_would_create_and_its_cost(tmp_path: 
     backlog = 0.30 + 730 * 6 * 0.01 / 1000  # WorkersWanted, and an idle pool's request every 10 minutes
     total = worker + 3.65 + 0.40 + 0.50 + 8 * 0.10 + 1.00 + controller + backlog  # IPv4, secret, ECR, alarms, key
     assert f"${total:7.2f}  total" in text
+    assert "Monthly cost estimate (us-east-1 list prices, the stack's region; 730 hours;" in text
     assert CIPHERTEXT not in text
+
+
+def _cloud_stack(tmp_path: Path, name: str, extra: str) -> Path:
+    body = "config:\n" + f"  prefect-fargate:prefectApiKey:\n    secure: {CIPHERTEXT}\n"
+    body += f"  prefect-fargate:prefectAccountId: {ACCOUNT_ID}\n  prefect-fargate:prefectWorkspaceId: {WORKSPACE_ID}\n"
+    return _stack(tmp_path, name, body + extra)
+
+
+@pytest.mark.parametrize(
+    ("region", "said"),
+    [
+        ("eu-central-1", "(us-east-1 list prices, not eu-central-1's (the stack's region): prices differ by region,"),
+        (None, "(us-east-1 list prices; the stack's region is not set (aws:region);"),
+    ],
+    ids=["frankfurt", "unset"],
+)
+def test_the_cost_line_says_which_regions_prices_it_used(tmp_path: Path, region: str | None, said: str) -> None:
+    root = _cloud_stack(tmp_path, "eu", f"  aws:region: {region}\n" if region else "")
+    code, text = check_config.check("eu", root)
+    assert code == 0, text
+    (line,) = [line for line in text.splitlines() if line.startswith("Monthly cost estimate")]
+    assert said in line
+
+
+def test_a_mistyped_key_in_a_stack_file_is_refused_with_its_fix(tmp_path: Path) -> None:
+    """A bare key in a stack file is the project's (as the CLI reads it): `minWorker` is refused, not ignored."""
+    code, text = check_config.check("typo", _cloud_stack(tmp_path, "typo", "  minWorker: 0\n"))
+    assert code == 1
+    assert (
+        "prefect-fargate:minWorker: is not a key this program reads, so its value would be ignored (the nearest key "
+        "is minWorkers)" in text
+    )
+    assert text.endswith(
+        "Fix: pulumi config rm prefect-fargate:minWorker && pulumi config set prefect-fargate:minWorkers 0"
+    )
 
 
 def test_a_bad_stack_prints_every_problem_with_its_fix_and_fails(tmp_path: Path) -> None:
@@ -106,7 +142,7 @@ def test_the_readme_costs_are_the_estimates_of_devtools_costs() -> None:
 
     from devtools import costs
 
-    readme, x = (ROOT / "README.md").read_text(), "\N{MULTIPLICATION SIGN}"
+    readme, x = " ".join((ROOT / "README.md").read_text().split()), "\N{MULTIPLICATION SIGN}"
 
     def total(**config: str) -> float:
         return monthly_estimate(run_program({**BASE_CONFIG, **config})).total
@@ -121,7 +157,7 @@ def test_the_readme_costs_are_the_estimates_of_devtools_costs() -> None:
         f"(about ${total(alarms='false'):.2f})",
         f"the default stack about ${total(workerCapacity='FARGATE_SPOT'):.2f}",
         f"${x86 * (1 - costs.SPOT_SAVING):.2f} (18.02 {x} 0.3)",
-        f"ARM64 on\ndemand: ${arm:.2f}",
+        f"ARM64 on demand: ${arm:.2f}",
     ):
         assert figure in readme, figure
 
