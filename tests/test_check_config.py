@@ -82,6 +82,15 @@ def test_the_cost_line_says_which_regions_prices_it_used(tmp_path: Path, region:
     assert said in line
 
 
+def test_the_cheapest_worker_arm64_on_spot_is_valid_and_priced(tmp_path: Path) -> None:
+    extra = "  prefect-fargate:cpuArchitecture: ARM64\n  prefect-fargate:workerCapacity: FARGATE_SPOT\n"
+    code, text = check_config.check("arm", _cloud_stack(tmp_path, "arm", extra))
+    assert code == 0, text
+    assert "Worker: 1 task(s) of 512 cpu / 1024 MiB, ARM64, on FARGATE_SPOT; " in text
+    worker = fargate_hour(512, 1024, "ARM64") * 730 * 0.3  # about 70% less than ARM64 on demand
+    assert f"${worker:7.2f}  1 worker task(s), 512 cpu / 1024 MiB, ARM64, Spot" in text
+
+
 def test_a_mistyped_key_in_a_stack_file_is_refused_with_its_fix(tmp_path: Path) -> None:
     """A bare key in a stack file is the project's (as the CLI reads it): `minWorker` is refused, not ignored."""
     code, text = check_config.check("typo", _cloud_stack(tmp_path, "typo", "  minWorker: 0\n"))
@@ -157,7 +166,7 @@ def test_the_readme_costs_are_the_estimates_of_devtools_costs() -> None:
         f"(about ${total(alarms='false'):.2f})",
         f"the default stack about ${total(workerCapacity='FARGATE_SPOT'):.2f}",
         f"${x86 * (1 - costs.SPOT_SAVING):.2f} (18.02 {x} 0.3)",
-        f"ARM64 on demand: ${arm:.2f}",
+        f"${arm:.2f} for the task on demand, and about ${arm * (1 - costs.SPOT_SAVING):.2f} on Spot (14.42 {x} 0.3)",
     ):
         assert figure in readme, figure
 

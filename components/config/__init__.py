@@ -231,7 +231,7 @@ def _read(r: Reader) -> StackConfig:
     notify_block = read_notify_block(r, alarms)
     kms_key_arn = read_kms_key(r, read_region(r))
     worker_image = read_worker_image(r)
-    worker_capacity, flow_run_capacity = read_capacities(r, work_pool_type, architecture)
+    worker_capacity, flow_run_capacity = read_capacities(r, work_pool_type)
     scaling = read_scaling(r, desired_count, work_pool_type, concurrency, size)
     late_run_minutes = read_minutes(r, "lateRunMinutes", 15, 1, 1440)
     scale_lead_minutes = read_minutes(r, "scaleLeadMinutes", 3, 0, 60)
