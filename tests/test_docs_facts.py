@@ -48,7 +48,8 @@ from packaging.specifiers import SpecifierSet
 
 from components import agent_service
 from components.agent_image import pinned_version
-from components.config import LOG_RETENTION_DAYS, ConfigError
+from components.config import LOG_RETENTION_DAYS, ConfigError, known_keys
+from components.config.region import REGION_ENV
 from components.prefect_api import AUTH_STRING_FIX, KEY_FIX, reason
 from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
 from controller import backlog
@@ -609,6 +610,41 @@ def not_running_only_above_zero(_: str) -> str | None:
     }
     wanted = {"default": True, "scaled-from-one": True, "no-workers": False, "scaled": False}
     return None if has == wanted else f"the alarm exists: {has}"
+
+
+def keys_table_is_the_known_keys(_: str) -> str | None:
+    """The first column of docs/configuration.md's Keys table names exactly the keys the program reads."""
+    section = (ROOT / "docs" / "configuration.md").read_text().split("## Keys", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| `")]
+    listed = {key for cell in rows for key in re.findall(r"`(\w+)`", cell)}
+    load_stack_config(BASE_CONFIG)
+    known = known_keys()
+    return None if listed == known else f"listed, not read: {listed - known}; read, not listed: {known - listed}"
+
+
+def unread_key_line(line: str) -> str | None:
+    error = config_error({"minWorker": "0"})
+    return None if f"- {line}\n" in f"{error}\n" else f"the program says: {error}"
+
+
+def regions_meant(*groups: str) -> str | None:
+    *typed, meant = groups
+    fixes = {name: f"Fix: pulumi config set aws:region {meant}" in config_error({"aws:region": name}) for name in typed}
+    return None if all(fixes.values()) else f"fix given: {fixes}"
+
+
+def priced_lines(here: str, elsewhere: str) -> str | None:
+    from devtools.check_config import priced_region
+
+    said = (priced_region("us-east-1"), priced_region("eu-central-1"))
+    return None if said[0] == here and said[1].startswith(elsewhere) else f"check_config says {said}"
+
+
+def spot_runs_both(_: str) -> str | None:
+    """FARGATE_SPOT (worker and `ecs` flow runs) is accepted with either cpuArchitecture."""
+    spot = {"workPoolType": "ecs", "workerCapacity": "FARGATE_SPOT", "flowRunCapacity": "FARGATE_SPOT"}
+    said = {arch: config_error({**spot, "cpuArchitecture": arch}) for arch in ("X86_64", "ARM64")}
+    return None if set(said.values()) == {"(accepted)"} else f"refused: {said}"
 
 
 FACTS: dict[str, Fact | Rule] = {
@@ -1491,6 +1527,51 @@ FACTS: dict[str, Fact | Rule] = {
         "docs/alerts.md",
         r"(only while `desiredCount`, or `minWorkers` when scaling, is above 0)",
         not_running_only_above_zero,
+    ),
+    # config that cannot silently mean something else (components/config/keys.py, region.py)
+    "every key (configuration)": Rule(
+        "docs/configuration.md", r"(the table below lists every key the program reads)", keys_table_is_the_known_keys
+    ),
+    "unread key line (configuration)": Rule(
+        "docs/configuration.md",
+        r"``` (prefect-fargate:minWorker: is not a key [^`]*?minWorkers 0) ```",
+        unread_key_line,
+    ),
+    "region meant (configuration)": Rule(
+        "docs/configuration.md",
+        r"such as `([\w-]+)` or `([\w-]+)`, is refused with the region it most likely means \(`Fix: pulumi config set "
+        r"aws:region ([\w-]+)`",
+        regions_meant,
+    ),
+    "region from the environment (configuration)": Fact(
+        "docs/configuration.md",
+        r"the program reads `(\w+)`, then `(\w+)`, as the AWS provider does",
+        lambda: REGION_ENV,
+    ),
+    "priced region (configuration)": Rule(
+        "docs/configuration.md",
+        r"`(us-east-1 list prices, the stack's region)`, or, for a stack elsewhere, `(us-east-1 list prices, not "
+        r"eu-central-1's \(the stack's region\))`",
+        priced_lines,
+    ),
+    # ARM64 on Fargate Spot
+    "spot either architecture (configuration)": Rule(
+        "docs/configuration.md",
+        r"`FARGATE_SPOT` for the worker service \(about 70% cheaper; (X86_64 or ARM64)\)",
+        spot_runs_both,
+    ),
+    "spot either architecture (ecs-pools)": Rule(
+        "docs/ecs-pools.md", r"(Spot runs `cpuArchitecture` X86_64 and ARM64 tasks alike)", spot_runs_both
+    ),
+    "platform version (ecs-pools)": Fact(
+        "docs/ecs-pools.md",
+        r"the service runs on platform `(\w+)`",
+        lambda: inputs("aws:ecs/service:Service", kind="spot")["platformVersion"],
+    ),
+    "platform version (sizing)": Fact(
+        "docs/sizing.md",
+        r"the stack's tasks run on platform `(\w+)`",
+        lambda: inputs("aws:ecs/service:Service", kind="spot")["platformVersion"],
     ),
     "idle requests (cost)": Rule(
         "README.md",
