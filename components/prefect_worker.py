@@ -6,7 +6,8 @@ last AgentService, whose workers start once the pool is configured. Wired from t
 StackController recovers the pool's runs whose worker is gone (every minute; RunAutomations backs it up for
 stuck Pending runs). Unless config `alarms` is false, Alerts watches the worker service and the controller
 (topic output `alertTopicArn`), and with
-`prefectNotifyBlock` RunNotifications tells that block about failed runs and a pool without a worker.
+`prefectNotifyBlock` RunNotifications tells that block about failed runs and (unless it scales to zero) a pool
+without a worker.
 The controller also publishes the pool's backlog (controller/backlog.py); with minWorkers/maxWorkers
 WorkerScaling makes the service follow it, and StackDashboard shows it all (output `dashboardUrl`).
 """
@@ -252,6 +253,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 RunNotificationsArgs(
                     pool_name=args.work_pool,
                     notify_block=args.prefect_notify_block,
+                    always_on_workers=args.always_on_workers,
                     prefect_api_url=args.prefect_api_url,
                     prefect_credential=args.prefect_credential,
                 ),

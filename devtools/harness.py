@@ -502,24 +502,8 @@ class Cluster:
         return [AutomationProvider().create(automation_props(spec, self.api_url, credential)).id for spec in specs]
 
     def create_stack_objects(self, run: Run) -> list[str]:
-        """Create the Prefect objects a mocked program run declared (work pool, automations), in the order it
-        declared them, through the providers it pickled into them, as `pulumi up` does: the provider host
-        unpickles `__provider` from the resource's properties and calls `check`, then `create`
-        (pulumi/dynamic/__main__.py, `get_provider` and `Create`). The run must point at this cluster's API."""
-        import base64
-
-        import dill
-
-        ids = []
-        for resource in run.resources:
-            if not resource.typ.startswith("pulumi-python:dynamic/"):
-                continue
-            props = resource.plain_inputs
-            assert props["api_url"] == self.api_url, f"{resource.name} points at {props['api_url']}"
-            provider = dill.loads(base64.b64decode(props["__provider"]))  # noqa: S301 (pickled by our own program run)
-            checked = provider.check({}, props).inputs
-            ids.append(provider.create(checked).id)
-        return ids
+        """Create the Prefect objects a mocked program run declared on this cluster's server (`create_declared`)."""
+        return create_declared(run, self.api_url)
 
     def save_secret(self, name: str, value: str) -> None:
         """A Prefect Secret block, as a user stores the webhook URL."""
@@ -610,6 +594,27 @@ class Cluster:
             self.s3.stop()
         if self.webhook is not None:
             self.webhook.close()
+
+
+def create_declared(run: Run, api_url: str) -> list[str]:
+    """Create the Prefect objects a mocked program run declared (work pool, automations), in the order it
+    declared them, through the providers it pickled into them, as `pulumi up` does: the provider host
+    unpickles `__provider` from the resource's properties and calls `check`, then `create`
+    (pulumi/dynamic/__main__.py, `get_provider` and `Create`). The run must point at `api_url`."""
+    import base64
+
+    import dill
+
+    ids = []
+    for resource in run.resources:
+        if not resource.typ.startswith("pulumi-python:dynamic/"):
+            continue
+        props = resource.plain_inputs
+        assert props["api_url"] == api_url, f"{resource.name} points at {props['api_url']}"
+        provider = dill.loads(base64.b64decode(props["__provider"]))  # noqa: S301 (pickled by our own program run)
+        checked = provider.check({}, props).inputs
+        ids.append(provider.create(checked).id)
+    return ids
 
 
 @contextlib.contextmanager

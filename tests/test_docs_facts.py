@@ -70,9 +70,14 @@ RUNS: dict[str, dict[str, str]] = {
     "scaled-from-one": {**SCALED, "minWorkers": "1"},
     "no-workers": {**BASE_CONFIG, "desiredCount": "0"},
 }
+NOTIFY = {"prefectNotifyBlock": "slack-webhook/ops-alerts"}
+RUNS.update(
+    {f"notify-{kind}": {**RUNS[kind], **NOTIFY} for kind in ("default", "scaled", "scaled-from-one", "no-workers")}
+)
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 ORDINALS = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"]
 DAY, MINUTE = 86400, 60
+AUTOMATION_TYPE = "pulumi-python:dynamic/prefect:Automation"
 
 
 # -- what the docs say ---------------------------------------------------------------------------------------
@@ -610,6 +615,16 @@ def not_running_only_above_zero(_: str) -> str | None:
     }
     wanted = {"default": True, "scaled-from-one": True, "no-workers": False, "scaled": False}
     return None if has == wanted else f"the alarm exists: {has}"
+
+
+def no_worker_notice_only_above_zero(_: str) -> str | None:
+    """The "no worker" notification exists at desiredCount 1 and minWorkers 1, not at desiredCount or minWorkers 0."""
+    has = {
+        kind: any("has no worker" in a.plain_inputs["name"] for a in run(f"notify-{kind}").of_type(AUTOMATION_TYPE))
+        for kind in ("default", "scaled-from-one", "no-workers", "scaled")
+    }
+    wanted = {"default": True, "scaled-from-one": True, "no-workers": False, "scaled": False}
+    return None if has == wanted else f"the notification exists: {has}"
 
 
 def keys_table_is_the_known_keys(_: str) -> str | None:
@@ -1230,7 +1245,8 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "pool-not-ready notification": Fact(
         "docs/alerts.md",
-        r"\| `(notify when work pool <pool> has no worker)` \| the pool stays Not Ready for (\d+) minutes.*?"
+        r"\| `(notify when work pool <pool> has no worker)` \(made only [^)]*\) \| the pool stays Not Ready for (\d+) "
+        r"minutes.*?"
         r" \| `([^`]+)`",
         lambda: (
             automation("pool-not-ready", "ecs")["name"].split(": ", 1)[1].replace(pool("ecs")["name"], "<pool>"),
@@ -1522,6 +1538,11 @@ FACTS: dict[str, Fact | Rule] = {
             alarm_minutes("controller-not-publishing", "scaled"),
             idle_publish_minutes(),
         ),
+    ),
+    "no worker notice only above zero (alerts)": Rule(
+        "docs/alerts.md",
+        r"has no worker` \((made only while `desiredCount`, or `minWorkers` when scaling, is 1 or more)\)",
+        no_worker_notice_only_above_zero,
     ),
     "not running only above zero (alerts)": Rule(
         "docs/alerts.md",

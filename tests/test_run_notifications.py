@@ -24,7 +24,7 @@ from components.run_notifications import (
     failed_runs_notification,
     pool_not_ready_notification,
 )
-from devtools.harness import Cluster, WebhookRecorder, local_cluster, wait_for
+from devtools.harness import Cluster, WebhookRecorder, create_declared, local_cluster, wait_for
 
 AUTOMATION = "pulumi-python:dynamic/prefect:Automation"
 BLOCK = "custom-webhook/ops"
@@ -106,6 +106,31 @@ def test_a_pool_without_a_worker_for_5_minutes_notifies() -> None:
 
 
 # -- config and program ------------------------------------------------------------------------------
+
+
+NO_WORKER = f"{OWNER}: notify when work pool team-pool has no worker"
+FAILED_RUNS = f"{OWNER}: notify when a flow run of team-pool fails or crashes"
+
+
+@pytest.mark.parametrize(
+    ("workers", "notices"),
+    [
+        ({"minWorkers": "0", "maxWorkers": "2"}, {FAILED_RUNS}),  # scaled to zero between runs: no nightly notice
+        ({"minWorkers": "0"}, {FAILED_RUNS}),
+        ({"desiredCount": "0"}, {FAILED_RUNS}),  # parked on purpose
+        ({"minWorkers": "1", "maxWorkers": "3"}, {FAILED_RUNS, NO_WORKER}),
+        ({"maxWorkers": "2"}, {FAILED_RUNS, NO_WORKER}),  # minWorkers unset is 1
+        ({"desiredCount": "2"}, {FAILED_RUNS, NO_WORKER}),
+    ],
+    ids=["min-0", "min-0-max-unset", "desired-0", "min-1", "max-only", "desired-2"],
+)
+def test_the_no_worker_notice_is_only_for_an_always_on_stack(workers: dict[str, str], notices: set[str]) -> None:
+    """At minWorkers 0 the pool is Not Ready every night by design; the late-runs alarm covers a due run."""
+    run = run_program({**BASE_CONFIG, "workPool": "team-pool", "prefectNotifyBlock": BLOCK, **workers})
+    names = {a.plain_inputs["name"] for a in run.of_type(AUTOMATION)}
+    assert {name for name in names if ": notify when" in name} == notices
+    late_runs = [a for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a.name.endswith("-late-runs")]
+    assert len(late_runs) == 1  # what watches a scaled-to-zero stack instead
 
 
 def test_without_a_block_there_is_no_notification_and_with_one_both_per_stack() -> None:
@@ -301,6 +326,31 @@ def test_a_failing_run_of_this_pool_notifies_the_webhook_with_its_name_and_state
     everything = json.dumps(cluster.webhook.received)
     assert API_KEY not in everything and BLOCK_SECRET not in everything
     NotificationProvider().delete(created.id, created.outs)
+
+
+@pytest.mark.slow
+def test_on_a_real_server_a_stack_scaled_to_zero_has_no_no_worker_notification(
+    prefect_servers: Any, warnings_seen: list[str]
+) -> None:
+    """What `pulumi up` makes on the server, through the program's own providers: at minWorkers 0 the failed-run
+    notification only; at minWorkers 1 the "no worker" one too (which the long test below sees fire)."""
+    server = prefect_servers[0]
+    _save_webhook_block(server.url, "nightly-ops", "http://127.0.0.1:9/hook")
+    made: dict[str, set[str]] = {}
+    for pool, workers in (("nightly-pool", "0"), ("always-pool", "1")):
+        config = {"prefectApiUrl": server.url, "workPool": pool, "prefectNotifyBlock": "custom-webhook/nightly-ops"}
+        create_declared(run_program({**config, "minWorkers": workers}, secret_keys=[]), server.url)
+        ours = [a for a in server.api("POST", "/automations/filter", {}) if f" {pool}" in a["name"]]
+        made[pool] = {a["name"] for a in ours if ": notify when" in a["name"]}
+        for automation in ours:
+            server.api("DELETE", f"/automations/{automation['id']}")
+    assert made == {
+        "nightly-pool": {f"{OWNER}: notify when a flow run of nightly-pool fails or crashes"},
+        "always-pool": {
+            f"{OWNER}: notify when a flow run of always-pool fails or crashes",
+            f"{OWNER}: notify when work pool always-pool has no worker",
+        },
+    }
 
 
 @pytest.mark.long  # in CI's own `-m long` run: keeps the default run short
