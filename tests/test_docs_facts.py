@@ -627,6 +627,13 @@ def no_worker_notice_only_above_zero(_: str) -> str | None:
     return None if has == wanted else f"the notification exists: {has}"
 
 
+def prompted(*_: str) -> str | None:
+    """`pulumi new` asks for the work pool's name and minWorkers (Pulumi.yaml's `template:`)."""
+    prompts = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["template"]["config"]
+    missing = {key for key in ("workPool", "minWorkers") if f"{PROJECT}:{key}" not in prompts}
+    return None if not missing else f"not prompted: {missing}"
+
+
 def keys_table_is_the_known_keys(_: str) -> str | None:
     """The first column of docs/configuration.md's Keys table names exactly the keys the program reads."""
     section = (ROOT / "docs" / "configuration.md").read_text().split("## Keys", 1)[1].split("\n## ", 1)[0]
@@ -1548,6 +1555,11 @@ FACTS: dict[str, Fact | Rule] = {
         "docs/alerts.md",
         r"(only while `desiredCount`, or `minWorkers` when scaling, is above 0)",
         not_running_only_above_zero,
+    ),
+    "pulumi new prompts (README)": Rule(
+        "README.md",
+        r"the (work pool's name) \(a second stack in the same workspace needs its own\), the pool type, `(minWorkers)`",
+        prompted,
     ),
     # config that cannot silently mean something else (components/config/keys.py, region.py)
     "every key (configuration)": Rule(
