@@ -38,6 +38,7 @@ TEST_FLOWS = ROOT / "tests" / "runtime_flows.py"  # the runtime tests' flows, pu
 BIN = Path(sys.executable).parent
 FLOW_BUCKET = "prefect-flows-test"
 AWS_REGION = "us-east-1"
+SCHEDULER_LOOP_SECONDS = 10  # with `scheduler`: how often the server's scheduler makes schedules into runs
 T = TypeVar("T")
 
 
@@ -285,6 +286,7 @@ class Cluster:
     workers: list[Process] = field(default_factory=list)
     extra_flows: tuple[Path, ...] = (TEST_FLOWS,)  # pushed with flows/ by deploy_flows
     ui: bool = False  # the server's web UI (the demo's; tests need only the API)
+    scheduler: bool = False  # the server's scheduler, which makes schedules into runs (the demo's), every 10 s
 
     @property
     def api_url(self) -> str:
@@ -332,8 +334,21 @@ class Cluster:
         # run crash because its submission was still refused after the client's five retries. The loops
         # the tests do not use are off so they do not compete with the worker for the lock (late-runs
         # alone re-marks every queued run of the load test every 5 s).
-        for service in ("LATE_RUNS", "SCHEDULER", "FOREMAN", "PAUSE_EXPIRATIONS", "CANCELLATION_CLEANUP"):
+        off = (
+            "LATE_RUNS",
+            "FOREMAN",
+            "PAUSE_EXPIRATIONS",
+            "CANCELLATION_CLEANUP",
+            *(() if self.scheduler else ("SCHEDULER",)),
+        )
+        for service in off:
             env[f"PREFECT_SERVER_SERVICES_{service}_ENABLED"] = "false"
+        # The scheduler's main loop looks for new schedules every 60 s by default (its recent-deployments loop, every
+        # 5 s, sees only deployments updated just now, and adding a schedule does not update its deployment:
+        # prefect/server/services/scheduler.py, models/deployments.py `create_deployment_schedules`). 10 s lets the
+        # demo add a schedule due within a minute; measured on 2 cores, the server used 2.0-3.0% of a core with it,
+        # 1.8-2.1% with the scheduler off.
+        env["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = str(SCHEDULER_LOOP_SECONDS)
         env.pop("PREFECT_API_URL")
         if self.auth_string:
             env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
@@ -467,21 +482,20 @@ class Cluster:
         shutil.copytree(FLOWS_DIR, project, ignore=shutil.ignore_patterns("__pycache__"))
         for extra in self.extra_flows:
             shutil.copy(extra, project / extra.name)
+        return self.cli(["--no-prompt", "deploy", "--all"], project)
+
+    def cli(self, args: list[str], cwd: Path) -> str:
+        """The Prefect CLI as a user runs it from flows/: pointed at this server, with the stack's FLOW_BUCKET and
+        WORK_POOL in the environment; its output, or a RuntimeError with it."""
         env = self.base_env()
         env.update(FLOW_BUCKET=FLOW_BUCKET, WORK_POOL=self.work_pool)
         if self.auth_string:  # the user's CLI, logged in to the server
             env["PREFECT_API_AUTH_STRING"] = self.auth_string
-        result = subprocess.run(
-            [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        argv = [str(BIN / "prefect"), *args]
+        result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
         output = result.stdout + result.stderr
         if result.returncode != 0:
-            raise RuntimeError(f"prefect deploy failed ({result.returncode}):\n{output[-4000:]}")
+            raise RuntimeError(f"prefect {' '.join(args)} failed ({result.returncode}):\n{output[-4000:]}")
         return output
 
     def create_automations(self, stuck_after: timedelta | None = None) -> list[str]:

@@ -53,6 +53,7 @@ from components.config.region import REGION_ENV
 from components.prefect_api import AUTH_STRING_FIX, KEY_FIX, reason
 from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
 from controller import backlog
+from devtools import demo, harness
 
 ROOT = Path(__file__).resolve().parent.parent
 ECS = {**BASE_CONFIG, "workPoolType": "ecs", "prefectNotifyBlock": "slack-webhook/ops-alerts"}
@@ -1555,6 +1556,17 @@ FACTS: dict[str, Fact | Rule] = {
         "docs/alerts.md",
         r"(only while `desiredCount`, or `minWorkers` when scaling, is above 0)",
         not_running_only_above_zero,
+    ),
+    "demo schedule (README)": Fact(
+        "README.md",
+        r"due at the first whole minute at least (\d+) s ahead, which the server's scheduler \(on in the demo, "
+        r"looking for new schedules every (\d+) s\)",
+        lambda: (n(demo.SCHEDULE_LEAD.total_seconds()), n(harness.SCHEDULER_LOOP_SECONDS)),
+    ),
+    "demo CLI line (README)": Fact(
+        "README.md",
+        r"\(`(PREFECT_API_URL=\S+ prefect flow-run ls)`\)",
+        lambda: demo.cli_line(f"http://127.0.0.1:{demo.PORT}/api"),
     ),
     "pulumi new prompts (README)": Rule(
         "README.md",
