@@ -628,6 +628,22 @@ def no_worker_notice_only_above_zero(_: str) -> str | None:
     return None if has == wanted else f"the notification exists: {has}"
 
 
+def dev_requirements_include_the_programs(_: str) -> str | None:
+    """requirements-dev.txt's first requirement line is `-r requirements.txt`: the tests' env holds the program's."""
+    lines = [line for line in (ROOT / "requirements-dev.txt").read_text().splitlines() if line and line[0] != "#"]
+    return None if lines[0] == "-r requirements.txt" else f"requirements-dev.txt starts with {lines[0]!r}"
+
+
+def supported_pythons(low: str, high: str) -> str | None:
+    """pyproject's requires-python admits 3.<low> to 3.<high> and no other minor version around them."""
+    import tomllib
+
+    spec = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    lo, hi = int(low.split(".")[1]), int(high.split(".")[1])
+    admitted = {minor for minor in range(lo - 2, hi + 3) if f"3.{minor}.0" in spec}
+    return None if admitted == set(range(lo, hi + 1)) else f"requires-python {spec} admits 3.{sorted(admitted)}"
+
+
 def prompted(*_: str) -> str | None:
     """`pulumi new` asks for the work pool's name and minWorkers (Pulumi.yaml's `template:`)."""
     prompts = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["template"]["config"]
@@ -1567,6 +1583,14 @@ FACTS: dict[str, Fact | Rule] = {
         "README.md",
         r"\(`(PREFECT_API_URL=\S+ prefect flow-run ls)`\)",
         lambda: demo.cli_line(f"http://127.0.0.1:{demo.PORT}/api"),
+    ),
+    "one environment (README)": Rule(
+        "README.md",
+        r"(`requirements-dev.txt` starts with `-r requirements.txt`)",
+        dev_requirements_include_the_programs,
+    ),
+    "test pythons (README)": Rule(
+        "README.md", r"Python 3.11 or later \((3\.\d+) to (3\.\d+), as for the program\)", supported_pythons
     ),
     "pulumi new prompts (README)": Rule(
         "README.md",
