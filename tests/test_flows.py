@@ -62,6 +62,7 @@ def _docs_commands(block: str) -> list[list[str]]:
     return commands
 
 
+@pytest.mark.long  # its own server, S3 and worker, six CLI calls: 44 s idle, 63 s under load; CI's long set
 @pytest.mark.slow
 def test_your_own_flow_deploys_runs_logs_and_says_why_it_failed_as_docs_flows_md_says() -> None:
     """docs/flows.md's "Your own flow" against the local harness: its file and `deployments:` entry, added to a copy

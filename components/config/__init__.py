@@ -229,7 +229,8 @@ def _read(r: Reader) -> StackConfig:
 
     alarms, alert_email = read_alerts(r)
     notify_block = read_notify_block(r, alarms)
-    kms_key_arn = read_kms_key(r, read_region(r))
+    region = read_region(r)
+    kms_key_arn = read_kms_key(r, region)
     worker_image = read_worker_image(r)
     worker_capacity, flow_run_capacity = read_capacities(r, work_pool_type)
     scaling = read_scaling(r, desired_count, work_pool_type, concurrency, size)
