@@ -168,13 +168,16 @@ def test_the_known_keys_do_not_depend_on_the_values(config: dict[str, str]) -> N
     ],
 )
 def test_a_region_where_ecs_does_not_run_is_refused_with_the_one_meant(typed: str, meant: str) -> None:
-    mocks = RecordingMocks()
-    with pytest.raises(ConfigError) as raised:
-        run_program({**BASE_CONFIG, "aws:region": typed}, mocks=mocks)
-    assert mocks.resources == []
-    (line,) = [line for line in str(raised.value).splitlines() if "aws:region:" in line]
-    assert line.startswith(f"  - aws:region: {typed!r} is not a region where ECS runs. Allowed: a region code such as")
+    line = problem_for("aws:region", {**BASE_CONFIG, "aws:region": typed})
+    assert line.startswith(f"aws:region: {typed!r} is not a region where ECS runs. Allowed: a region code such as")
     assert line.endswith(f"Fix: pulumi config set aws:region {meant}")
+
+
+def test_a_wrong_region_stops_the_program_before_any_resource() -> None:
+    mocks = RecordingMocks()
+    with pytest.raises(ConfigError, match="aws:region: 'eu-central1' is not a region where ECS runs"):
+        run_program({**BASE_CONFIG, "aws:region": "eu-central1"}, mocks=mocks)
+    assert mocks.resources == []
 
 
 @pytest.mark.parametrize("region", ["us-east-1", "eu-central-1", "ap-southeast-2", "cn-north-1", "us-gov-west-1"])

@@ -72,9 +72,7 @@ RUNS: dict[str, dict[str, str]] = {
     "no-workers": {**BASE_CONFIG, "desiredCount": "0"},
 }
 NOTIFY = {"prefectNotifyBlock": "slack-webhook/ops-alerts"}
-RUNS.update(
-    {f"notify-{kind}": {**RUNS[kind], **NOTIFY} for kind in ("default", "scaled", "scaled-from-one", "no-workers")}
-)
+RUNS.update({f"notify-{kind}": {**RUNS[kind], **NOTIFY} for kind in ("scaled", "scaled-from-one", "no-workers")})
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 ORDINALS = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"]
 DAY, MINUTE = 86400, 60
@@ -621,10 +619,10 @@ def not_running_only_above_zero(_: str) -> str | None:
 def no_worker_notice_only_above_zero(_: str) -> str | None:
     """The "no worker" notification exists at desiredCount 1 and minWorkers 1, not at desiredCount or minWorkers 0."""
     has = {
-        kind: any("has no worker" in a.plain_inputs["name"] for a in run(f"notify-{kind}").of_type(AUTOMATION_TYPE))
-        for kind in ("default", "scaled-from-one", "no-workers", "scaled")
+        kind: any("has no worker" in a.plain_inputs["name"] for a in run(kind).of_type(AUTOMATION_TYPE))
+        for kind in ("ecs", "notify-scaled-from-one", "notify-no-workers", "notify-scaled")  # ecs: desiredCount 1
     }
-    wanted = {"default": True, "scaled-from-one": True, "no-workers": False, "scaled": False}
+    wanted = {"ecs": True, "notify-scaled-from-one": True, "notify-no-workers": False, "notify-scaled": False}
     return None if has == wanted else f"the notification exists: {has}"
 
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import API_KEY, BASE_CONFIG, OWNER, load_stack_config, run_program
+from conftest import API_KEY, BASE_CONFIG, OWNER, load_stack_config, run_program, run_pulumi
 from pulumi.runtime import rpc
 
 from components.config import ConfigError
@@ -21,6 +21,8 @@ from components.run_automations import AutomationError, automation_props
 from components.run_notifications import (
     UNRESOLVED_BLOCK,
     NotificationProvider,
+    RunNotifications,
+    RunNotificationsArgs,
     failed_runs_notification,
     pool_not_ready_notification,
 )
@@ -113,24 +115,37 @@ FAILED_RUNS = f"{OWNER}: notify when a flow run of team-pool fails or crashes"
 
 
 @pytest.mark.parametrize(
+    ("always_on", "notices"), [(0, {FAILED_RUNS}), (1, {FAILED_RUNS, NO_WORKER}), (3, {FAILED_RUNS, NO_WORKER})]
+)
+def test_the_no_worker_notice_is_only_for_workers_meant_to_be_always_on(always_on: int, notices: set[str]) -> None:
+    args = RunNotificationsArgs(
+        pool_name="team-pool",
+        notify_block=BLOCK,
+        always_on_workers=always_on,
+        prefect_api_url=NOWHERE,
+        prefect_credential=None,
+    )
+    run = run_pulumi(lambda: RunNotifications("notifications", args))
+    assert {a.plain_inputs["name"] for a in run.of_type(AUTOMATION)} == notices
+
+
+@pytest.mark.parametrize(
     ("workers", "notices"),
     [
         ({"minWorkers": "0", "maxWorkers": "2"}, {FAILED_RUNS}),  # scaled to zero between runs: no nightly notice
-        ({"minWorkers": "0"}, {FAILED_RUNS}),
         ({"desiredCount": "0"}, {FAILED_RUNS}),  # parked on purpose
         ({"minWorkers": "1", "maxWorkers": "3"}, {FAILED_RUNS, NO_WORKER}),
-        ({"maxWorkers": "2"}, {FAILED_RUNS, NO_WORKER}),  # minWorkers unset is 1
-        ({"desiredCount": "2"}, {FAILED_RUNS, NO_WORKER}),
     ],
-    ids=["min-0", "min-0-max-unset", "desired-0", "min-1", "max-only", "desired-2"],
+    ids=["min-0", "desired-0", "min-1"],
 )
-def test_the_no_worker_notice_is_only_for_an_always_on_stack(workers: dict[str, str], notices: set[str]) -> None:
-    """At minWorkers 0 the pool is Not Ready every night by design; the late-runs alarm covers a due run."""
+def test_a_stack_scaled_to_zero_gets_no_no_worker_notice(workers: dict[str, str], notices: set[str]) -> None:
+    """At minWorkers 0 the pool is Not Ready every night by design; the late-runs alarm covers a due run. (The
+    default, desiredCount 1, has both: the test below.)"""
     run = run_program({**BASE_CONFIG, "workPool": "team-pool", "prefectNotifyBlock": BLOCK, **workers})
     names = {a.plain_inputs["name"] for a in run.of_type(AUTOMATION)}
     assert {name for name in names if ": notify when" in name} == notices
     late_runs = [a for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a.name.endswith("-late-runs")]
-    assert len(late_runs) == 1  # what watches a scaled-to-zero stack instead
+    assert len(late_runs) == 1  # what watches a stack scaled to zero instead
 
 
 def test_without_a_block_there_is_no_notification_and_with_one_both_per_stack() -> None:
