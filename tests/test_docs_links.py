@@ -2,6 +2,7 @@
 names a file that exists, and a `#anchor` names a heading of the page it points at, as GitHub slugs headings."""
 
 import itertools
+import os
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -77,11 +78,13 @@ SECTION_POINTER = re.compile(r'(README|docs/[\w-]+\.md)(?:\.md)?, "([^"]+)"')
 
 
 def pointed_sections(root: Path = ROOT) -> list[tuple[str, str, str]]:
-    """(file, page, section) for every section pointer in the repository's code and config (not the docs or tests)."""
-    kinds = ("*.py", "*.txt", "*.yaml", "*.toml", "Dockerfile", ".prefectignore", ".dockerignore")
-    files = {
-        path for kind in kinds for path in root.rglob(kind) if not {".git", "venv", ".venv", "tests"} & set(path.parts)
-    }
+    """(file, page, section) for every section pointer in the repository's code and config (not the docs or tests;
+    hidden folders and virtualenvs, such as .venv-other, are not walked)."""
+    kinds = (".py", ".txt", ".yaml", ".toml", "Dockerfile", ".prefectignore", ".dockerignore")
+    files = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [d for d in subfolders if not d.startswith((".", "venv", "__")) and d != "tests"]
+        files += [Path(folder, name) for name in names if name.endswith(kinds)]
     return [
         (str(path.relative_to(root)), "README.md" if page == "README" else page, section)
         for path in sorted(files)
