@@ -4,7 +4,9 @@ import sys
 
 # Before any import that needs 3.11 (prefect 3.9.1: Requires-Python >=3.11): one line instead of a traceback.
 if sys.version_info < (3, 11):  # noqa: UP036 (ruff assumes 3.11; this line is for the Pythons before it)
-    sys.exit(f"prefect-fargate needs Python 3.11 to 3.13, not {sys.version.split()[0]}: see docs, Prerequisites.")
+    sys.exit(
+        f'prefect-fargate needs Python 3.11 to 3.13, not {sys.version.split()[0]}: see README.md, "Prerequisites".'
+    )
 
 import pulumi
 

@@ -8,7 +8,7 @@ Unless config `alarms` is false, Alerts watches the worker service and the contr
 backs it up for stuck Pending runs) and, with the topic, publishes each of the pool's failed or crashed runs to
 it: Alerts comes first, naming the controller's function and schedule by the names they will have
 (`function_name`), and the controller gets the topic. With `prefectNotifyBlock` RunNotifications tells that
-block (Slack, say) about failed runs and a pool without a worker.
+block (Slack, say) about failed runs and (unless it scales to zero) a pool without a worker.
 The controller also publishes the pool's backlog (controller/backlog.py); with minWorkers/maxWorkers
 WorkerScaling makes the service follow it, and StackDashboard shows it all (output `dashboardUrl`).
 """
@@ -260,6 +260,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 RunNotificationsArgs(
                     pool_name=args.work_pool,
                     notify_block=args.prefect_notify_block,
+                    always_on_workers=args.always_on_workers,
                     prefect_api_url=args.prefect_api_url,
                     prefect_credential=args.prefect_credential,
                 ),

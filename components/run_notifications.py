@@ -13,13 +13,17 @@ through that block:
   `deployment`, `work_pool` and `event` (prefect/server/events/actions.py,
   `JinjaTemplateAction._relevant_native_objects`); `flow_run.state` is the state of the event that
   fired (`instantiate_object`), not a later one.
-- **pool without a worker**: the server's foreman marks a worker OFFLINE once it has missed three
+- **pool without a worker**, for an always-on stack only (`desiredCount` 1 or more without scaling, or
+  `minWorkers` 1 or more): the server's foreman marks a worker OFFLINE once it has missed three
   heartbeats (90 s at the worker's default 30 s) and then the pool NOT_READY, checking every 15 s
   (prefect/server/services/foreman.py, `_mark_work_pools_as_not_ready`), and emits
   `prefect.work-pool.not-ready` naming the pool (prefect/server/models/events.py,
   `work_pool_status_event`). A proactive trigger fires when no `prefect.work-pool.ready` (a worker
   is back) or `prefect.work-pool.paused` (paused on purpose) follows within 5 minutes: about
-  6.5 minutes after the last worker stopped, and never for a replacement that starts in time.
+  6.5 minutes after the last worker stopped, and never for a replacement that starts in time. A stack that
+  scales to zero (`minWorkers` 0) has no worker between runs by design: every scale-in would notify. There
+  the `late-runs` alarm (components/alerts.py) covers what matters, a run that is due with no worker
+  coming; and a stack parked at `desiredCount` 0 has no worker on purpose.
 
 Prefect's `send-notification` action names its block by id (`block_document_id`), which changes
 when a block is deleted and made again under the same name. So the provider reads the block by
@@ -167,34 +171,35 @@ class RunNotificationsArgs:
 
     pool_name: str
     notify_block: str  # prefectNotifyBlock, `<block-type-slug>/<block-name>`
+    always_on_workers: int  # StackConfig.always_on_workers: 0 (scaled to zero, or parked) means no "no worker" notice
     prefect_api_url: str
     prefect_credential: PrefectCredential | None  # None: a server without authentication
 
 
 class RunNotifications(pulumi.ComponentResource):
-    """The failed-run and pool-without-worker notifications of one stack, kept as declared."""
+    """The failed-run and (for an always-on stack) pool-without-worker notifications of one stack, kept as declared."""
 
     failed_runs: AutomationResource
     """Notifies when a run of the pool ends Failed or Crashed."""
-    pool_not_ready: AutomationResource
-    """Notifies when the pool has had no worker for 5 minutes."""
+    pool_not_ready: AutomationResource | None
+    """Notifies when the pool has had no worker for 5 minutes; None when no worker is meant to be always on."""
 
     def __init__(self, name: str, args: RunNotificationsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prefect-fargate:prefect:RunNotifications", name, None, opts)
         owner = stack_owner()
         child = pulumi.ResourceOptions(parent=self, additional_secret_outputs=list(CREDENTIAL_PROPS.values()))
         credential = credential_props(args.prefect_credential)
-        specs = {
-            "failed-runs": failed_runs_notification(owner, args.pool_name, args.notify_block),
-            "pool-not-ready": pool_not_ready_notification(owner, args.pool_name, args.notify_block),
-        }
-        self.failed_runs, self.pool_not_ready = (
-            AutomationResource(
-                f"{name}-{suffix}",
-                automation_props(spec, args.prefect_api_url, credential),
-                opts=child,
-                provider=NotificationProvider(),
-            )
-            for suffix, spec in specs.items()
+
+        def notification(suffix: str, spec: dict[str, Any]) -> AutomationResource:
+            props = automation_props(spec, args.prefect_api_url, credential)
+            return AutomationResource(f"{name}-{suffix}", props, opts=child, provider=NotificationProvider())
+
+        self.failed_runs = notification(
+            "failed-runs", failed_runs_notification(owner, args.pool_name, args.notify_block)
+        )
+        self.pool_not_ready = (
+            notification("pool-not-ready", pool_not_ready_notification(owner, args.pool_name, args.notify_block))
+            if args.always_on_workers >= 1
+            else None
         )
         self.register_outputs({})

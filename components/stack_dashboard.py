@@ -1,6 +1,6 @@
 """StackDashboard: one CloudWatch dashboard per stack, the worker and its pool's backlog at a glance.
 
-Widgets, top to bottom (README, "Scaling", describes each):
+Widgets, top to bottom (docs/scaling.md, "Metrics, alarms and the dashboard", describes each):
 1. Workers: the controller's WorkersWanted (the desired count the scaling policy sets) next to ECS's
    service CPU SampleCount (datapoints only while a worker runs; none when scaled to zero).
 2. Worker CPU and memory, Maximum and Average over the service's tasks.

@@ -34,7 +34,7 @@ import pulumi_aws as aws
 from components.agent_roles import Statement, arn_context, policy_document
 
 WORKERS_WANTED = "WorkersWanted"
-# A minute between scaling activities: a new worker takes about that long to start (README, "Scaling").
+# A minute between scaling activities: a new worker takes about that long to start (docs/scaling.md, "How it decides").
 COOLDOWN_SECONDS = 60
 # After the pool's last run ends, one worker stays this long before the service goes to minWorkers, so
 # a team that triggers runs one after another does not pay a cold start for each.

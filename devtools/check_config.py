@@ -22,7 +22,7 @@ from typing import Any
 import pulumi
 import yaml
 
-from devtools.costs import monthly_estimate
+from devtools.costs import PRICED_REGION, monthly_estimate
 from devtools.mocks import PROJECT, ROOT, Run, run_program
 
 SECRET_PLACEHOLDER = "[secret]"  # stands for a `secure:` value, which only the CLI can decrypt
@@ -96,8 +96,20 @@ def _warnings() -> Iterator[list[str]]:
         pulumi.log.warn = warn
 
 
-def summary(run: Run, stack: str) -> str:
-    """What `pulumi up` would create, in a few lines."""
+def priced_region(region: str | None) -> str:
+    """Which region's prices the estimate uses, said against the stack's own."""
+    if region == PRICED_REGION:
+        return f"{PRICED_REGION} list prices, the stack's region"
+    if region is None:
+        return f"{PRICED_REGION} list prices; the stack's region is not set (aws:region)"
+    return (
+        f"{PRICED_REGION} list prices, not {region}'s (the stack's region): prices differ by region, "
+        "see the AWS pricing pages devtools/costs.py links"
+    )
+
+
+def summary(run: Run, stack: str, region: str | None) -> str:
+    """What `pulumi up` would create, in a few lines; the cost priced in us-east-1, said against `region`."""
     task = run.one("aws:ecs/taskDefinition:TaskDefinition").plain_inputs
     service = run.one("aws:ecs/service:Service").plain_inputs
     command = run.container()["command"]
@@ -111,7 +123,7 @@ def summary(run: Run, stack: str) -> str:
         f"Worker: {int(service['desiredCount'])} task(s) of {task['cpu']} cpu / {task['memory']} MiB, "
         f"{task['runtimePlatform']['cpuArchitecture']}, on {capacity}; flow runs at once per worker (--limit): {limit}",
         f"Work pool: {run.outputs['workPool']} (type {run.outputs['workPoolType']}) at {run.outputs['prefectApiUrl']}",
-        "Monthly cost estimate (us-east-1 list prices, 730 hours; logs and S3 usage not included):",
+        f"Monthly cost estimate ({priced_region(region)}; 730 hours; logs and S3 usage not included):",
         *(f"  ${line.dollars:7.2f}  {line.item}" for line in estimate.lines),
         f"  ${estimate.total:7.2f}  total",
     ]
@@ -126,6 +138,7 @@ def summary(run: Run, stack: str) -> str:
 def check(stack: str, root: Path = ROOT) -> tuple[int, str]:
     """(exit code, what to print) for one stack."""
     from components.config import ConfigError
+    from components.config.region import stack_region
 
     config, secrets, wrong_types = stack_config(stack, root)
     if wrong_types:  # the CLI stops here, before the program runs
@@ -135,7 +148,8 @@ def check(stack: str, root: Path = ROOT) -> tuple[int, str]:
             run = run_program(config, secret_keys=secrets, stack=stack)
         except ConfigError as exc:  # what the CLI prints for the program's RunError
             return 1, "\n".join([*(f"warning: {w}" for w in warnings), f"error: {exc}"])
-    return 0, "\n".join([*(f"warning: {w}" for w in warnings), summary(run, stack)])
+    region, _ = stack_region()  # as the program read it: aws:region, else AWS_REGION/AWS_DEFAULT_REGION
+    return 0, "\n".join([*(f"warning: {w}" for w in warnings), summary(run, stack, region)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from components.stack_controller import HANDLER as CONTROLLER_HANDLER
 from devtools.mocks import Run
 
 HOURS_PER_MONTH = 730
+PRICED_REGION = "us-east-1"  # the region every price below is for; other regions' differ
 # https://aws.amazon.com/fargate/pricing/ (Linux, us-east-1): per vCPU-hour and per GB-hour.
 FARGATE_VCPU_HOUR = {"X86_64": 0.04048, "ARM64": 0.03238}
 FARGATE_GB_HOUR = {"X86_64": 0.004445, "ARM64": 0.00356}

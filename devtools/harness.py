@@ -38,6 +38,7 @@ TEST_FLOWS = ROOT / "tests" / "runtime_flows.py"  # the runtime tests' flows, pu
 BIN = Path(sys.executable).parent
 FLOW_BUCKET = "prefect-flows-test"
 AWS_REGION = "us-east-1"
+SCHEDULER_LOOP_SECONDS = 10  # with `scheduler`: how often the server's scheduler makes schedules into runs
 T = TypeVar("T")
 
 
@@ -348,6 +349,7 @@ class Cluster:
     server_settings: dict[str, str] = field(default_factory=dict)  # PREFECT_SERVER_* for `prefect server start`
     extra_flows: tuple[Path, ...] = (TEST_FLOWS,)  # pushed with flows/ by deploy_flows
     ui: bool = False  # the server's web UI (the demo's; tests need only the API)
+    scheduler: bool = False  # the server's scheduler, which makes schedules into runs (the demo's), every 10 s
 
     @property
     def api_url(self) -> str:
@@ -395,8 +397,21 @@ class Cluster:
         # run crash because its submission was still refused after the client's five retries. The loops
         # the tests do not use are off so they do not compete with the worker for the lock (late-runs
         # alone re-marks every queued run of the load test every 5 s).
-        for service in ("LATE_RUNS", "SCHEDULER", "FOREMAN", "PAUSE_EXPIRATIONS", "CANCELLATION_CLEANUP"):
+        off = (
+            "LATE_RUNS",
+            "FOREMAN",
+            "PAUSE_EXPIRATIONS",
+            "CANCELLATION_CLEANUP",
+            *(() if self.scheduler else ("SCHEDULER",)),
+        )
+        for service in off:
             env[f"PREFECT_SERVER_SERVICES_{service}_ENABLED"] = "false"
+        # The scheduler's main loop looks for new schedules every 60 s by default (its recent-deployments loop, every
+        # 5 s, sees only deployments updated just now, and adding a schedule does not update its deployment:
+        # prefect/server/services/scheduler.py, models/deployments.py `create_deployment_schedules`). 10 s lets the
+        # demo add a schedule due within a minute; measured on 2 cores, the server used 2.0-3.0% of a core with it,
+        # 1.8-2.1% with the scheduler off.
+        env["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = str(SCHEDULER_LOOP_SECONDS)
         env.pop("PREFECT_API_URL")
         if self.auth_string:
             env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
@@ -534,21 +549,20 @@ class Cluster:
         shutil.copytree(FLOWS_DIR, project, ignore=shutil.ignore_patterns("__pycache__"))
         for extra in self.extra_flows:
             shutil.copy(extra, project / extra.name)
+        return self.cli(["--no-prompt", "deploy", "--all"], project)
+
+    def cli(self, args: list[str], cwd: Path) -> str:
+        """The Prefect CLI as a user runs it from flows/: pointed at this server, with the stack's FLOW_BUCKET and
+        WORK_POOL in the environment; its output, or a RuntimeError with it."""
         env = self.base_env()
         env.update(FLOW_BUCKET=FLOW_BUCKET, WORK_POOL=self.work_pool)
         if self.auth_string:  # the user's CLI, logged in to the server
             env["PREFECT_API_AUTH_STRING"] = self.auth_string
-        result = subprocess.run(
-            [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        argv = [str(BIN / "prefect"), *args]
+        result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
         output = result.stdout + result.stderr
         if result.returncode != 0:
-            raise RuntimeError(f"prefect deploy failed ({result.returncode}):\n{output[-4000:]}")
+            raise RuntimeError(f"prefect {' '.join(args)} failed ({result.returncode}):\n{output[-4000:]}")
         return output
 
     def create_automations(self, stuck_after: timedelta | None = None) -> list[str]:
@@ -569,24 +583,8 @@ class Cluster:
         return [AutomationProvider().create(automation_props(spec, self.api_url, credential)).id for spec in specs]
 
     def create_stack_objects(self, run: Run) -> list[str]:
-        """Create the Prefect objects a mocked program run declared (work pool, automations), in the order it
-        declared them, through the providers it pickled into them, as `pulumi up` does: the provider host
-        unpickles `__provider` from the resource's properties and calls `check`, then `create`
-        (pulumi/dynamic/__main__.py, `get_provider` and `Create`). The run must point at this cluster's API."""
-        import base64
-
-        import dill
-
-        ids = []
-        for resource in run.resources:
-            if not resource.typ.startswith("pulumi-python:dynamic/"):
-                continue
-            props = resource.plain_inputs
-            assert props["api_url"] == self.api_url, f"{resource.name} points at {props['api_url']}"
-            provider = dill.loads(base64.b64decode(props["__provider"]))  # noqa: S301 (pickled by our own program run)
-            checked = provider.check({}, props).inputs
-            ids.append(provider.create(checked).id)
-        return ids
+        """Create the Prefect objects a mocked program run declared on this cluster's server (`create_declared`)."""
+        return create_declared(run, self.api_url)
 
     def save_secret(self, name: str, value: str) -> None:
         """A Prefect Secret block, as a user stores the webhook URL."""
@@ -679,6 +677,27 @@ class Cluster:
             self.webhook.close()
         for stub in self.task_metadata:
             stub.close()
+
+
+def create_declared(run: Run, api_url: str) -> list[str]:
+    """Create the Prefect objects a mocked program run declared (work pool, automations), in the order it
+    declared them, through the providers it pickled into them, as `pulumi up` does: the provider host
+    unpickles `__provider` from the resource's properties and calls `check`, then `create`
+    (pulumi/dynamic/__main__.py, `get_provider` and `Create`). The run must point at `api_url`."""
+    import base64
+
+    import dill
+
+    ids = []
+    for resource in run.resources:
+        if not resource.typ.startswith("pulumi-python:dynamic/"):
+            continue
+        props = resource.plain_inputs
+        assert props["api_url"] == api_url, f"{resource.name} points at {props['api_url']}"
+        provider = dill.loads(base64.b64decode(props["__provider"]))  # noqa: S301 (pickled by our own program run)
+        checked = provider.check({}, props).inputs
+        ids.append(provider.create(checked).id)
+    return ids
 
 
 @contextlib.contextmanager

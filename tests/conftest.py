@@ -64,6 +64,14 @@ __all__ = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def no_region_from_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The program reads the region as the AWS provider does, from AWS_REGION/AWS_DEFAULT_REGION when aws:region
+    is not set (components/config/region.py): a test gives it in its config, or sets the variable itself."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def warnings_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """What the program or a provider warns (`pulumi.log.warn`: the provider host prints it, the CLI shows it)."""

@@ -22,14 +22,24 @@ def test_spot_for_the_worker_and_an_ecs_pools_flow_runs() -> None:
     assert (loaded.worker_capacity, loaded.flow_run_capacity) == ("FARGATE_SPOT", "FARGATE_SPOT")
 
 
+@pytest.mark.parametrize("architecture", ["X86_64", "ARM64"])
+def test_spot_runs_either_architecture(architecture: str) -> None:
+    """ "FARGATE_SPOT supports Linux tasks with the ARM64 architecture on platform version 1.4.0 or later" (ECS API
+    reference, CapacityProviderStrategyItem): ARM64 on Spot is the cheapest worker (test_ecs_pool checks the
+    service's and RunTask's platform version)."""
+    config = {**BASE_CONFIG, "workPoolType": "ecs", "workerCapacity": "FARGATE_SPOT", "flowRunCapacity": "FARGATE_SPOT"}
+    loaded = load_stack_config({**config, "cpuArchitecture": architecture})
+    assert (loaded.cpu_architecture, loaded.worker_capacity, loaded.flow_run_capacity) == (
+        architecture,
+        "FARGATE_SPOT",
+        "FARGATE_SPOT",
+    )
+
+
 INVALID = [
     ("worker-lowercase", {"workerCapacity": "spot"}, "workerCapacity", "'spot' is not valid"),
     ("flow-run-ec2", {"workPoolType": "ecs", "flowRunCapacity": "EC2"}, "flowRunCapacity", "'EC2' is not valid"),
     ("flow-run-spot-for-process", {"flowRunCapacity": "FARGATE_SPOT"}, "flowRunCapacity", "workPoolType is 'process'"),
-    ("worker-spot-on-arm", {"workerCapacity": "FARGATE_SPOT", "cpuArchitecture": "ARM64"}, "workerCapacity",
-     "Fargate Spot does not run"),
-    ("flow-run-spot-on-arm", {"workPoolType": "ecs", "flowRunCapacity": "FARGATE_SPOT", "cpuArchitecture": "ARM64"},
-     "flowRunCapacity", "Fargate Spot does not run"),
 ]  # fmt: skip
 
 

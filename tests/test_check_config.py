@@ -57,7 +57,52 @@ def test_a_good_stack_prints_what_pulumi_up_would_create_and_its_cost(tmp_path: 
     total = worker + 3.65 + 0.40 + 3 * 0.5 * 0.10 + 8 * 0.10 + controller
     assert f"${total:7.2f}  total" in text
     assert "KMS" not in text and "backlog" not in text
+    assert "Monthly cost estimate (us-east-1 list prices, the stack's region; 730 hours;" in text
     assert CIPHERTEXT not in text
+
+
+def _cloud_stack(tmp_path: Path, name: str, extra: str) -> Path:
+    body = "config:\n" + f"  prefect-fargate:prefectApiKey:\n    secure: {CIPHERTEXT}\n"
+    body += f"  prefect-fargate:prefectAccountId: {ACCOUNT_ID}\n  prefect-fargate:prefectWorkspaceId: {WORKSPACE_ID}\n"
+    return _stack(tmp_path, name, body + extra)
+
+
+@pytest.mark.parametrize(
+    ("region", "said"),
+    [
+        ("eu-central-1", "(us-east-1 list prices, not eu-central-1's (the stack's region): prices differ by region,"),
+        (None, "(us-east-1 list prices; the stack's region is not set (aws:region);"),
+    ],
+    ids=["frankfurt", "unset"],
+)
+def test_the_cost_line_says_which_regions_prices_it_used(tmp_path: Path, region: str | None, said: str) -> None:
+    root = _cloud_stack(tmp_path, "eu", f"  aws:region: {region}\n" if region else "")
+    code, text = check_config.check("eu", root)
+    assert code == 0, text
+    (line,) = [line for line in text.splitlines() if line.startswith("Monthly cost estimate")]
+    assert said in line
+
+
+def test_the_cheapest_worker_arm64_on_spot_is_valid_and_priced(tmp_path: Path) -> None:
+    extra = "  prefect-fargate:cpuArchitecture: ARM64\n  prefect-fargate:workerCapacity: FARGATE_SPOT\n"
+    code, text = check_config.check("arm", _cloud_stack(tmp_path, "arm", extra))
+    assert code == 0, text
+    assert "Worker: 1 task(s) of 512 cpu / 1024 MiB, ARM64, on FARGATE_SPOT; " in text
+    worker = fargate_hour(512, 1024, "ARM64") * 730 * 0.3  # about 70% less than ARM64 on demand
+    assert f"${worker:7.2f}  1 worker task(s), 512 cpu / 1024 MiB, ARM64, Spot" in text
+
+
+def test_a_mistyped_key_in_a_stack_file_is_refused_with_its_fix(tmp_path: Path) -> None:
+    """A bare key in a stack file is the project's (as the CLI reads it): `minWorker` is refused, not ignored."""
+    code, text = check_config.check("typo", _cloud_stack(tmp_path, "typo", "  minWorker: 0\n"))
+    assert code == 1
+    assert (
+        "prefect-fargate:minWorker: is not a key this program reads, so its value would be ignored (the nearest key "
+        "is minWorkers)" in text
+    )
+    assert text.endswith(
+        "Fix: pulumi config rm prefect-fargate:minWorker && pulumi config set prefect-fargate:minWorkers 0"
+    )
 
 
 def test_a_bad_stack_prints_every_problem_with_its_fix_and_fails(tmp_path: Path) -> None:
@@ -107,7 +152,7 @@ def test_the_readme_costs_are_the_estimates_of_devtools_costs() -> None:
 
     from devtools import costs
 
-    readme, x = (ROOT / "README.md").read_text(), "\N{MULTIPLICATION SIGN}"
+    readme, x = " ".join((ROOT / "README.md").read_text().split()), "\N{MULTIPLICATION SIGN}"
 
     def total(**config: str) -> float:
         return monthly_estimate(run_program({**BASE_CONFIG, **config})).total
@@ -122,7 +167,7 @@ def test_the_readme_costs_are_the_estimates_of_devtools_costs() -> None:
         f"(about ${total(alarms='false'):.2f})",
         f"the default stack about ${total(workerCapacity='FARGATE_SPOT'):.2f}",
         f"${x86 * (1 - costs.SPOT_SAVING):.2f} (18.02 {x} 0.3)",
-        f"ARM64 on\ndemand: ${arm:.2f}",
+        f"${arm:.2f} for the task on demand, and about ${arm * (1 - costs.SPOT_SAVING):.2f} on Spot (14.42 {x} 0.3)",
     ):
         assert figure in readme, figure
 

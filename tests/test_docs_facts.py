@@ -48,11 +48,12 @@ from packaging.specifiers import SpecifierSet
 
 from components import agent_service, worker_scaling
 from components.agent_image import pinned_version
-from components.config import LOG_RETENTION_DAYS, ConfigError
+from components.config import LOG_RETENTION_DAYS, ConfigError, known_keys
+from components.config.region import REGION_ENV
 from components.prefect_api import AUTH_STRING_FIX, KEY_FIX, reason
 from components.work_pool import WorkPoolError, WorkPoolProvider, description_for
 from controller import backlog, handler, notify, prefect_rest, recovery
-from devtools import aws_quotas
+from devtools import aws_quotas, demo, harness
 from devtools.rehearse import SHAPES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,9 +80,12 @@ RUNS: dict[str, dict[str, str]] = {
         "controllerInVpc": "true",
     },
 }
+NOTIFY = {"prefectNotifyBlock": "slack-webhook/ops-alerts"}
+RUNS.update({f"notify-{kind}": {**RUNS[kind], **NOTIFY} for kind in ("scaled", "scaled-from-one", "no-workers")})
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 ORDINALS = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"]
 DAY, MINUTE = 86400, 60
+AUTOMATION_TYPE = "pulumi-python:dynamic/prefect:Automation"
 
 
 # -- what the docs say ---------------------------------------------------------------------------------------
@@ -942,6 +946,74 @@ def not_running_only_above_zero(_: str) -> str | None:
     return None if has == wanted else f"the alarm exists: {has}"
 
 
+def no_worker_notice_only_above_zero(_: str) -> str | None:
+    """The "no worker" notification exists at desiredCount 1 and minWorkers 1, not at desiredCount or minWorkers 0."""
+    has = {
+        kind: any("has no worker" in a.plain_inputs["name"] for a in run(kind).of_type(AUTOMATION_TYPE))
+        for kind in ("ecs", "notify-scaled-from-one", "notify-no-workers", "notify-scaled")  # ecs: desiredCount 1
+    }
+    wanted = {"ecs": True, "notify-scaled-from-one": True, "notify-no-workers": False, "notify-scaled": False}
+    return None if has == wanted else f"the notification exists: {has}"
+
+
+def dev_requirements_include_the_programs(_: str) -> str | None:
+    """requirements-dev.txt's first requirement line is `-r requirements.txt`: the tests' env holds the program's."""
+    lines = [line for line in (ROOT / "requirements-dev.txt").read_text().splitlines() if line and line[0] != "#"]
+    return None if lines[0] == "-r requirements.txt" else f"requirements-dev.txt starts with {lines[0]!r}"
+
+
+def supported_pythons(low: str, high: str) -> str | None:
+    """pyproject's requires-python admits 3.<low> to 3.<high> and no other minor version around them."""
+    import tomllib
+
+    spec = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    lo, hi = int(low.split(".")[1]), int(high.split(".")[1])
+    admitted = {minor for minor in range(lo - 2, hi + 3) if f"3.{minor}.0" in spec}
+    return None if admitted == set(range(lo, hi + 1)) else f"requires-python {spec} admits 3.{sorted(admitted)}"
+
+
+def prompted(*_: str) -> str | None:
+    """`pulumi new` asks for the work pool's name and minWorkers (Pulumi.yaml's `template:`)."""
+    prompts = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["template"]["config"]
+    missing = {key for key in ("workPool", "minWorkers") if f"{PROJECT}:{key}" not in prompts}
+    return None if not missing else f"not prompted: {missing}"
+
+
+def keys_table_is_the_known_keys(_: str) -> str | None:
+    """The first column of docs/configuration.md's Keys table names exactly the keys the program reads."""
+    section = (ROOT / "docs" / "configuration.md").read_text().split("## Keys", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| `")]
+    listed = {key for cell in rows for key in re.findall(r"`(\w+)`", cell)}
+    load_stack_config(BASE_CONFIG)
+    known = known_keys()
+    return None if listed == known else f"listed, not read: {listed - known}; read, not listed: {known - listed}"
+
+
+def unread_key_line(line: str) -> str | None:
+    error = config_error({"minWorker": "0"})
+    return None if f"- {line}\n" in f"{error}\n" else f"the program says: {error}"
+
+
+def regions_meant(*groups: str) -> str | None:
+    *typed, meant = groups
+    fixes = {name: f"Fix: pulumi config set aws:region {meant}" in config_error({"aws:region": name}) for name in typed}
+    return None if all(fixes.values()) else f"fix given: {fixes}"
+
+
+def priced_lines(here: str, elsewhere: str) -> str | None:
+    from devtools.check_config import priced_region
+
+    said = (priced_region("us-east-1"), priced_region("eu-central-1"))
+    return None if said[0] == here and said[1].startswith(elsewhere) else f"check_config says {said}"
+
+
+def spot_runs_both(_: str) -> str | None:
+    """FARGATE_SPOT (worker and `ecs` flow runs) is accepted with either cpuArchitecture."""
+    spot = {"workPoolType": "ecs", "workerCapacity": "FARGATE_SPOT", "flowRunCapacity": "FARGATE_SPOT"}
+    said = {arch: config_error({**spot, "cpuArchitecture": arch}) for arch in ("X86_64", "ARM64")}
+    return None if set(said.values()) == {"(accepted)"} else f"refused: {said}"
+
+
 FACTS: dict[str, Fact | Rule] = {
     # README.md
     "secret recovery window": Fact(
@@ -1661,7 +1733,8 @@ FACTS: dict[str, Fact | Rule] = {
     ),
     "pool-not-ready notification": Fact(
         "docs/alerts.md",
-        r"\| `(notify when work pool <pool> has no worker)` \| the pool stays Not Ready for (\d+) minutes.*?"
+        r"\| `(notify when work pool <pool> has no worker)` \(made only [^)]*\) \| the pool stays Not Ready for (\d+) "
+        r"minutes.*?"
         r" \| `([^`]+)`",
         lambda: (
             automation("pool-not-ready", "ecs")["name"].split(": ", 1)[1].replace(pool("ecs")["name"], "<pool>"),
@@ -2121,10 +2194,84 @@ FACTS: dict[str, Fact | Rule] = {
             else "(not the function's name)"
         ),
     ),
+    "no worker notice only above zero (alerts)": Rule(
+        "docs/alerts.md",
+        r"has no worker` \((made only while `desiredCount`, or `minWorkers` when scaling, is 1 or more)\)",
+        no_worker_notice_only_above_zero,
+    ),
     "not running only above zero (alerts)": Rule(
         "docs/alerts.md",
         r"(only while `desiredCount`, or `minWorkers` when scaling, is above 0)",
         not_running_only_above_zero,
+    ),
+    "demo schedule (README)": Fact(
+        "README.md",
+        r"due at the first whole minute at least (\d+) s ahead, which the server's scheduler \(on in the demo, "
+        r"looking for new schedules every (\d+) s\)",
+        lambda: (n(demo.SCHEDULE_LEAD.total_seconds()), n(harness.SCHEDULER_LOOP_SECONDS)),
+    ),
+    "demo CLI line (README)": Fact(
+        "README.md",
+        r"\(`(PREFECT_API_URL=\S+ prefect flow-run ls)`\)",
+        lambda: demo.cli_line(f"http://127.0.0.1:{demo.PORT}/api"),
+    ),
+    "one environment (README)": Rule(
+        "README.md",
+        r"(`requirements-dev.txt` starts with `-r requirements.txt`)",
+        dev_requirements_include_the_programs,
+    ),
+    "test pythons (README)": Rule(
+        "README.md", r"Python 3.11 or later \((3\.\d+) to (3\.\d+), as for the program\)", supported_pythons
+    ),
+    "pulumi new prompts (README)": Rule(
+        "README.md",
+        r"the (work pool's name) \(a second stack in the same workspace needs its own\), the pool type, `(minWorkers)`",
+        prompted,
+    ),
+    # config that cannot silently mean something else (components/config/keys.py, region.py)
+    "every key (configuration)": Rule(
+        "docs/configuration.md", r"(the table below lists every key the program reads)", keys_table_is_the_known_keys
+    ),
+    "unread key line (configuration)": Rule(
+        "docs/configuration.md",
+        r"``` (prefect-fargate:minWorker: is not a key [^`]*?minWorkers 0) ```",
+        unread_key_line,
+    ),
+    "region meant (configuration)": Rule(
+        "docs/configuration.md",
+        r"such as `([\w-]+)` or `([\w-]+)`, is refused with the region it most likely means \(`Fix: pulumi config set "
+        r"aws:region ([\w-]+)`",
+        regions_meant,
+    ),
+    "region from the environment (configuration)": Fact(
+        "docs/configuration.md",
+        r"the program reads `(\w+)`, then `(\w+)`, as the AWS provider does",
+        lambda: REGION_ENV,
+    ),
+    "priced region (configuration)": Rule(
+        "docs/configuration.md",
+        r"`(us-east-1 list prices, the stack's region)`, or, for a stack elsewhere, `(us-east-1 list prices, not "
+        r"eu-central-1's \(the stack's region\))`",
+        priced_lines,
+    ),
+    # ARM64 on Fargate Spot
+    "spot either architecture (configuration)": Rule(
+        "docs/configuration.md",
+        r"`FARGATE_SPOT` for the worker service \(about 70% cheaper; (X86_64 or ARM64)\)",
+        spot_runs_both,
+    ),
+    "spot either architecture (ecs-pools)": Rule(
+        "docs/ecs-pools.md", r"(Spot runs `cpuArchitecture` X86_64 and ARM64 tasks alike)", spot_runs_both
+    ),
+    "platform version (ecs-pools)": Fact(
+        "docs/ecs-pools.md",
+        r"the service runs on platform `(\w+)`",
+        lambda: inputs("aws:ecs/service:Service", kind="spot")["platformVersion"],
+    ),
+    "platform version (sizing)": Fact(
+        "docs/sizing.md",
+        r"the stack's tasks run on platform `(\w+)`",
+        lambda: inputs("aws:ecs/service:Service", kind="spot")["platformVersion"],
     ),
 }
 

@@ -2,6 +2,7 @@
 names a file that exists, and a `#anchor` names a heading of the page it points at, as GitHub slugs headings."""
 
 import itertools
+import os
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -70,6 +71,38 @@ def broken_links(root: Path = ROOT) -> list[str]:
 def test_every_relative_link_and_anchor_resolves() -> None:
     assert len(doc_pages()) > 1, "docs/ holds the deep pages"
     assert broken_links() == []
+
+
+# A pointer from code or config to a section of the docs: `README, "Prerequisites"`, `docs/flows.md, "<heading>"`.
+SECTION_POINTER = re.compile(r'(README|docs/[\w-]+\.md)(?:\.md)?, "([^"]+)"')
+
+
+def pointed_sections(root: Path = ROOT) -> list[tuple[str, str, str]]:
+    """(file, page, section) for every section pointer in the repository's code and config (not the docs or tests;
+    hidden folders and virtualenvs, such as .venv-other, are not walked)."""
+    kinds = (".py", ".txt", ".yaml", ".toml", "Dockerfile", ".prefectignore", ".dockerignore")
+    files = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [d for d in subfolders if not d.startswith((".", "venv", "__")) and d != "tests"]
+        files += [Path(folder, name) for name in names if name.endswith(kinds)]
+    return [
+        (str(path.relative_to(root)), "README.md" if page == "README" else page, section)
+        for path in sorted(files)
+        for page, section in SECTION_POINTER.findall(path.read_text(errors="replace"))
+    ]
+
+
+def test_code_and_config_point_at_sections_that_exist() -> None:
+    """A section named in a message or a comment is a heading of that page, or a bold lead-in (`**...**`) in it."""
+    pointers = pointed_sections()
+    assert ("__main__.py", "README.md", "Prerequisites") in pointers
+    assert ("flows/requirements.txt", "docs/flows.md", "Your flows' own Python packages") in pointers
+    stale = []
+    for where, page, section in pointers:
+        text = (ROOT / page).read_text()
+        if github_slug(section) not in anchors(ROOT / page) and f"**{section}**" not in text:
+            stale.append(f"{where}: {page}, {section!r}")
+    assert stale == []
 
 
 def test_readme_stays_a_front_page() -> None:

@@ -567,7 +567,7 @@ SPOT_CONFIG = {
     **ECS_CONFIG,
     "workerCapacity": "FARGATE_SPOT",
     "flowRunCapacity": "FARGATE_SPOT",
-    "cpuArchitecture": "X86_64",  # Fargate Spot runs X86_64 tasks only
+    "cpuArchitecture": "ARM64",  # Spot runs ARM64 tasks on platform 1.4.0+ (the cheapest worker)
 }
 
 
@@ -597,6 +597,11 @@ def test_worker_service_runs_on_the_chosen_capacity(
     service = run.one("aws:ecs/service:Service").plain_inputs
     assert service.get("launchType") == launch_type
     assert service.get("capacityProviderStrategies") == strategy
+    # LATEST is platform 1.4.0 for Linux, which Fargate Spot needs for ARM64 (ECS API reference,
+    # CapacityProviderStrategyItem); an older pinned version would be refused there.
+    assert service["platformVersion"] == "LATEST"
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition").plain_inputs
+    assert task["runtimePlatform"]["cpuArchitecture"] == config["cpuArchitecture"] == "ARM64"
     assert not service.get("forceNewDeployment")  # a strategy change replaces the service (test_service_rollout)
 
 
@@ -619,6 +624,7 @@ def test_spot_flow_runs_use_fargate_spot_and_are_put_back_on_sigterm(
     spot, on_demand = [params for _, operation, params in calls if operation == "RunTask"]
     assert spot["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
     assert "launchType" not in spot
+    assert "platformVersion" not in spot  # so ECS runs LATEST, 1.4.0, which ARM64 on Spot needs
     environment = name_values(spot["overrides"]["containerOverrides"][0]["environment"])
     assert environment["PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"] == "reschedule"
     assert spot["overrides"]["containerOverrides"][0]["command"] == ["prefect", "flow-run", "execute"]
@@ -627,4 +633,5 @@ def test_spot_flow_runs_use_fargate_spot_and_are_put_back_on_sigterm(
     (registered,) = ecs.list_task_definitions()["taskDefinitionArns"]  # the same definition for both
     task_definition = ecs.describe_task_definition(taskDefinition=registered)["taskDefinition"]
     assert task_definition["requiresCompatibilities"] == ["FARGATE"]
+    assert task_definition["runtimePlatform"]["cpuArchitecture"] == "ARM64"  # the template's, as SPOT_CONFIG's
     assert task_definition["networkMode"] == "awsvpc"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import shutil
+import uuid
+
 import boto3
 import pytest
 import yaml
@@ -39,3 +44,59 @@ def test_the_sample_schedule_is_one_prefect_deploy_accepts() -> None:
     schedule = _schedule_config_to_deployment_schedule(config)["schedule"]
     assert isinstance(schedule, CronSchedule)
     assert (schedule.cron, schedule.timezone) == ("0 2 * * *", "America/New_York")
+
+
+def _docs_block(marker: str) -> str:
+    """The code block under `<!-- marker -->` in docs/flows.md."""
+    found = re.search(rf"<!-- {marker} -->\n```\w+\n(.*?)\n```", (ROOT / "docs" / "flows.md").read_text(), re.S)
+    assert found, f"docs/flows.md has no block marked {marker}"
+    return found[1]
+
+
+def _docs_commands(block: str) -> list[list[str]]:
+    """Each `prefect ...` command of a bash block as argv: continued lines joined, comments dropped, and the
+    `VAR=$(pulumi stack output ...)` prefixes left to the harness (which sets FLOW_BUCKET and WORK_POOL)."""
+    lines = block.replace("\\\n", " ").splitlines()
+    commands = [shlex.split(re.sub(r"^(\w+=\$\([^)]*\)\s+)+", "", line.strip()), comments=True) for line in lines]
+    assert all(argv[0] == "prefect" for argv in commands), commands
+    return commands
+
+
+@pytest.mark.long  # its own server, S3 and worker, six CLI calls: 44 s idle, 63 s under load; CI's long set
+@pytest.mark.slow
+def test_your_own_flow_deploys_runs_logs_and_says_why_it_failed_as_docs_flows_md_says() -> None:
+    """docs/flows.md's "Your own flow" against the local harness: its file and `deployments:` entry, added to a copy
+    of flows/, deploy with its commands; a run's logs hold what the flow logged; the failed run is listed and its
+    inspect names the exception."""
+    from devtools.harness import FLOWS_DIR, local_cluster
+
+    code, entry = _docs_block("own-flow-code"), yaml.safe_load(_docs_block("own-flow-deployment"))
+    commands = _docs_commands(_docs_block("own-flow-commands"))
+    with local_cluster(deploy=False) as cluster:
+        project = cluster.workdir / "project"
+        shutil.copytree(FLOWS_DIR, project, ignore=shutil.ignore_patterns("__pycache__"))
+        (project / entry[0]["entrypoint"].split(":")[0]).write_text(code)
+        config = yaml.safe_load((project / "prefect.yaml").read_text())
+        config["deployments"] += entry
+        (project / "prefect.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        cluster.ensure_work_pool()
+        worker = cluster.start_worker()
+        said, runs = [], []
+        try:
+            for argv in commands:
+                if "<flow-run-id>" in argv:
+                    argv = [str(runs[-1]) if arg == "<flow-run-id>" else arg for arg in argv]
+                said.append(cluster.cli(argv[1:], project))
+                if argv[1:3] == ["deployment", "run"]:
+                    runs.append(uuid.UUID(re.search(r"UUID: ([0-9a-f-]{36})", said[-1])[1]))
+                    cluster.wait_final([runs[-1]], 120)
+        finally:
+            worker.stop()
+    deployed, _, logs, _, listed, inspected = said
+    assert "nightly-report/nightly-report" in deployed
+    assert "nightly report: 3 rows written" in logs
+    good, bad = runs
+    assert str(bad)[:8] in listed and str(good)[:8] not in listed
+    inspected = " ".join(inspected.split())  # the CLI wraps at the terminal's width
+    assert "message='Flow run encountered an exception: ValueError: rows must be 0 or more, got -1'" in inspected
+    assert "state_type=StateType.FAILED" in inspected

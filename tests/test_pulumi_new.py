@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,12 @@ def project() -> dict[str, Any]:
 # (the CLI would then refuse a stack without them, and a self-hosted server may need none; see Pulumi.yaml):
 # the template must still ask for them as secrets.
 PROGRAM_SECRETS = {"prefectApiKey", "prefectApiAuthString"}
+# What a Prefect Cloud user types at the three Cloud prompts.
+CLOUD = {
+    "prefectApiKey": "pnu_PromptedKey0123456789",
+    "prefectAccountId": "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
+    "prefectWorkspaceId": "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9",
+}
 
 
 def _own_keys(prompts: dict[str, Any]) -> dict[str, Any]:
@@ -98,3 +105,50 @@ def test_the_alert_email_prompt_reaches_the_alarms(project: dict[str, Any]) -> N
         alertEmail="oncall@example.com",
     )
     assert load_stack_config(answers, secrets).alert_email == "oncall@example.com"
+
+
+def test_the_prompts_ask_for_min_workers_with_the_readmes_headline_saving(project: dict[str, Any]) -> None:
+    """minWorkers is the setting behind the README's headline: the prompt states the same two figures."""
+    prompt = _own_keys(project["template"]["config"])["minWorkers"]["description"]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    headline = re.search(
+        r"\*\*What it costs:\*\* about (\$\d+) a month with one worker always on .*? pays about (\$[\d.]+) a "
+        r"month with the worker scaled to zero between runs",
+        readme,
+    )
+    assert headline, "README's headline moved: reword this test with it"
+    assert f"always on (about {headline[1]} a month)" in prompt
+    assert f"about {headline[2]} a month" in prompt
+    answers, secrets = _answers(project, **CLOUD)
+    assert load_stack_config(answers, secrets).scaling is None  # Enter: one worker always on, as the README says
+    scaled = load_stack_config(*_answers(project, **CLOUD, minWorkers="0")).scaling
+    assert scaled is not None and (scaled.min_workers, scaled.max_workers) == (0, 1)
+
+
+def test_the_pool_prompt_is_what_a_second_stack_in_the_workspace_changes(project: dict[str, Any]) -> None:
+    prompt = _own_keys(project["template"]["config"])["workPool"]
+    assert "A second stack in the same Prefect workspace needs a name of its own" in prompt["description"]
+    assert load_stack_config(*_answers(project, **CLOUD)).work_pool == prompt["default"]
+    assert load_stack_config(*_answers(project, **CLOUD, workPool="fargate-pool-prod")).work_pool == "fargate-pool-prod"
+
+
+# Prompts only one kind of Prefect needs: the other kind presses Enter (an empty default) and still gets a valid stack.
+ONLY_FOR = {
+    "prefectAccountId": "Prefect Cloud only (self-hosted: press Enter to skip)",
+    "prefectWorkspaceId": "Prefect Cloud only (self-hosted: press Enter to skip)",
+    "prefectApiUrl": "Self-hosted server only (Prefect Cloud: press Enter to skip)",
+    "prefectApiAuthString": "Self-hosted server with basic auth only (Prefect Cloud: press Enter to skip)",
+}
+
+
+def test_the_prompts_one_kind_of_prefect_needs_say_so_first_and_are_skipped_with_enter(
+    project: dict[str, Any],
+) -> None:
+    prompts = _own_keys(project["template"]["config"])
+    for key, opening in ONLY_FOR.items():
+        assert prompts[key]["description"].startswith(opening), key
+        assert prompts[key]["default"] == "", key
+    cloud = load_stack_config(*_answers(project, **CLOUD))  # the self-hosted prompts left at Enter
+    assert cloud.prefect_api_url.startswith("https://api.prefect.cloud/api/accounts/")
+    own = load_stack_config(*_answers(project, prefectApiUrl="https://prefect.example.com/api"))  # Cloud's at Enter
+    assert own.prefect_api_url == "https://prefect.example.com/api"

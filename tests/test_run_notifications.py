@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import API_KEY, BASE_CONFIG, OWNER, load_stack_config, run_program
+from conftest import API_KEY, BASE_CONFIG, OWNER, load_stack_config, run_program, run_pulumi
 from pulumi.runtime import rpc
 
 from components.config import ConfigError
@@ -21,10 +21,12 @@ from components.run_automations import AutomationError, automation_props
 from components.run_notifications import (
     UNRESOLVED_BLOCK,
     NotificationProvider,
+    RunNotifications,
+    RunNotificationsArgs,
     failed_runs_notification,
     pool_not_ready_notification,
 )
-from devtools.harness import Cluster, WebhookRecorder, local_cluster, wait_for
+from devtools.harness import Cluster, WebhookRecorder, create_declared, local_cluster, wait_for
 
 AUTOMATION = "pulumi-python:dynamic/prefect:Automation"
 BLOCK = "custom-webhook/ops"
@@ -106,6 +108,44 @@ def test_a_pool_without_a_worker_for_5_minutes_notifies() -> None:
 
 
 # -- config and program ------------------------------------------------------------------------------
+
+
+NO_WORKER = f"{OWNER}: notify when work pool team-pool has no worker"
+FAILED_RUNS = f"{OWNER}: notify when a flow run of team-pool fails or crashes"
+
+
+@pytest.mark.parametrize(
+    ("always_on", "notices"), [(0, {FAILED_RUNS}), (1, {FAILED_RUNS, NO_WORKER}), (3, {FAILED_RUNS, NO_WORKER})]
+)
+def test_the_no_worker_notice_is_only_for_workers_meant_to_be_always_on(always_on: int, notices: set[str]) -> None:
+    args = RunNotificationsArgs(
+        pool_name="team-pool",
+        notify_block=BLOCK,
+        always_on_workers=always_on,
+        prefect_api_url=NOWHERE,
+        prefect_credential=None,
+    )
+    run = run_pulumi(lambda: RunNotifications("notifications", args))
+    assert {a.plain_inputs["name"] for a in run.of_type(AUTOMATION)} == notices
+
+
+@pytest.mark.parametrize(
+    ("workers", "notices"),
+    [
+        ({"minWorkers": "0", "maxWorkers": "2"}, {FAILED_RUNS}),  # scaled to zero between runs: no nightly notice
+        ({"desiredCount": "0"}, {FAILED_RUNS}),  # parked on purpose
+        ({"minWorkers": "1", "maxWorkers": "3"}, {FAILED_RUNS, NO_WORKER}),
+    ],
+    ids=["min-0", "desired-0", "min-1"],
+)
+def test_a_stack_scaled_to_zero_gets_no_no_worker_notice(workers: dict[str, str], notices: set[str]) -> None:
+    """At minWorkers 0 the pool is Not Ready every night by design; the late-runs alarm covers a due run. (The
+    default, desiredCount 1, has both: the test below.)"""
+    run = run_program({**BASE_CONFIG, "workPool": "team-pool", "prefectNotifyBlock": BLOCK, **workers})
+    names = {a.plain_inputs["name"] for a in run.of_type(AUTOMATION)}
+    assert {name for name in names if ": notify when" in name} == notices
+    late_runs = [a for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a.name.endswith("-late-runs")]
+    assert len(late_runs) == 1  # what watches a stack scaled to zero instead
 
 
 def test_without_a_block_there_is_no_notification_and_with_one_both_per_stack() -> None:
@@ -301,6 +341,31 @@ def test_a_failing_run_of_this_pool_notifies_the_webhook_with_its_name_and_state
     everything = json.dumps(cluster.webhook.received)
     assert API_KEY not in everything and BLOCK_SECRET not in everything
     NotificationProvider().delete(created.id, created.outs)
+
+
+@pytest.mark.slow
+def test_on_a_real_server_a_stack_scaled_to_zero_has_no_no_worker_notification(
+    prefect_servers: Any, warnings_seen: list[str]
+) -> None:
+    """What `pulumi up` makes on the server, through the program's own providers: at minWorkers 0 the failed-run
+    notification only; at minWorkers 1 the "no worker" one too (which the long test below sees fire)."""
+    server = prefect_servers[0]
+    _save_webhook_block(server.url, "nightly-ops", "http://127.0.0.1:9/hook")
+    made: dict[str, set[str]] = {}
+    for pool, workers in (("nightly-pool", "0"), ("always-pool", "1")):
+        config = {"prefectApiUrl": server.url, "workPool": pool, "prefectNotifyBlock": "custom-webhook/nightly-ops"}
+        create_declared(run_program({**config, "minWorkers": workers}, secret_keys=[]), server.url)
+        ours = [a for a in server.api("POST", "/automations/filter", {}) if f" {pool}" in a["name"]]
+        made[pool] = {a["name"] for a in ours if ": notify when" in a["name"]}
+        for automation in ours:
+            server.api("DELETE", f"/automations/{automation['id']}")
+    assert made == {
+        "nightly-pool": {f"{OWNER}: notify when a flow run of nightly-pool fails or crashes"},
+        "always-pool": {
+            f"{OWNER}: notify when a flow run of always-pool fails or crashes",
+            f"{OWNER}: notify when work pool always-pool has no worker",
+        },
+    }
 
 
 @pytest.mark.long  # in CI's own `-m long` run: keeps the default run short

@@ -7,7 +7,9 @@ credential's value (API key or auth string) never appears in a message.
 `load_config` below is the one place the problems are gathered (one `Reader`, one ConfigError); the
 rules of each concern are in its module: `prefect.py` (API URL, ids, credential), `network.py`,
 `sizing.py` (task sizes, pool type, capacity, workers), `alerts.py`, `image.py` (workerImage, kmsKeyArn),
-and `reader.py` (reading a key and writing its message). Everything other modules use is importable
+`region.py` (aws:region), `keys.py` (a key of this project the program does not read, a retired one) and
+`reader.py` (reading a key and writing its message). The keys the program knows are the ones `_read` asks
+its Reader for (`known_keys`); Pulumi.yaml declares the same set. Everything other modules use is importable
 from `components.config`.
 """
 
@@ -20,6 +22,7 @@ import pulumi
 
 from components.config.alerts import read_alerts, read_notify_block
 from components.config.image import CREDENTIALS_KEY, IMAGE_EXAMPLE, WorkerImage, read_kms_key, read_worker_image
+from components.config.keys import RETIRED, refuse_unread
 from components.config.network import NetworkConfig, read_controller_in_vpc, read_network
 from components.config.prefect import (
     CREDENTIAL_ENV,
@@ -39,6 +42,7 @@ from components.config.reader import (
     read_minutes,
     set_command,
 )
+from components.config.region import read_region
 from components.config.sizing import (
     CAPACITIES,
     CPU_ARCHITECTURES,
@@ -64,6 +68,7 @@ __all__ = [
     "NAMESPACE",
     "PREFECT_CLOUD_API",
     "PREFECT_CLOUD_DOMAIN",
+    "RETIRED",
     "WORK_POOL_TYPES",
     "ConfigError",
     "NetworkConfig",
@@ -72,6 +77,7 @@ __all__ = [
     "TaskSize",
     "WorkerImage",
     "WorkerScaling",
+    "known_keys",
     "load_config",
     "nearest",
     "set_command",
@@ -154,7 +160,31 @@ class StackConfig:
 def load_config() -> StackConfig:
     """Read and validate the stack's config; raise ConfigError naming every bad key."""
     r = Reader()
+    config = _read(r)
+    refuse_unread(r, r.read)
+    if r.errors:
+        raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
+    if config.prefect_credential is None:
+        pulumi.log.warn(
+            f"{NAMESPACE}:prefectApiKey is not set (nor prefectApiAuthString): the worker and `pulumi up` call "
+            f"the Prefect API at {config.prefect_api_url} without credentials. That suits a self-hosted server "
+            "without authentication only, and that API is open to anything that can reach it: keep it inside your "
+            f"network. To send a key: {credential_fix('prefectApiKey')}; for a server started with "
+            f"PREFECT_SERVER_API_AUTH_STRING: {credential_fix('prefectApiAuthString')}"
+        )
+    return config
 
+
+def known_keys() -> frozenset[str]:
+    """This project's keys that the program reads: those `_read` asks its Reader for. It reads every key whatever
+    the values (a rule that depends on another key still reads both), so the set is the same for any config."""
+    r = Reader()
+    _read(r)
+    return frozenset(r.read)
+
+
+def _read(r: Reader) -> StackConfig:
+    """Every key read and checked, its problems collected in `r`; values that failed are their defaults."""
     api_url, cloud = read_api_url(r)
     credential = read_credential(r, cloud)
 
@@ -165,14 +195,6 @@ def load_config() -> StackConfig:
         "letters, digits, '-', '_', '.', up to 128 characters",
         "fargate-pool",
     )
-    if r.raw("prefectVersion") is not None:
-        # Dropped: the image's Prefect must be the client's that `pulumi up` manages the pool with.
-        r.fail(
-            "prefectVersion",
-            "is no longer read: the worker image's Prefect is the version pinned in requirements.txt",
-            "no value; to change Prefect, edit prefect==... in requirements.txt, run pulumi install, then pulumi up",
-            f"pulumi config rm {NAMESPACE}:prefectVersion",
-        )
 
     size = read_fargate_size(r, "cpu", "memory", TaskSize())
 
@@ -209,24 +231,14 @@ def load_config() -> StackConfig:
 
     alarms, alert_email = read_alerts(r)
     notify_block = read_notify_block(r, alarms)
-    kms_key_arn = read_kms_key(r)
+    region = read_region(r)
+    kms_key_arn = read_kms_key(r, region)
     worker_image = read_worker_image(r)
-    worker_capacity, flow_run_capacity = read_capacities(r, work_pool_type, architecture)
+    worker_capacity, flow_run_capacity = read_capacities(r, work_pool_type)
     scaling = read_scaling(r, desired_count, work_pool_type, concurrency, size)
     late_run_minutes = read_minutes(r, "lateRunMinutes", 15, 1, 1440)
     scale_lead_minutes = read_minutes(r, "scaleLeadMinutes", 3, 0, 60)
     controller_in_vpc = read_controller_in_vpc(r, network)
-
-    if r.errors:
-        raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
-    if credential is None:
-        pulumi.log.warn(
-            f"{NAMESPACE}:prefectApiKey is not set (nor prefectApiAuthString): the worker and `pulumi up` call "
-            f"the Prefect API at {api_url} without credentials. That suits a self-hosted server without "
-            "authentication only, and that API is open to anything that can reach it: keep it inside your "
-            f"network. To send a key: {credential_fix('prefectApiKey')}; for a server started with "
-            f"PREFECT_SERVER_API_AUTH_STRING: {credential_fix('prefectApiAuthString')}"
-        )
     return StackConfig(
         prefect_credential=credential,
         prefect_api_url=api_url,

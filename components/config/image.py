@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import pulumi
 from docker.auth import INDEX_NAME, split_repo_name
 from docker.utils import parse_repository_tag
 from docker.utils.build import match_tag
@@ -45,9 +44,9 @@ class WorkerImage:
     credentials_secret_arn: str | None = None  # a non-ECR registry: ECS private registry authentication
 
 
-def read_kms_key(r: Reader) -> str | None:
-    """kmsKeyArn: a key's ARN in the stack's region. Not an alias's: IAM policies and key grants are
-    evaluated on the key's ARN, so a role's statement on an alias ARN would never match, and an alias
+def read_kms_key(r: Reader, region: str | None) -> str | None:
+    """kmsKeyArn: a key's ARN in the stack's `region` (when known). Not an alias's: IAM policies and key grants
+    are evaluated on the key's ARN, so a role's statement on an alias ARN would never match, and an alias
     can be repointed to another key without `pulumi up` noticing."""
     raw = r.raw("kmsKeyArn")
     if raw is None:
@@ -69,7 +68,6 @@ def read_kms_key(r: Reader) -> str | None:
         fix = set_command(key, lookup if UUID.match(raw) or raw.startswith("mrk-") else example)
         r.fail(key, f"{raw!r} is not a KMS key ARN", allowed, fix)
         return None
-    region = pulumi.runtime.get_config("aws:region")
     if region and match["region"] != region:
         r.fail(
             key,

@@ -28,25 +28,32 @@ def nearest(typed: str, allowed: tuple[str, ...]) -> str:
     return max(allowed, key=lambda value: difflib.SequenceMatcher(None, typed.lower(), value.lower()).ratio())
 
 
+def full_key(key: str) -> str:
+    """`key` as the CLI names it: this project's keys get the namespace, another's (`aws:region`) is given whole."""
+    return key if ":" in key else f"{NAMESPACE}:{key}"
+
+
 def set_command(key: str, example: str, *, secret: bool = False) -> str:
     """The exact command that sets `key`; lists use --path so the value keeps its array type."""
     flag = "--secret " if secret else ""
-    return f"pulumi config set {flag}{NAMESPACE}:{key} {example}"
+    return f"pulumi config set {flag}{full_key(key)} {example}"
 
 
 class Reader:
-    """Reads raw config strings and collects one message per bad key."""
+    """Reads raw config strings and collects one message per bad key; remembers which of this project's keys it
+    was asked for, so that a key nobody reads is refused (components/config/keys.py)."""
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.read: set[str] = set()
 
-    @staticmethod
-    def raw(key: str) -> str | None:
+    def raw(self, key: str) -> str | None:
+        self.read.add(key)
         value = pulumi.runtime.get_config(f"{NAMESPACE}:{key}")
         return None if value in (None, "") else str(value)
 
     def fail(self, key: str, problem: str, allowed: str, fix: str) -> None:
-        self.errors.append(f"{NAMESPACE}:{key}: {problem}. Allowed: {allowed}. Fix: {fix}")
+        self.errors.append(f"{full_key(key)}: {problem}. Allowed: {allowed}. Fix: {fix}")
 
     def string(self, key: str, default: str, check: Callable[[str], bool], allowed: str, example: str) -> str:
         value = self.raw(key)

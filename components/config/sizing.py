@@ -108,21 +108,15 @@ def read_work_pool(r: Reader) -> tuple[str, int | None, TaskSize]:
     return pool_type, concurrency, flow_run_size
 
 
-def read_capacities(r: Reader, pool_type: str, architecture: str) -> tuple[str, str]:
-    """workerCapacity, and flowRunCapacity (which only an `ecs` pool's flow-run tasks have)."""
+def read_capacities(r: Reader, pool_type: str) -> tuple[str, str]:
+    """workerCapacity, and flowRunCapacity (which only an `ecs` pool's flow-run tasks have). Either architecture:
+    "FARGATE_SPOT supports Linux tasks with the ARM64 architecture on platform version 1.4.0 or later" (ECS API
+    reference, CapacityProviderStrategyItem; since September 2024), and the stack's tasks run on LATEST, which
+    is 1.4.0 for Linux (the worker service's `platform_version`, components/agent_service.py; an `ecs` pool's
+    RunTask names none, and ECS then uses LATEST)."""
     allowed = "FARGATE (on demand) or FARGATE_SPOT (about 70% cheaper, may be stopped with two minutes' notice)"
     worker = r.string("workerCapacity", "FARGATE", lambda v: v in CAPACITIES, allowed, "FARGATE_SPOT")
     flow_run = r.string("flowRunCapacity", "FARGATE", lambda v: v in CAPACITIES, allowed, "FARGATE_SPOT")
-    # "Fargate Spot only supports Linux tasks with the X86_64 architecture" (ECS developer guide,
-    # Fargate capacity providers); flow-run tasks run on the worker's architecture.
-    for key, capacity in (("workerCapacity", worker), ("flowRunCapacity", flow_run)):
-        if capacity == "FARGATE_SPOT" and architecture != "X86_64":
-            r.fail(
-                key,
-                f"is FARGATE_SPOT but cpuArchitecture is {architecture}, which Fargate Spot does not run",
-                "FARGATE_SPOT only with cpuArchitecture X86_64",
-                f"{set_command('cpuArchitecture', 'X86_64')}  (or: {set_command(key, 'FARGATE')})",
-            )
     if flow_run != "FARGATE" and pool_type != "ecs":
         r.fail(
             "flowRunCapacity",
