@@ -272,7 +272,8 @@ def test_its_errors_and_its_silence_alarm_through_the_alert_notifier(default_run
 
 def test_the_nightly_stack_emails_failed_runs_through_the_controller() -> None:
     """A nightly team's stack (scaled to zero between runs, an email for alerts, a Slack block too): the controller is
-    told the alert topic that alertEmail is subscribed to, and its role may publish to exactly that topic."""
+    told the alert topic that alertEmail is subscribed to, and its role may publish to exactly that topic; the block
+    hears of failed runs but gets no "pool has no worker" notice, which would fire at every nightly scale-in."""
     run = run_program(
         {
             **BASE_CONFIG,
@@ -298,6 +299,12 @@ def test_the_nightly_stack_emails_failed_runs_through_the_controller() -> None:
     assert publishing == [statements(run)["PublishAlerts"]]
     policy = run.one("aws:sns/topicPolicy:TopicPolicy").json_input("policy")["Statement"]
     assert [(s["Principal"], s["Action"]) for s in policy] == [({"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "sns:Publish")]
+    notices = [
+        a.plain_inputs["name"].split(": ", 1)[1]
+        for a in run.of_type("pulumi-python:dynamic/prefect:Automation")
+        if a.json_input("automation")["actions"][0]["type"] == "send-notification"
+    ]
+    assert notices == ["notify when a flow run of fargate-pool fails or crashes"]
 
 
 def test_the_schedule_is_named_as_the_function_for_the_alarms_made_before_either(default_run: Run) -> None:
