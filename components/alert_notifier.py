@@ -28,7 +28,7 @@ import pulumi_aws as aws
 
 from components.agent_roles import Statement, arn_context, policy_document
 from components.kms import PUBLISH_ACTIONS, decrypt_through
-from components.stack_controller import MEMORY_MB, RUNTIME, function_name, lambda_trust
+from components.stack_controller import MEMORY_MB, RUNTIME, function_logs_and_role, function_name, own_logs_statement
 
 NOTIFIER_DIR = Path(__file__).resolve().parent.parent / "alert_notifier"
 HANDLER = "alert_notifier.handler.handler"
@@ -88,24 +88,14 @@ class AlertNotifier(pulumi.ComponentResource):
         account, _, _ = arn_context(self)
         fn_name = notifier_function_name(pulumi.get_stack())
 
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{fn_name}",
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            opts=child,
+        self.log_group, self.role = function_logs_and_role(
+            self, name, fn_name, args.log_retention_days, args.kms_key_arn
         )
-        self.role = aws.iam.Role(f"{name}-role", assume_role_policy=lambda_trust(), opts=child)
         policy = aws.iam.RolePolicy(
             f"{name}-policy",
             role=self.role.id,
             policy=policy_document(
-                {
-                    "Sid": "OwnLogs",
-                    "Effect": "Allow",
-                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    "Resource": pulumi.Output.concat(self.log_group.arn, ":log-stream:*"),
-                },
+                own_logs_statement(self.log_group.arn),
                 *publish_statements(self, args.topic_arn, args.kms_key_arn),
             ),
             opts=child,

@@ -113,18 +113,39 @@ def lambda_trust() -> str:
     )
 
 
+def own_logs_statement(log_group_arn: pulumi.Input[str]) -> Statement:
+    """What Lambda needs from a function's role to ship its logs to the function's own log group."""
+    return {
+        "Sid": "OwnLogs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": pulumi.Output.concat(log_group_arn, ":log-stream:*"),
+    }
+
+
+def function_logs_and_role(
+    parent: pulumi.Resource, name: str, fn_name: str, retention_days: int, kms_key_arn: str | None
+) -> tuple[aws.cloudwatch.LogGroup, aws.iam.Role]:
+    """A stack function's log group (`/aws/lambda/<function>`, the stack's retention, the user's key if any) and its
+    execution role, as children `<name>-logs` and `<name>-role` of `parent` (the controller, the alert notifier)."""
+    child = pulumi.ResourceOptions(parent=parent)
+    log_group = aws.cloudwatch.LogGroup(
+        f"{name}-logs",
+        name=f"/aws/lambda/{fn_name}",
+        retention_in_days=retention_days,
+        kms_key_id=kms_key_arn,
+        opts=child,
+    )
+    return log_group, aws.iam.Role(f"{name}-role", assume_role_policy=lambda_trust(), opts=child)
+
+
 def controller_statements(
     args: StackControllerArgs, log_group_arn: pulumi.Input[str], partition: pulumi.Input[str],
     region: pulumi.Input[str], account: pulumi.Input[str],
 ) -> list[Statement]:  # fmt: skip
     """The role's statements, each on the narrowest resource AWS accepts."""
     statements: list[Statement] = [
-        {
-            "Sid": "OwnLogs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": pulumi.Output.concat(log_group_arn, ":log-stream:*"),
-        },
+        own_logs_statement(log_group_arn),
         {  # an ecs pool's flow-run tasks (infrastructure_pid), a process pool's worker tasks (each run's label)
             "Sid": "ThisClustersTasks",
             "Effect": "Allow",
@@ -196,14 +217,9 @@ class StackController(pulumi.ComponentResource):
         account, partition, region = arn_context(self)
         fn_name = function_name(pulumi.get_stack())
 
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{fn_name}",
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            opts=child,
+        self.log_group, self.role = function_logs_and_role(
+            self, name, fn_name, args.log_retention_days, args.kms_key_arn
         )
-        self.role = aws.iam.Role(f"{name}-role", assume_role_policy=lambda_trust(), opts=child)
         credential_key = (  # the user's key on the secret (config kmsKeyArn), read through Secrets Manager only
             decrypt_through(self, "CredentialKey", args.kms_key_arn, "secretsmanager")
             if args.credential_secret_arn is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,6 +142,80 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         yield
+
+
+def controller_env(**overrides: str) -> dict[str, str]:
+    """The stack controller function's environment as StackController sets it for a default `process` stack with
+    its one fixed worker (the backlog job's settings: components/worker_scaling.py, controller_environment), with
+    `overrides` (the API URL, the pool, ...) on top: the input of tests that run the handler."""
+    return {
+        "PREFECT_API_URL": "https://prefect.example/api",
+        "WORK_POOL": "fargate-pool",
+        "WORK_POOL_TYPE": "process",
+        "CLUSTER_ARN": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prefect-worker-cluster",
+        "SILENCE_SECONDS": "900",
+        "STUCK_SECONDS": "900",
+        "RETRY_CRASHED_RUNS": "true",
+        "BACKLOG_NAMESPACE": "prefect-fargate-test",
+        "BACKLOG_RUN_LIMIT": "4",
+        "BACKLOG_MIN_WORKERS": "1",
+        "BACKLOG_MAX_WORKERS": "1",
+        "BACKLOG_LEAD_MINUTES": "3",
+        "BACKLOG_QUIET_MINUTES": "10",
+        **overrides,
+    }
+
+
+def topic_with_inbox() -> tuple[str, str]:
+    """The alert topic as the stack makes it (alias/aws/sns) in moto, with an SQS queue subscribed to read what
+    arrives: (topic ARN, queue URL)."""
+    import boto3
+
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    arn = sns.create_topic(Name="alerts", Attributes={"KmsMasterKeyId": "alias/aws/sns"})["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
+    return arn, queue
+
+
+def inbox(queue: str) -> list[dict[str, Any]]:
+    """Every message delivered to the queue so far, taken off it (SNS's envelope: Subject, and Message, the JSON
+    for non-email protocols)."""
+    import boto3
+
+    sqs, found = boto3.client("sqs"), []
+    while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+        found += [json.loads(m["Body"]) for m in batch]
+        sqs.delete_message_batch(
+            QueueUrl=queue, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
+        )
+    return found
+
+
+def modules_imported_in_lambda(archive: Any, workdir: Path, module: str, watched: tuple[str, ...]) -> list[str]:
+    """Zip `archive` and extract it as Lambda does, import `module` in an isolated interpreter that sees only the
+    extracted folder and the standard library (-I -S: no site-packages, no PYTHONPATH), and return which modules
+    of the `watched` packages that import loaded. Asserts the import succeeds and leaves `module.handler` callable."""
+    import subprocess
+    import sys
+    import zipfile
+
+    with zipfile.ZipFile(workdir / "code.zip", "w") as zipped:
+        for name, asset in archive.assets.items():
+            zipped.write(asset.path, name)
+    with zipfile.ZipFile(workdir / "code.zip") as zipped:
+        zipped.extractall(workdir / "task")
+    probe = (
+        "import importlib, json, sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p];"
+        f"sys.path.insert(0, '.'); h = importlib.import_module({module!r}); assert callable(h.handler);"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {watched!r})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe], cwd=workdir / "task", capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def moto_ecs_network() -> tuple[str, str, str, str]:

@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from conftest import ACCOUNT, BASE_CONFIG, REGION, Run, run_program
+from conftest import ACCOUNT, BASE_CONFIG, REGION, Run, inbox, modules_imported_in_lambda, run_program, topic_with_inbox
 
 from alert_notifier.handler import alarm_publish_request, cloudwatch_notification, handler, message
 from alert_notifier.topic import SUBJECT_MAX
@@ -86,17 +83,7 @@ def test_the_subject_stays_within_snss_limit() -> None:
 @pytest.fixture
 def topic(aws_env: None) -> tuple[str, str]:
     """The alert topic as the stack makes it (alias/aws/sns), with a queue subscribed to read what arrives."""
-    sns, sqs = boto3.client("sns"), boto3.client("sqs")
-    arn = sns.create_topic(Name="alerts", Attributes={"KmsMasterKeyId": "alias/aws/sns"})["TopicArn"]
-    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
-    return arn, queue
-
-
-def received(queue: str) -> list[dict[str, Any]]:
-    messages = boto3.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10)
-    return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+    return topic_with_inbox()
 
 
 def test_one_change_is_one_message_on_the_topic(topic: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,7 +91,7 @@ def test_one_change_is_one_message_on_the_topic(topic: tuple[str, str], monkeypa
     arn, queue = topic
     monkeypatch.setenv("ALERT_TOPIC_ARN", arn)
     assert handler(alarm_event(), None) == {"status": "published"}
-    (delivered,) = received(queue)
+    (delivered,) = inbox(queue)
     assert delivered["Subject"] == message(alarm_event())[0]
     assert json.loads(delivered["Message"]) == cloudwatch_notification(alarm_event())
     request = alarm_publish_request(alarm_event(), arn)
@@ -143,7 +130,7 @@ def test_a_failed_publish_raises_so_lambda_retries(topic: tuple[str, str], monke
     monkeypatch.setenv("ALERT_TOPIC_ARN", arn.replace(":alerts", ":no-such-topic"))
     with pytest.raises(boto3.client("sns").exceptions.NotFoundException):
         handler(alarm_event(), None)
-    assert received(queue) == []
+    assert inbox(queue) == []
 
 
 def test_the_zip_holds_only_the_notifier_and_imports_alone(tmp_path: Path) -> None:
@@ -151,21 +138,8 @@ def test_the_zip_holds_only_the_notifier_and_imports_alone(tmp_path: Path) -> No
     imported only when it runs, from the Lambda runtime."""
     archive = notifier_archive()
     assert set(archive.assets) == {f"alert_notifier/{p.name}" for p in Path("alert_notifier").glob("*.py")}
-    with zipfile.ZipFile(tmp_path / "code.zip", "w") as zipped:
-        for name, asset in archive.assets.items():
-            zipped.write(asset.path, name)
-    with zipfile.ZipFile(tmp_path / "code.zip") as zipped:
-        zipped.extractall(tmp_path / "task")
-    probe = (
-        "import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p]; sys.path.insert(0, '.');"
-        "import alert_notifier.handler as h; assert callable(h.handler);"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'components', 'pulumi')))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", probe], cwd=tmp_path / "task", capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    watched = ("boto3", "botocore", "components", "pulumi")
+    assert modules_imported_in_lambda(archive, tmp_path, "alert_notifier.handler", watched) == []
 
 
 # -- what the program registers ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from conftest import controller_env
 from prefect_servers import Server
 from test_controller_backlog import settings as backlog_settings
 
@@ -97,13 +98,13 @@ def test_every_kind_of_run_is_counted_for_this_pool_only_and_the_pool_stays_not_
     assert workers_wanted(backlog, settings) == math.ceil((4 + 1 + 2) / 4)
 
     # The handler as the Lambda runs it: settings from the environment, the job publishing through boto3.
-    environment = {
-        "PREFECT_API_URL": server.url, "WORK_POOL": "scale-pool", "WORK_POOL_TYPE": "process",
-        "CLUSTER_ARN": "arn:aws:ecs:us-east-1:123456789012:cluster/c", "SILENCE_SECONDS": "150",
-        "STUCK_SECONDS": "900", "BACKLOG_NAMESPACE": "prefect-fargate-test", "BACKLOG_RUN_LIMIT": "4",
-        "BACKLOG_MIN_WORKERS": "0", "BACKLOG_MAX_WORKERS": "5", "BACKLOG_LEAD_MINUTES": "3",
-        "BACKLOG_QUIET_MINUTES": "10",
-    }  # fmt: skip
+    environment = controller_env(
+        PREFECT_API_URL=server.url,
+        WORK_POOL="scale-pool",
+        CLUSTER_ARN="arn:aws:ecs:us-east-1:123456789012:cluster/c",
+        BACKLOG_MIN_WORKERS="0",
+        BACKLOG_MAX_WORKERS="5",
+    )
     handler.run_jobs(environment, {"backlog": backlog_job.run}, now=lambda: now)
     cloudwatch = boto3.client("cloudwatch")
     metrics = {m["MetricName"] for m in cloudwatch.list_metrics(Namespace="prefect-fargate-test")["Metrics"]}

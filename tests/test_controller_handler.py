@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import record_aws_calls
+from conftest import controller_env, record_aws_calls
 from test_controller_prefect_rest import Answer
 from test_controller_recovery import NOW, settings
 
@@ -22,20 +22,7 @@ from controller.context import Context, build_context, mask
 
 KEY = "pnu_TestKeyThatMustNeverLeak0123456789"
 AUTH_STRING = "admin:s3cret-Passw0rd"
-ENV = {
-    "PREFECT_API_URL": "https://prefect.example/api",
-    "WORK_POOL": "fargate-pool",
-    "WORK_POOL_TYPE": "process",
-    "CLUSTER_ARN": "arn:aws:ecs:us-east-1:123456789012:cluster/prefect-worker-cluster",
-    "SILENCE_SECONDS": "900",
-    "STUCK_SECONDS": "900",
-    "BACKLOG_NAMESPACE": "prefect-fargate-test",
-    "BACKLOG_RUN_LIMIT": "4",
-    "BACKLOG_MIN_WORKERS": "1",
-    "BACKLOG_MAX_WORKERS": "1",
-    "BACKLOG_LEAD_MINUTES": "3",
-    "BACKLOG_QUIET_MINUTES": "10",
-}
+ENV = controller_env()
 
 
 # -- the deadline, under a slow API ----------------------------------------------------------------------------------

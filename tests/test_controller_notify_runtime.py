@@ -16,35 +16,14 @@ import urllib.request
 import uuid
 from typing import Any
 
-import boto3
 import pytest
-from conftest import REGION
+from conftest import REGION, inbox, topic_with_inbox
 from test_controller_recovery import OBSERVER_EXIT
 from test_controller_runtime import controller_env
 
 from controller import handler, notify
 
 pytestmark = pytest.mark.slow
-
-
-def topic_with_inbox() -> tuple[str, str]:
-    sns, sqs = boto3.client("sns"), boto3.client("sqs")
-    arn = sns.create_topic(Name="alerts", Attributes={"KmsMasterKeyId": "alias/aws/sns"})["TopicArn"]
-    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
-    return arn, queue
-
-
-def inbox(queue: str) -> list[dict[str, Any]]:
-    """Every message delivered so far (SNS's envelope: Subject, and Message, the JSON for non-email protocols)."""
-    sqs, found = boto3.client("sqs"), []
-    while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
-        found += [json.loads(m["Body"]) for m in batch]
-        sqs.delete_message_batch(
-            QueueUrl=queue, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
-        )
-    return found
 
 
 def test_a_failed_run_is_one_message_and_a_second_minute_sends_no_duplicate(

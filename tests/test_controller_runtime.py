@@ -34,6 +34,7 @@ from typing import Any
 from uuid import UUID
 
 import boto3
+import conftest
 import pytest
 from conftest import API_KEY
 from ecs_task_event import task_stopped_detail
@@ -65,24 +66,15 @@ def controller_env(
     """The function's environment as StackController sets it, pointed at the local server and moto's secret."""
     secrets = boto3.client("secretsmanager")
     arn = secrets.create_secret(Name=f"prefect-api-key-{pool}", SecretString=API_KEY)["ARN"]
-    return {
-        "PREFECT_API_URL": api_url,
-        "PREFECT_CREDENTIAL_SECRET_ARN": arn,
-        "PREFECT_CREDENTIAL_ENV": "PREFECT_API_KEY",
-        "WORK_POOL": pool,
-        "WORK_POOL_TYPE": pool_type,
-        "CLUSTER_ARN": cluster_arn,
-        "SILENCE_SECONDS": str(silence),
-        "STUCK_SECONDS": "900",
-        "RETRY_CRASHED_RUNS": "true",
-        # The backlog job's (components/worker_scaling.py, controller_environment): a fixed worker.
-        "BACKLOG_NAMESPACE": "prefect-fargate-test",
-        "BACKLOG_RUN_LIMIT": "4",
-        "BACKLOG_MIN_WORKERS": "1",
-        "BACKLOG_MAX_WORKERS": "1",
-        "BACKLOG_LEAD_MINUTES": "3",
-        "BACKLOG_QUIET_MINUTES": "10",
-    }
+    return conftest.controller_env(
+        PREFECT_API_URL=api_url,
+        PREFECT_CREDENTIAL_SECRET_ARN=arn,
+        PREFECT_CREDENTIAL_ENV="PREFECT_API_KEY",
+        WORK_POOL=pool,
+        WORK_POOL_TYPE=pool_type,
+        CLUSTER_ARN=cluster_arn,
+        SILENCE_SECONDS=str(silence),
+    )
 
 
 @dataclass
