@@ -193,6 +193,18 @@ def inbox(queue: str) -> list[dict[str, Any]]:
     return found
 
 
+def deployments_in_new_pools(client: Any, flow: str, pool_type: str, *pools: str) -> dict[str, uuid.UUID]:
+    """Each pool made (`process` or `ecs`) with one deployment of `flow`, named after its pool: a test's own pools on
+    the session's shared server. Returns pool -> deployment id."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    flow_id, deployments = client.create_flow_from_name(flow), {}
+    for pool in pools:
+        client.create_work_pool(WorkPoolCreate(name=pool, type=pool_type))
+        deployments[pool] = client.create_deployment(flow_id=flow_id, name=pool, work_pool_name=pool)
+    return deployments
+
+
 def modules_imported_in_lambda(archive: Any, workdir: Path, module: str, watched: tuple[str, ...]) -> list[str]:
     """Zip `archive` and extract it as Lambda does, import `module` in an isolated interpreter that sees only the
     extracted folder and the standard library (-I -S: no site-packages, no PYTHONPATH), and return which modules

@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import controller_env
+from conftest import controller_env, deployments_in_new_pools
 from prefect_servers import Server
 from test_controller_backlog import settings as backlog_settings
 
@@ -25,13 +25,10 @@ pytestmark = pytest.mark.slow
 def make_runs(server: Server, pool: str, now: datetime) -> dict[str, str]:
     """A deployment in `pool` and one run of each kind the backlog tells apart; returns name -> run id."""
     from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.states import AwaitingRetry, Completed, Late, Pending, Running, Scheduled
 
     with SyncPrefectClient(server.url) as client:
-        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-        flow_id = client.create_flow_from_name(f"{pool}-flow")
-        deployment = client.create_deployment(flow_id=flow_id, name=f"{pool}-deployment", work_pool_name=pool)
+        deployment = deployments_in_new_pools(client, f"{pool}-flow", "process", pool)[pool]
         ago, ahead = now - timedelta(minutes=5), now + timedelta(hours=1)
         # name -> first scheduled time, then the states it goes through
         kinds: dict[str, tuple[datetime, list[Any]]] = {

@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import REGION, inbox, topic_with_inbox
+from conftest import REGION, deployments_in_new_pools, inbox, topic_with_inbox
 from test_controller_recovery import OBSERVER_EXIT
 from test_controller_runtime import controller_env
 
@@ -30,7 +30,6 @@ def test_a_failed_run_is_one_message_and_a_second_minute_sends_no_duplicate(
     prefect_servers: Any, aws_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.client.schemas.objects import FlowRunPolicy
     from prefect.states import Completed, Crashed, Failed, Pending, Running
 
@@ -47,13 +46,7 @@ def test_a_failed_run_is_one_message_and_a_second_minute_sends_no_duplicate(
 
     monkeypatch.setattr(urllib.request, "urlopen", recording)
     with SyncPrefectClient(server.url) as client:
-        for pool in (ours, theirs):
-            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-        flow_id = client.create_flow_from_name("nightly-etl")
-        deployments = {
-            pool: client.create_deployment(flow_id=flow_id, name=f"nightly-{pool}", work_pool_name=pool)
-            for pool in (ours, theirs)
-        }
+        deployments = deployments_in_new_pools(client, "nightly-etl", "process", ours, theirs)
         cases = {
             "failed": (ours, 0, Failed(message="Flow run encountered an exception: ValueError: bad input")),
             "crashed-for-good": (ours, 0, Crashed(message=OBSERVER_EXIT)),
@@ -93,7 +86,7 @@ def test_a_failed_run_is_one_message_and_a_second_minute_sends_no_duplicate(
         for name in ("failed", "crashed-for-good"):
             message = json.loads(notices[str(runs[name])]["Message"])
             assert notices[str(runs[name])]["Subject"] == f"prefect-fargate-nightly: a flow run of pool {ours} failed"
-            assert (message["flow"]["name"], message["deployment"]["name"]) == ("nightly-etl", f"nightly-{ours}")
+            assert (message["flow"]["name"], message["deployment"]["name"]) == ("nightly-etl", ours)
             assert message["state"]["id"] == str(before[name].state.id)
             assert message["flowRun"]["url"] == f"{server.url.removesuffix('/api')}/runs/flow-run/{runs[name]}"
             assert (message["logs"]["worker"] is None) == (name == "failed")

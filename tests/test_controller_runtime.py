@@ -36,7 +36,7 @@ from uuid import UUID
 import boto3
 import conftest
 import pytest
-from conftest import API_KEY
+from conftest import API_KEY, deployments_in_new_pools
 from ecs_task_event import task_stopped_detail
 
 from controller import handler, recovery
@@ -278,7 +278,6 @@ def test_only_this_pools_dead_or_stuck_runs_are_changed_and_the_pool_is_not_poll
     lasts, even labelled with the same stopped task."""
     from prefect import flow
     from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.states import Completed, Pending, Running
 
     server = prefect_servers[0]  # the session's open server: pools named per test
@@ -286,12 +285,7 @@ def test_only_this_pools_dead_or_stuck_runs_are_changed_and_the_pool_is_not_poll
     stopped = worker_tasks.start()
     worker_tasks.stop(stopped)
     with SyncPrefectClient(server.url) as client:
-        for pool in (ours, theirs):
-            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-        flow_id = client.create_flow_from_name("silent")
-        deployments = {
-            pool: client.create_deployment(flow_id=flow_id, name=pool, work_pool_name=pool) for pool in (ours, theirs)
-        }
+        deployments = deployments_in_new_pools(client, "silent", "process", ours, theirs)
         runs = {
             name: client.create_flow_run_from_deployment(deployments[pool]).id
             for name, pool in (("dead", ours), ("stuck", ours), ("finished", ours), ("other-pool", theirs))
@@ -345,7 +339,6 @@ def test_runs_crashed_by_infrastructure_are_rerun_without_force_and_no_other(
     prefect_servers: Any, worker_tasks: WorkerTasks, requests_sent: list[tuple[str, str, str, bytes | None]]
 ) -> None:
     from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.client.schemas.objects import FlowRunPolicy
     from prefect.states import Crashed, Failed, Pending, Running
 
@@ -359,12 +352,7 @@ def test_runs_crashed_by_infrastructure_are_rerun_without_force_and_no_other(
     }
     failed_to_start = task_stopped_detail(cluster_arn, worker_tasks.start(), "Capacity is unavailable", [])
     with SyncPrefectClient(server.url) as client:
-        for pool in (ours, theirs):
-            client.create_work_pool(WorkPoolCreate(name=pool, type="ecs"))
-        flow_id = client.create_flow_from_name("crashy")
-        deployments = {
-            pool: client.create_deployment(flow_id=flow_id, name=pool, work_pool_name=pool) for pool in (ours, theirs)
-        }
+        deployments = deployments_in_new_pools(client, "crashy", "ecs", ours, theirs)
         names = (("oom", ours), ("oom-last-try", ours), ("never-started", ours), ("failed", ours))
         names += (("flow-crash", ours), ("other-pool", theirs))
         runs = {name: client.create_flow_run_from_deployment(deployments[pool]).id for name, pool in names}
@@ -417,17 +405,13 @@ def test_a_server_with_a_lower_limit_is_read_whole_and_heartbeats_one_per_run(
     answered 422, after which every listing is paged at 20 and read whole (45 stuck runs, all handed back). And 45
     runs with three heartbeats each are read as 45 events, one per run, over three pages (at the 20 the client
     learned: /events/filter itself takes up to 50)."""
-    from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.states import Pending
 
     count, limit = 45, 20
     with server_only_cluster("prefect-limit-", PREFECT_SERVER_API_DEFAULT_LIMIT=str(limit)) as cluster:
         pool = "low-limit"
         with cluster.client() as client:
-            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-            deployment = client.create_deployment(
-                flow_id=client.create_flow_from_name("paged"), name="paged", work_pool_name=pool
-            )
+            deployment = deployments_in_new_pools(client, "paged", "process", pool)[pool]
             run_ids = [client.create_flow_run_from_deployment(deployment).id for _ in range(count)]
             for run_id in run_ids:
                 client.set_flow_run_state(run_id, Pending())
