@@ -166,13 +166,16 @@ class Judged:
     problems: list[str]
 
 
-def dead_running(ctx: Context, running: list[dict[str, Any]], now: datetime, stopped: set[str]) -> Judged:
-    """Runs whose task stopped; on a process pool also the corroborated silent ones."""
+def dead_running(
+    ctx: Context, running: list[dict[str, Any]], now: datetime, tasks: dict[str, str | None], stopped: set[str]
+) -> Judged:
+    """Runs whose task (`tasks`: run id -> the task it names, from `run`) stopped; on a process pool also the
+    corroborated silent ones."""
     ecs_pool = ctx.settings.pool_type == "ecs"
     found = Judged([], [])
     alive = []
     for run in running:
-        task = (ecs_task if ecs_pool else worker_task)(run, ctx.settings.cluster_arn)
+        task = tasks[str(run["id"])]
         if task in stopped:
             whose = "Its ECS task" if ecs_pool else "The ECS task of its worker"
             found.verdicts.append(
@@ -183,13 +186,15 @@ def dead_running(ctx: Context, running: list[dict[str, Any]], now: datetime, sto
         else:
             alive.append(run)
     if not ecs_pool:
-        silent, problem = silent_runs(ctx, alive, now)
+        silent, problem = silent_runs(ctx, alive, now, tasks)
         found.verdicts += silent
         found.problems += [problem] if problem else []
     return found
 
 
-def silent_runs(ctx: Context, alive: list[dict[str, Any]], now: datetime) -> tuple[list[Verdict], str | None]:
+def silent_runs(
+    ctx: Context, alive: list[dict[str, Any]], now: datetime, tasks: dict[str, str | None]
+) -> tuple[list[Verdict], str | None]:
     """Of the runs no stopped task accounts for, those unheard for the silence while other runs of the pool were
     heard; when none was heard at all, none, and the problem to report."""
     seconds = ctx.settings.silence_seconds
@@ -213,7 +218,7 @@ def silent_runs(ctx: Context, alive: list[dict[str, Any]], now: datetime) -> tup
     verdicts = []
     for run in silent:
         others = "its worker's other runs" if worker_of(run) in workers_heard - {""} else "other runs of the pool"
-        task = worker_task(run, ctx.settings.cluster_arn)
+        task = tasks[str(run["id"])]
         where = f"its worker's ECS task {task} is still running" if task else "it names no worker task of this stack"
         why = f"No heartbeat for {seconds} s while RUNNING, while {others} were heard and {where}: its process died"
         verdicts.append(judge(run, run.get("run_count", 0), why))
@@ -318,12 +323,10 @@ def run(ctx: Context) -> list[Verdict]:
         crashed = [r for r in listed if crashed_by_infrastructure(r)]
 
     ecs_pool = settings.pool_type == "ecs"
-    tasks = {
-        str(run["id"]): (ecs_task(run, settings.cluster_arn) if ecs_pool else worker_task(run, settings.cluster_arn))
-        for run in running + ([] if ecs_pool else pending)
-    }
+    named = ecs_task if ecs_pool else worker_task  # the task whose stop shows the run's process is gone
+    tasks = {str(run["id"]): named(run, settings.cluster_arn) for run in running + ([] if ecs_pool else pending)}
     stopped = stopped_tasks(ctx.ecs, settings.cluster_arn, sorted({t for t in tasks.values() if t}))
-    judged = dead_running(ctx, running, now, stopped)
+    judged = dead_running(ctx, running, now, tasks, stopped)
 
     steps: list[Step] = [(v.run_id, lambda v=v: v) for v in judged.verdicts]
     stuck_after = timedelta(seconds=settings.stuck_seconds)
