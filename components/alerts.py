@@ -109,7 +109,6 @@ class AlertsArgs:
     # The user's key (config kmsKeyArn) for the topic and the log groups; without it AWS-managed encryption.
     kms_key_arn: str | None = None
     controller_function_name: pulumi.Input[str] | None = None  # the stack controller (stack_controller.py)
-    controller_schedule_name: pulumi.Input[str] | None = None  # its every-minute EventBridge rule
     backlog: BacklogAlarms | None = None  # the controller's backlog metrics
 
 
@@ -312,7 +311,7 @@ def alarm_specs(args: AlertsArgs, rule_name: pulumi.Input[str]) -> list[AlarmSpe
                     "invocation): runs whose worker died are not recovered, and a scaled service's worker count "
                     "stays where it is (scaling never acts on missing data). Check that its schedule is enabled: aws "
                     "events describe-rule --name ",
-                    args.controller_schedule_name or "<its schedule rule>",
+                    args.controller_function_name,  # its every-minute rule has the function's name
                     " --query State; and whether Lambda throttles it: aws lambda get-function-concurrency "
                     "--function-name ",
                     args.controller_function_name,

@@ -56,6 +56,11 @@ from components.worker_scaling import (
 )
 
 
+def stack_prefix() -> str:
+    """`prefect-fargate-<stack>`: what the stack's alarms and dashboard are named by, and its notices signed with."""
+    return f"prefect-fargate-{pulumi.get_stack()}"
+
+
 def backlog_environment(args: StackConfig) -> dict[str, pulumi.Input[str]]:
     """The controller's backlog job settings: the fixed count (min = max) unless minWorkers/maxWorkers are set."""
     low, high = (
@@ -280,7 +285,7 @@ class PrefectWorker(pulumi.ComponentResource):
                     max_workers=args.scaling.max_workers,
                     namespace=backlog_namespace(pulumi.get_stack()),
                     work_pool=args.work_pool,
-                    alarm_prefix=f"prefect-fargate-{pulumi.get_stack()}",
+                    alarm_prefix=stack_prefix(),
                 ),
                 opts=child,
             )
@@ -290,7 +295,7 @@ class PrefectWorker(pulumi.ComponentResource):
         self.dashboard = StackDashboard(
             f"{name}-dashboard",
             StackDashboardArgs(
-                dashboard_name=f"prefect-fargate-{pulumi.get_stack()}",
+                dashboard_name=stack_prefix(),
                 cluster_name=self.cluster.cluster.name,
                 service_name=self.service.service.name,
                 namespace=backlog_namespace(pulumi.get_stack()),
@@ -312,7 +317,7 @@ class PrefectWorker(pulumi.ComponentResource):
                 service_name=self.service.service.name,
                 desired_count=args.always_on_workers,
                 log_retention_days=args.log_retention_days,
-                alarm_prefix=f"prefect-fargate-{pulumi.get_stack()}",
+                alarm_prefix=stack_prefix(),
                 alert_email=args.alert_email,
                 dead_letter_queue_name=self.task_events.dead_letter_queue.name if self.task_events else None,
                 kms_key_arn=args.kms_key_arn,
@@ -323,7 +328,6 @@ class PrefectWorker(pulumi.ComponentResource):
                 ),
                 # The controller is made after the alerts (it publishes to their topic): its names, known up front.
                 controller_function_name=function_name(pulumi.get_stack()),
-                controller_schedule_name=function_name(pulumi.get_stack()),
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -334,7 +338,7 @@ class PrefectWorker(pulumi.ComponentResource):
             return {}
         return failed_run_notice_environment(
             topic_arn=self.alerts.topic.arn,
-            alarm_prefix=f"prefect-fargate-{pulumi.get_stack()}",
+            alarm_prefix=stack_prefix(),
             worker_log_group=self.cluster.log_group.name,
         )
 

@@ -222,11 +222,9 @@ def name_values(entries: list[dict[str, str]]) -> dict[str, str]:
 
 def set_stack_config(config: dict[str, str], secret_keys: list[str]) -> None:
     """Stack config as the CLI hands it to the program: `project:key` names, secrets marked."""
+    from components.config.reader import full_key
 
-    def full(key: str) -> str:  # another namespace's key (`aws:region`) is given whole
-        return key if ":" in key else f"{PROJECT}:{key}"
-
-    pulumi.runtime.set_all_config({full(k): v for k, v in config.items()}, [full(k) for k in secret_keys])
+    pulumi.runtime.set_all_config({full_key(k): v for k, v in config.items()}, [full_key(k) for k in secret_keys])
 
 
 def load_stack_config(config: dict[str, str], secret_keys: list[str] | None = None) -> Any:
