@@ -5,6 +5,7 @@ the demo use them too); they are re-exported here, where the tests have always i
 from __future__ import annotations
 
 import json
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,6 +253,22 @@ def _answer_run_task(params: dict[str, Any], model: Any, **_: Any) -> tuple[Any,
         "tasks": [{"taskArn": task, "clusterArn": cluster}],
         "failures": [],
     }
+
+
+@pytest.fixture
+def requests_sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, bytes | None]]:
+    """Every HTTP request the controller sends (it sends them all through urllib.request.urlopen): method, URL,
+    Authorization header, body."""
+    sent: list[tuple[str, str, str, bytes | None]] = []
+    real = urllib.request.urlopen
+
+    def recording(request: urllib.request.Request, *args: Any, **kwargs: Any) -> Any:
+        body = request.data if isinstance(request.data, bytes) else None
+        sent.append((request.get_method(), request.full_url, request.get_header("Authorization") or "", body))
+        return real(request, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", recording)
+    return sent
 
 
 def record_aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, dict[str, Any]]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import ACCOUNT, BASE_CONFIG, REGION, Run, inbox, modules_imported_in_lambda, run_program, topic_with_inbox
+from conftest import ACCOUNT, REGION, Run, inbox, modules_imported_in_lambda, topic_with_inbox
 
 from alert_notifier.handler import alarm_publish_request, cloudwatch_notification, handler, message
 from alert_notifier.topic import SUBJECT_MAX
@@ -168,11 +168,6 @@ def test_its_role_publishes_to_the_topic_only(default_run: Run) -> None:
     )  # fmt: skip
     trust = default_run.one("aws:iam/role:Role", "notifier").json_input("assumeRolePolicy")
     assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "lambda.amazonaws.com"}]
-
-
-def test_no_alarms_no_notifier() -> None:
-    off = run_program({**BASE_CONFIG, "alarms": "false"})
-    assert [r.name for r in off.of_type("aws:lambda/function:Function")] == ["prefect-controller-function"]
 
 
 def test_the_docs_sample_email_is_what_the_notifier_writes(default_run: Run) -> None:

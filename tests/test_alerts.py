@@ -211,6 +211,8 @@ def test_alarms_false_creates_none_of_it() -> None:
         "prefect-controller-schedule",
         "prefect-controller-target",
     ]
+    functions = [r.name for r in off.of_type("aws:lambda/function:Function")]
+    assert functions == ["prefect-controller-function"]  # no alert notifier
     assert sorted(r.name for r in off.of_type(LOG)) == ["prefect-controller-logs", "prefect-worker-logs"]
     assert "alertTopicArn" not in off.outputs
     # No topic, so the controller's failed-run notices are off (controller/notify.py): no setting, no permission.

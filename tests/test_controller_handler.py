@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from conftest import API_KEY as KEY
 from conftest import controller_env, record_aws_calls
 from test_controller_prefect_rest import Answer
 from test_controller_recovery import NOW, settings
@@ -20,7 +21,6 @@ from controller import context as controller_context
 from controller import handler
 from controller.context import Context, build_context, mask
 
-KEY = "pnu_TestKeyThatMustNeverLeak0123456789"
 AUTH_STRING = "admin:s3cret-Passw0rd"
 ENV = controller_env()
 

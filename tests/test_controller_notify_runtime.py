@@ -12,7 +12,6 @@ the job writes names the state reported and changes neither the run's state nor 
 from __future__ import annotations
 
 import json
-import urllib.request
 import uuid
 from typing import Any
 
@@ -27,7 +26,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_failed_run_is_one_message_and_a_second_minute_sends_no_duplicate(
-    prefect_servers: Any, aws_env: None, monkeypatch: pytest.MonkeyPatch
+    prefect_servers: Any,
+    aws_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    requests_sent: list[tuple[str, str, str, bytes | None]],
 ) -> None:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.objects import FlowRunPolicy
@@ -36,15 +38,6 @@ def test_a_failed_run_is_one_message_and_a_second_minute_sends_no_duplicate(
     server = prefect_servers[0]
     ours, theirs = (f"notify-{side}-{uuid.uuid4().hex[:8]}" for side in ("ours", "theirs"))
     topic, queue = topic_with_inbox()
-    sent: list[tuple[str, str, Any]] = []
-    real = urllib.request.urlopen
-
-    def recording(request: urllib.request.Request, *args: Any, **kwargs: Any) -> Any:
-        body = json.loads(request.data) if isinstance(request.data, bytes) else None
-        sent.append((request.get_method(), request.full_url.removeprefix(server.url), body))
-        return real(request, *args, **kwargs)
-
-    monkeypatch.setattr(urllib.request, "urlopen", recording)
     with SyncPrefectClient(server.url) as client:
         deployments = deployments_in_new_pools(client, "nightly-etl", "process", ours, theirs)
         cases = {
@@ -99,7 +92,8 @@ def test_a_failed_run_is_one_message_and_a_second_minute_sends_no_duplicate(
         for name in ("completed", "other-pool-failed"):
             assert notify.LABEL not in client.read_flow_run(runs[name]).labels
 
-    labels = [(method, url, body) for method, url, body in sent if url.endswith("/labels")]
+    sent = [(method, url.removeprefix(server.url), body) for method, url, _, body in requests_sent]
+    labels = [(method, url, json.loads(body or b"{}")) for method, url, body in sent if url.endswith("/labels")]
     assert labels == [
         ("PATCH", f"/flow_runs/{runs[name]}/labels", {notify.LABEL: str(before[name].state.id)})
         for name in sorted(("failed", "crashed-for-good"), key=lambda n: before[n].end_time)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from conftest import API_KEY as KEY
 
 from controller import recovery
 from controller.prefect_rest import (
@@ -27,7 +28,6 @@ from controller.prefect_rest import (
 )
 
 API = "https://prefect.example/api"
-KEY = "pnu_TestKeyThatMustNeverLeak0123456789"
 
 
 class Answer(io.BytesIO):

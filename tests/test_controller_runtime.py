@@ -24,7 +24,6 @@ import json
 import re
 import signal
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -116,21 +115,6 @@ def worker_tasks(aws_env: None) -> Iterator[WorkerTasks]:
     )["taskDefinition"]["taskDefinitionArn"]
     yield WorkerTasks(ecs, cluster_arn, definition)
     state_manager.unset_transition("ecs::task")
-
-
-@pytest.fixture
-def requests_sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, bytes | None]]:
-    """Every HTTP request the controller sends (it sends them all through urllib.request.urlopen)."""
-    sent: list[tuple[str, str, str, bytes | None]] = []
-    real = urllib.request.urlopen
-
-    def recording(request: urllib.request.Request, *args: Any, **kwargs: Any) -> Any:
-        body = request.data if isinstance(request.data, bytes) else None
-        sent.append((request.get_method(), request.full_url, request.get_header("Authorization") or "", body))
-        return real(request, *args, **kwargs)
-
-    monkeypatch.setattr(urllib.request, "urlopen", recording)
-    return sent
 
 
 def endpoint(url: str, api_url: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import PROJECT, ROOT, load_stack_config
+from conftest import ACCOUNT_ID, PROJECT, ROOT, WORKSPACE_ID, load_stack_config
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ PROGRAM_SECRETS = {"prefectApiKey", "prefectApiAuthString"}
 # What a Prefect Cloud user types at the three Cloud prompts.
 CLOUD = {
     "prefectApiKey": "pnu_PromptedKey0123456789",
-    "prefectAccountId": "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
-    "prefectWorkspaceId": "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9",
+    "prefectAccountId": ACCOUNT_ID,
+    "prefectWorkspaceId": WORKSPACE_ID,
 }
 
 
@@ -64,11 +64,7 @@ def test_answering_the_prompts_gives_a_valid_stack(project: dict[str, Any]) -> N
     """The prompts' defaults plus a key and the Cloud ids (what a Cloud user types) pass validation."""
     prompts = _own_keys(project["template"]["config"])
     answers = {key: str(spec.get("default", "")) for key, spec in prompts.items()}
-    answers.update(
-        prefectApiKey="pnu_PromptedKey0123456789",
-        prefectAccountId="0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
-        prefectWorkspaceId="5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9",
-    )
+    answers.update(CLOUD)
     loaded = load_stack_config(answers, [key for key, spec in prompts.items() if spec.get("secret")])
     assert loaded.prefect_api_url.startswith("https://api.prefect.cloud/api/accounts/")
 
@@ -97,13 +93,7 @@ def test_the_prompts_serve_a_self_hosted_server_with_or_without_basic_auth(proje
 
 def test_the_alert_email_prompt_reaches_the_alarms(project: dict[str, Any]) -> None:
     assert "alertEmail" in _own_keys(project["template"]["config"])
-    answers, secrets = _answers(
-        project,
-        prefectApiKey="pnu_PromptedKey0123456789",
-        prefectAccountId="0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
-        prefectWorkspaceId="5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9",
-        alertEmail="oncall@example.com",
-    )
+    answers, secrets = _answers(project, **CLOUD, alertEmail="oncall@example.com")
     assert load_stack_config(answers, secrets).alert_email == "oncall@example.com"
 
 

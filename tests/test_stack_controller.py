@@ -218,10 +218,10 @@ def test_a_server_without_authentication_has_no_secret_to_read() -> None:
     assert "PREFECT_CREDENTIAL_SECRET_ARN" not in function(run)["environment"]["variables"]
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, "true"), ("false", "false")])
-def test_retry_crashed_runs_is_on_unless_turned_off(value: str | None, expected: str) -> None:
-    config = {**BASE_CONFIG, "workPoolType": "ecs", **({"retryCrashedRuns": value} if value else {})}
-    assert function(run_program(config))["environment"]["variables"]["RETRY_CRASHED_RUNS"] == expected
+def test_retry_crashed_runs_is_on_unless_turned_off(ecs_run: Run) -> None:
+    assert function(ecs_run)["environment"]["variables"]["RETRY_CRASHED_RUNS"] == "true"
+    config = {**BASE_CONFIG, "workPoolType": "ecs", "retryCrashedRuns": "false"}
+    assert function(run_program(config))["environment"]["variables"]["RETRY_CRASHED_RUNS"] == "false"
 
 
 def test_a_retry_crashed_runs_that_is_not_a_boolean_is_refused_with_the_fix() -> None:
