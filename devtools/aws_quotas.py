@@ -92,9 +92,8 @@ def _trust_policy(resource: Resource, _: Run) -> int | None:
 def _role_inline_policies(resource: Resource, run: Run) -> int | None:
     """Every inline policy of the role together: its RolePolicy resources (which name it by name or id)."""
     names = {resource.id, resource.outputs.get("name")}
-    policies = [p.plain_inputs["policy"] for p in run.of_type("aws:iam/rolePolicy:RolePolicy")]
-    owners = [p.plain_inputs["role"] for p in run.of_type("aws:iam/rolePolicy:RolePolicy")]
-    return sum(_non_white(policy) for policy, owner in zip(policies, owners, strict=True) if owner in names)
+    policies = (p.plain_inputs for p in run.of_type("aws:iam/rolePolicy:RolePolicy"))
+    return sum(_non_white(policy["policy"]) for policy in policies if policy["role"] in names)
 
 
 def _rule_targets(resource: Resource, run: Run) -> int | None:
@@ -125,18 +124,13 @@ def _containers(resource: Resource, _: Run) -> int | None:
     return len(resource.json_input("containerDefinitions"))
 
 
-def _awsvpc(key: str) -> Callable[[Resource, Run], int | None]:
+def _list_in(block: str, key: str) -> Callable[[Resource, Run], int | None]:
+    """The length of list `key` in the resource's `block` (a service's networkConfiguration, a function's
+    vpcConfig); None without the block."""
+
     def measure(resource: Resource, _: Run) -> int | None:
-        network = resource.plain_inputs.get("networkConfiguration")
-        return None if network is None else len(network.get(key) or [])
-
-    return measure
-
-
-def _lambda_vpc(key: str) -> Callable[[Resource, Run], int | None]:
-    def measure(resource: Resource, _: Run) -> int | None:
-        vpc = resource.plain_inputs.get("vpcConfig")
-        return None if vpc is None else len(vpc.get(key) or [])
+        found = resource.plain_inputs.get(block)
+        return None if found is None else len(found.get(key) or [])
 
     return measure
 
@@ -179,14 +173,14 @@ def quotas() -> tuple[Quota, ...]:
             "subnets in its VPC config",
             api_max("lambda", "CreateFunction", "VpcConfig", "SubnetIds"),
             "Lambda API reference, VpcConfig",
-            _lambda_vpc("subnetIds"),
+            _list_in("vpcConfig", "subnetIds"),
         ),
         Quota(
             "aws:lambda/function:Function",
             "security groups in its VPC config",
             api_max("lambda", "CreateFunction", "VpcConfig", "SecurityGroupIds"),
             "Lambda API reference, VpcConfig",
-            _lambda_vpc("securityGroupIds"),
+            _list_in("vpcConfig", "securityGroupIds"),
         ),
         Quota("aws:iam/role:Role", "characters of trust policy (default quota)", 2048, IAM, _trust_policy),
         Quota("aws:iam/role:Role", "characters of inline policies, in aggregate", 10240, IAM, _role_inline_policies),
@@ -240,14 +234,14 @@ def quotas() -> tuple[Quota, ...]:
             "subnets in its awsvpc configuration",
             16,
             "ECS API reference, AwsVpcConfiguration",
-            _awsvpc("subnets"),
+            _list_in("networkConfiguration", "subnets"),
         ),
         Quota(
             "aws:ecs/service:Service",
             "security groups in its awsvpc configuration",
             5,
             "ECS API reference, AwsVpcConfiguration",
-            _awsvpc("securityGroups"),
+            _list_in("networkConfiguration", "securityGroups"),
         ),
         Quota(
             "aws:cloudwatch/dashboard:Dashboard",

@@ -245,7 +245,17 @@ class _QuietHandler(BaseHTTPRequestHandler):
         pass
 
 
-class WebhookRecorder:
+class _Loopback:
+    """A stand-in endpoint served by `serve_on_loopback`."""
+
+    _server: ThreadingHTTPServer
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class WebhookRecorder(_Loopback):
     """A stand-in for a Slack incoming webhook: records each JSON body posted and answers `ok` like Slack."""
 
     def __init__(self) -> None:
@@ -264,12 +274,8 @@ class WebhookRecorder:
         self._server, base = serve_on_loopback(Handler)
         self.url = f"{base}/services/T000/B000/XXXX"
 
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
-
-class TaskMetadataStub:
+class TaskMetadataStub(_Loopback):
     """ECS's task metadata endpoint, version 4, on loopback: `GET $ECS_CONTAINER_METADATA_URI_V4/task` answers the
     task's metadata with its `TaskARN` ("Amazon ECS task metadata endpoint version 4 for tasks on Fargate"), so the
     worker's supervisor names the worker after a task as it does in ECS."""
@@ -287,10 +293,6 @@ class TaskMetadataStub:
 
         self._server, base = serve_on_loopback(Handler)
         self.uri = f"{base}/v4/{uuid.uuid4().hex}"  # as ECS injects it: a base the paths are appended to
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def events_blocked() -> dict[str, str]:

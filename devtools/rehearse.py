@@ -141,7 +141,8 @@ class ShapeReport:
             detail = f": {outcome.detail}" if outcome.detail else ""
             lines.append(f"  {outcome.status:15} {outcome.address}{what}{detail}")
         for resource in self.not_aws:
-            lines.append(f"  {'not AWS':15} {resource.typ} {resource.name}: covered by {NOT_AWS[resource.typ]}")
+            covered = NOT_AWS.get(resource.typ, "no test (a failure above)")
+            lines.append(f"  {'not AWS':15} {resource.typ} {resource.name}: covered by {covered}")
         lines.append(f"  quotas: {len(self.findings)} measured, {len(self.violations)} exceeded")
         lines += [f"    {finding.line()}" for finding in self.violations]
         timings = ", ".join(f"{command} {seconds:.0f} s" for command, seconds in self.timings)
@@ -259,10 +260,6 @@ class Rehearsal:
         with ThreadPoolExecutor(AT_ONCE) as pool:
             return list(pool.map(self.finish, prepared))
 
-    def shape(self, name: str, config: dict[str, str], secret_keys: list[str] | None = None) -> ShapeReport:
-        (report,) = self.shapes([(name, config, secret_keys)])
-        return report
-
     def prepare(self, name: str, config: dict[str, str], secret_keys: list[str] | None) -> Prepared:
         started = time.monotonic()
         config, notes = stand_ins(config, self.endpoint, name)
@@ -305,6 +302,7 @@ class Rehearsal:
         write(translation)
         tf.init()
         outcomes: list[Outcome] = []
+        gaps: dict[str, str] = {}
         for address in translation.addresses:
             typ, name = address.split(".", 1)
             arguments = terraform.complete_objects(self.schema, typ, translation.arguments(address))
@@ -313,17 +311,12 @@ class Rehearsal:
                     arguments[argument] = value
                     notes.append(f"{address}: {argument} = {json.dumps(value)} here: {why}")
             translation.resources[typ][name] = arguments
-        # Arguments newer than this provider (pulumi-aws 7 bridges the 6.x line): left out, saying which.
-        gaps = {
-            address: f"terraform-provider-aws {terraform.PROVIDER_VERSION} has no {', '.join(missing)} "
-            "(pulumi-aws 7 bridges the 6.x provider)"
-            for address in translation.addresses
-            if (
-                missing := terraform.missing_arguments(
-                    self.schema, address.split(".")[0], translation.arguments(address)
+            # Arguments newer than this provider (pulumi-aws 7 bridges the 6.x line): left out, saying which.
+            if missing := terraform.missing_arguments(self.schema, typ, arguments):
+                gaps[address] = (
+                    f"terraform-provider-aws {terraform.PROVIDER_VERSION} has no {', '.join(missing)} "
+                    "(pulumi-aws 7 bridges the 6.x provider)"
                 )
-            )
-        }
         translation = _drop(translation, gaps, "not in provider", outcomes)
         translation = self._validated(tf, translation, write, outcomes)
         translation = self._planned(tf, translation, write, outcomes)

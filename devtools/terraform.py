@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devtools.mocks import REGION  # moto's default account matches the mocks' too
+
 MIRROR = Path(os.environ.get("TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
 PROVIDER_VERSION = "5.100.0"
 PROVIDER_SOURCE = "hashicorp/aws"
-REGION = "us-east-1"  # the mocks' region (devtools/mocks.py); moto's default account matches theirs
 # The provider's endpoint keys (its `endpoints` block) for every service the program's resources use.
 MOTO_SERVICES = (
     "applicationautoscaling",
@@ -100,16 +101,15 @@ PLUGIN_CACHE = Path(tempfile.gettempdir()) / "prefect-fargate-terraform-plugins"
 class Terraform:
     """terraform in one work dir, with the provider from the mirror (through the plugin cache)."""
 
-    def __init__(self, workdir: Path, plugin_cache: Path = PLUGIN_CACHE) -> None:
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        cache = plugin_cache
-        cache.mkdir(parents=True, exist_ok=True)
+        PLUGIN_CACHE.mkdir(parents=True, exist_ok=True)
         rc = workdir / "terraform.rc"
         rc.write_text(
             f'provider_installation {{\n  filesystem_mirror {{ path = "{MIRROR}" }}\n'
             f'  direct {{ exclude = ["registry.terraform.io/{PROVIDER_SOURCE}"] }}\n}}\n'
-            f'plugin_cache_dir = "{cache}"\n'
+            f'plugin_cache_dir = "{PLUGIN_CACHE}"\n'
         )
         self.env = {
             **os.environ,
@@ -160,12 +160,11 @@ class Terraform:
         return done.returncode, messages
 
 
-def missing_arguments(schema: dict[str, Any], typ: str, arguments: dict[str, Any], data: bool = False) -> list[str]:
-    """Arguments (dotted paths into blocks) that the provider's schema for `typ` does not have."""
-    kind = "data_source_schemas" if data else "resource_schemas"
-    if typ not in schema[kind]:
+def missing_arguments(schema: dict[str, Any], typ: str, arguments: dict[str, Any]) -> list[str]:
+    """Arguments (dotted paths into blocks) that the provider's schema for resource `typ` does not have."""
+    if typ not in schema["resource_schemas"]:
         return [f"the type {typ}"]
-    return _missing(schema[kind][typ]["block"], arguments, "")
+    return _missing(schema["resource_schemas"][typ]["block"], arguments, "")
 
 
 def _missing(block: dict[str, Any], arguments: dict[str, Any], prefix: str) -> list[str]:

@@ -117,6 +117,16 @@ def test_only_created_read_and_named_gaps_are_no_failure() -> None:
         report.outcomes.pop()
 
 
+def test_a_resource_that_is_not_aws_and_covered_by_no_test_is_reported_failed_not_a_crash() -> None:
+    """`prepare` records the failure; the report still prints, naming the gap (it once raised KeyError instead)."""
+    resource = Resource("prefect:index:Unknown", "u", "u-id", {}, {})
+    report = ShapeReport("s", {}, not_aws=[resource])
+    report.outcomes = [Outcome(resource.typ, resource, "failed", "not AWS and covered by no test")]
+    text = report.text()
+    assert "prefect:index:Unknown u: covered by no test" in text
+    assert not report.ok
+
+
 def test_the_shapes_and_what_covers_what_is_not_aws() -> None:
     assert {"default", "ecs-pool", "scale-to-zero", "spot", "worker-image", "kms-key", "existing-vpc"} == set(SHAPES)
     assert SHAPES["scale-to-zero"] == {"minWorkers": "0", "maxWorkers": "25"}
