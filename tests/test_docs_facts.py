@@ -621,6 +621,8 @@ def idle_backlog(last_end_seconds: float | None = None) -> backlog.Backlog:
 
 def idle_publishes() -> str:
     """What the controller publishes for a pool idle beyond its tail, over an hour: "nothing", or the minutes."""
+    from test_controller_backlog import Recording
+
     hour = datetime(2026, 1, 1, tzinfo=UTC)
     published: list[int] = []
 
@@ -628,13 +630,9 @@ def idle_publishes() -> str:
         def put_metric_data(self, **_: Any) -> None:
             published.append(len(published))
 
-    class IdlePool:
-        def request(self, method: str, path: str, body: Any = None) -> Any:
-            return 0 if path == "/flow_runs/count" else []
-
     settings = backlog.BacklogSettings.from_environ(controller_env("scaled"))
     for minute in range(60):
-        backlog.tick(IdlePool(), CloudWatch(), settings, hour + timedelta(minutes=minute))
+        backlog.tick(Recording(), CloudWatch(), settings, hour + timedelta(minutes=minute))
     return "nothing" if not published and not idle_backlog().publish_now else f"{len(published)} times an hour"
 
 
@@ -831,17 +829,14 @@ def ecs_pool_wants_one(_: str) -> str | None:
 
 def due_filter(field: str) -> str | None:
     """The due count filters SCHEDULED-type runs on `field` up to now + the lead time, and on no other time."""
-    bodies: list[Any] = []
-
-    class Recording:
-        def request(self, method: str, path: str, body: Any = None) -> Any:
-            bodies.append(body)
-            return 0 if path == "/flow_runs/count" else []
+    from test_controller_backlog import Recording
 
     environ = {**controller_env("scaled"), "WORK_POOL_TYPE": "process"}
     settings = backlog.BacklogSettings.from_environ(environ)
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    backlog.read_backlog(Recording(), settings, now)
+    prefect = Recording()
+    backlog.read_backlog(prefect, settings, now)
+    bodies = [body for _, _, body in prefect.requests]
     (due,) = [  # the count (the oldest waiting run is a filter with the same state, sorted)
         b["flow_runs"]
         for b in bodies
@@ -896,30 +891,24 @@ def late_age_from_next_start(_: str) -> str | None:
         "expected_start_time": "2025-12-31T22:00:00+00:00",
     }
 
-    class OneLateRun:
-        def request(self, method: str, path: str, body: Any = None) -> Any:
-            if path == "/flow_runs/count":
-                return 0
-            return [late] if body.get("sort") == "NEXT_SCHEDULED_START_TIME_ASC" else []
+    from test_controller_backlog import Recording
 
+    one_late_run = Recording({("/flow_runs/filter", "NEXT_SCHEDULED_START_TIME_ASC"): [late]})
     settings = backlog.BacklogSettings.from_environ({**controller_env("scaled"), "WORK_POOL_TYPE": "process"})
-    age = backlog.read_backlog(OneLateRun(), settings, datetime(2026, 1, 1, 1, tzinfo=UTC)).oldest_late_seconds
+    age = backlog.read_backlog(one_late_run, settings, datetime(2026, 1, 1, 1, tzinfo=UTC)).oldest_late_seconds
     return None if age == 20 * MINUTE else f"the oldest Late run is {age} s old"
 
 
 def waiting_runs_by_type(name: str) -> str | None:
     """The oldest waiting run is read by state type (SCHEDULED: Scheduled, Late, AwaitingRetry, ...) and next
     scheduled start, not by the name Late, so a handed-back run (`name`) that no worker takes is aged too."""
-    asked: list[dict[str, Any]] = []
-
-    class Recording:
-        def request(self, method: str, path: str, body: Any = None) -> Any:
-            asked.append(body)
-            return 0 if path == "/flow_runs/count" else []
+    from test_controller_backlog import Recording
 
     settings = backlog.BacklogSettings.from_environ({**controller_env("scaled"), "WORK_POOL_TYPE": "process"})
     now = datetime(2026, 1, 1, 1, tzinfo=UTC)
-    backlog.read_backlog(Recording(), settings, now)
+    prefect = Recording()
+    backlog.read_backlog(prefect, settings, now)
+    asked = [body for _, _, body in prefect.requests]
     wanted = {"state": {"type": {"any_": ["SCHEDULED"]}}, "next_scheduled_start_time": {"before_": now.isoformat()}}
     oldest = [b["flow_runs"] for b in asked if b.get("sort") == "NEXT_SCHEDULED_START_TIME_ASC"]
     ok = name == "AwaitingRetry" and oldest == [wanted]
