@@ -28,7 +28,14 @@ import pulumi_aws as aws
 
 from components.agent_roles import Statement, arn_context, policy_document
 from components.kms import PUBLISH_ACTIONS, decrypt_through
-from components.stack_controller import MEMORY_MB, RUNTIME, function_logs_and_role, function_name, own_logs_statement
+from components.stack_controller import (
+    MEMORY_MB,
+    RUNTIME,
+    function_logs_and_role,
+    function_name,
+    own_logs_statement,
+    package_assets,
+)
 
 NOTIFIER_DIR = Path(__file__).resolve().parent.parent / "alert_notifier"
 HANDLER = "alert_notifier.handler.handler"
@@ -44,10 +51,8 @@ def notifier_function_name(stack: str) -> str:
 
 
 def notifier_archive() -> pulumi.AssetArchive:
-    """alert_notifier/'s Python modules under `alert_notifier/` in the zip (no __pycache__, nothing else)."""
-    return pulumi.AssetArchive(
-        {f"alert_notifier/{path.name}": pulumi.FileAsset(str(path)) for path in sorted(NOTIFIER_DIR.glob("*.py"))}
-    )
+    """alert_notifier/'s Python modules."""
+    return pulumi.AssetArchive(package_assets(NOTIFIER_DIR))
 
 
 def publish_statements(

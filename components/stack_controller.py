@@ -58,16 +58,16 @@ TARGET_MAX_EVENT_AGE_SECONDS = 60  # PutTargets' RetryPolicy: 60 to 86,400 s
 MISSED_HEARTBEATS = 5
 
 
+def package_assets(directory: Path) -> dict[str, pulumi.FileAsset]:
+    """A package's Python modules under its own name in a function's zip (no __pycache__, nothing else)."""
+    return {f"{directory.name}/{path.name}": pulumi.FileAsset(str(path)) for path in sorted(directory.glob("*.py"))}
+
+
 def controller_archive() -> pulumi.AssetArchive:
-    """controller/'s Python modules under `controller/` in the zip, and the SHARED_MODULES (no __pycache__, nothing
-    else)."""
+    """controller/'s Python modules, and the SHARED_MODULES."""
     root = CONTROLLER_DIR.parent
-    return pulumi.AssetArchive(
-        {
-            **{f"controller/{path.name}": pulumi.FileAsset(str(path)) for path in sorted(CONTROLLER_DIR.glob("*.py"))},
-            **{shared: pulumi.FileAsset(str(root / shared)) for shared in SHARED_MODULES},
-        }
-    )
+    shared = {module: pulumi.FileAsset(str(root / module)) for module in SHARED_MODULES}
+    return pulumi.AssetArchive({**package_assets(CONTROLLER_DIR), **shared})
 
 
 def function_name(stack: str, role: str = "controller") -> str:
